@@ -1,0 +1,50 @@
+# l2lb: the two commands are `make demo` and `make test`. Everything else supports them.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+K8S_BUILD := lab/k8s-build/build.sh
+
+.PHONY: venv debs k8s lab-up lab-down lab-status demo test test-unit test-lab lint bench clean
+
+$(STAMP): requirements.txt files/agent/pyproject.toml lab/pyproject.toml
+	@echo ">> creating $(VENV) with pinned Python packages"
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	@$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps -e files/agent -e lab
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+debs:
+	@scripts/ensure-debs.sh
+
+k8s:
+	@$(K8S_BUILD) >/dev/null
+
+lab-up: venv debs k8s
+	@$(VENV)/bin/lab up
+
+lab-down:
+	@if [ -x $(VENV)/bin/lab ]; then $(VENV)/bin/lab down; else scripts/lab-down-fallback.sh; fi
+
+lab-status: venv
+	@$(VENV)/bin/lab status
+
+demo: venv debs k8s
+	@scripts/demo.sh
+
+test: venv debs k8s
+	@scripts/test.sh
+
+test-unit: venv
+	@$(VENV)/bin/pytest -q tests/unit
+
+lint: venv
+	@scripts/lint.sh
+
+bench: venv debs k8s
+	@$(PY) -m tests.bench
+
+clean: lab-down
+	rm -rf $(VENV) .pytest_cache .ruff_cache
