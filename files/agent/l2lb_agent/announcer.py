@@ -1,0 +1,403 @@
+"""ARP / NDP answering on raw sockets (adapter ring: AF_PACKET, classic BPF, scapy).
+
+Place in the flow: speaker -> ``Announcer.update(owned IPs, fence)`` -> one receive thread per
+LAN interface answers ARP requests and Neighbor Solicitations for owned IPs with the
+interface's MAC -> gratuitous ARP / unsolicited NA when an IP is gained.
+
+Design:
+* scapy builds each reply template once, when an IP is gained (``_Templates``); the hot path
+  only patches the requester's MAC/IP into the bytes (``frames.arp_reply`` / ``na_reply``).
+* The state the receive threads read is one immutable ``_Snapshot`` swapped by reference
+  (owned IPs -> templates, fence deadline): losing an IP or passing the fence takes effect on
+  the next frame, without locks. Every frame is checked against the fence (monotonic clock),
+  so a late timer can never make a fenced speaker answer.
+* Each socket carries a classic BPF filter (``frames.bpf_program``) rebuilt on every change of
+  the owned set; the filter is attached before the socket is bound, and the receive buffer is
+  bounded (``RCVBUF``), so a flood costs the kernel, not Python, and cannot grow memory.
+
+Not guaranteed: an answer already handed to the kernel when an IP is lost still goes out.
+Constructors start nothing: ``start()`` opens sockets and threads, ``stop()`` closes them.
+"""
+
+from __future__ import annotations
+
+import array
+import collections
+import contextlib
+import dataclasses
+import fcntl
+import ipaddress
+import logging
+import os
+import socket
+import struct
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6
+from scapy.layers.l2 import ARP, Ether
+
+from . import frames
+
+log = logging.getLogger(__name__)
+
+ETH_P_ALL = 0x0003
+SO_ATTACH_FILTER = 26
+SOL_PACKET = 263
+PACKET_ADD_MEMBERSHIP = 1
+PACKET_MR_ALLMULTI = 2
+SIOCETHTOOL = 0x8946
+ETHTOOL_GDRVINFO = 0x00000003
+RCVBUF = 1 << 20  # bytes; bounded so a flood drops in the kernel instead of growing memory
+GARP_SCHEDULE = (0.0, 0.5, 1.5, 3.0)  # seconds after a gain: at once, then a few more
+
+EXCLUDED_PREFIXES = ("veth", "cali", "cni", "flannel", "docker", "kube-", "lxc", "cilium", "lo")
+EXCLUDED_DRIVERS = {"dummy", "bridge", "tun", "vxlan", "geneve", "ipip", "ip_gre", "ip6_gre", "gre",
+                    "sit", "ip6_tunnel", "wireguard", "openvswitch", "nlmon", "ifb", "vrf"}
+EXCLUDED_DEVTYPES = {"bridge", "vxlan", "geneve", "wireguard", "ipip", "gre", "sit", "tunnel"}
+
+
+# -- interface choice ------------------------------------------------------------------------
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def driver_of(name: str) -> str:
+    """The kernel driver of an interface (ethtool GDRVINFO), "" when unknown."""
+    buf = array.array("B", struct.pack("I", ETHTOOL_GDRVINFO) + bytes(192))
+    ifreq = struct.pack("16sP", name.encode()[:15], buf.buffer_info()[0])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            fcntl.ioctl(s, SIOCETHTOOL, ifreq)
+        except OSError:
+            return ""
+    return bytes(buf[4:36]).split(b"\0", 1)[0].decode(errors="replace")
+
+
+def unsuitable(name: str, sysfs: Path = Path("/sys/class/net")) -> str | None:
+    """Why an interface is not a LAN interface for announcing, or None when it is suitable.
+
+    A veth named eth0 (a container or lab namespace's uplink) is suitable; CNI-style names are not.
+    """
+    base = sysfs / name
+    if name.startswith(EXCLUDED_PREFIXES):
+        return "name looks like loopback, CNI or container plumbing"
+    if _read(base / "type") != "1":
+        return "not an Ethernet interface"
+    if not int(_read(base / "flags") or "0", 16) & 1:
+        return "down"
+    devtype = next((ln.split("=", 1)[1] for ln in _read(base / "uevent").splitlines()
+                    if ln.startswith("DEVTYPE=")), "")
+    if devtype in EXCLUDED_DEVTYPES or (base / "bridge").exists():
+        return f"virtual device type {devtype or 'bridge'}"
+    driver = driver_of(name)
+    if driver in EXCLUDED_DRIVERS:
+        return f"virtual device driver {driver}"
+    return None
+
+
+def choose_interfaces(configured: Iterable[str] = (), sysfs: Path = Path("/sys/class/net")) -> list[str]:
+    """The configured interfaces (must exist), or every suitable one."""
+    names = sorted(p.name for p in sysfs.iterdir()) if sysfs.exists() else []
+    configured = list(configured)
+    if configured:
+        missing = [n for n in configured if n not in names]
+        if missing:
+            raise ValueError(f"interfaces: {', '.join(missing)} not found (have: {', '.join(names)})")
+        return configured
+    chosen = []
+    for name in names:
+        why = unsuitable(name, sysfs)
+        log.debug("interface %s: %s", name, why or "suitable")
+        if why is None:
+            chosen.append(name)
+    return chosen
+
+
+def mac_of(name: str) -> bytes:
+    return bytes.fromhex(_read(Path("/sys/class/net") / name / "address").replace(":", ""))
+
+
+# -- templates and snapshot ------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Templates:
+    """Frames built once per (interface, IP) by scapy."""
+
+    reply: bytes  # ARP reply or solicited NA, patched per request
+    announce: bytes  # gratuitous ARP, or unsolicited NA to all nodes (also the answer to DAD)
+
+
+def build_templates(ip: str, mac: bytes) -> _Templates:
+    m = ":".join(f"{b:02x}" for b in mac)
+    if ipaddress.ip_address(ip).version == 4:
+        reply = Ether(src=m, dst="00:00:00:00:00:00") / ARP(
+            op=2, hwsrc=m, psrc=ip, hwdst="00:00:00:00:00:00", pdst="0.0.0.0")
+        garp = Ether(src=m, dst="ff:ff:ff:ff:ff:ff") / ARP(
+            op=1, hwsrc=m, psrc=ip, hwdst="00:00:00:00:00:00", pdst=ip)
+        return _Templates(reply=bytes(reply).ljust(60, b"\0"), announce=bytes(garp).ljust(60, b"\0"))
+
+    def na(dst: str, solicited: int) -> bytes:
+        pkt = (Ether(src=m, dst="33:33:00:00:00:01") / IPv6(src=ip, dst=dst, hlim=255)
+               / ICMPv6ND_NA(tgt=ip, R=0, S=solicited, O=1) / ICMPv6NDOptDstLLAddr(lladdr=m))
+        return bytes(pkt)
+
+    return _Templates(reply=na("ff02::1", 1), announce=na("ff02::1", 0))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Snapshot:
+    owned4: dict[bytes, _Templates]  # packed IPv4 -> templates
+    owned6: dict[bytes, _Templates]  # packed IPv6 -> templates
+    fence: float  # monotonic deadline; no answer at or after it
+
+
+class Stats:
+    """Counters kept by the receive threads (plain ints: the hot path takes no locks)."""
+
+    def __init__(self) -> None:
+        self.answered: collections.Counter[str] = collections.Counter()  # "arp"|"ns"|"dad" -> count
+        self.dropped: collections.Counter[frames.Verdict] = collections.Counter()  # reason -> count
+        self.announcements = 0
+        self.send_errors = 0
+
+
+# -- one interface ---------------------------------------------------------------------------
+
+
+class Port:
+    """A raw socket on one interface and its receive thread."""
+
+    def __init__(self, ifname: str, stats: Stats) -> None:
+        self.ifname = ifname
+        self.mac = mac_of(ifname)
+        self._stats = stats
+        self.snap = _Snapshot({}, {}, 0.0)  # replaced (never mutated) by the Announcer
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.templates: dict[str, _Templates] = {}  # ip text -> templates for this MAC
+
+    def start(self, prog: list[frames.Insn]) -> None:
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # protocol 0: nothing yet
+        self._sock = sock
+        self.set_filter(prog)  # before bind, so no unfiltered frame is ever queued
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        ifindex = socket.if_nametoindex(self.ifname)
+        mreq = struct.pack("iHH8s", ifindex, PACKET_MR_ALLMULTI, 0, b"")  # solicited-node groups
+        sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+        sock.bind((self.ifname, ETH_P_ALL))
+        sock.settimeout(0.2)
+        self._thread = threading.Thread(target=self._loop, name=f"announce-{self.ifname}", daemon=True)
+        self._thread.start()
+
+    def set_filter(self, prog: list[frames.Insn]) -> None:
+        if self._sock is None:
+            return
+        code = b"".join(struct.pack("HBBI", *insn) for insn in prog)
+        buf = array.array("B", code)
+        fprog = struct.pack("HL", len(prog), buf.buffer_info()[0])
+        self._sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(2.0)
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def send(self, frame: bytes) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            sock.send(frame)
+        except OSError as exc:
+            self._stats.send_errors += 1
+            log.warning("%s: send failed: %s", self.ifname, exc)
+
+    def _loop(self) -> None:
+        sock, mac, stats = self._sock, self.mac, self._stats
+        assert sock is not None
+        while not self._stop.is_set():
+            try:
+                frame = sock.recv(frames.SNAPLEN)
+            except TimeoutError:
+                continue
+            except OSError as exc:
+                if not self._stop.is_set():
+                    log.error("%s: receive failed: %s", self.ifname, exc)
+                    self._stop.wait(0.1)
+                continue
+            try:
+                self._handle(sock, mac, stats, frame)
+            except Exception:  # never let one frame kill the responder; count and log it
+                log.exception("%s: unexpected error on a %d-byte frame", self.ifname, len(frame))
+
+    def _handle(self, sock: socket.socket, mac: bytes, stats: Stats, frame: bytes) -> None:
+        snap = self.snap
+        d = frames.decide(frame, mac, snap.owned4, snap.owned6)
+        verdict = d.verdict
+        if verdict in frames.ANSWERS and time.monotonic() >= snap.fence:
+            verdict = frames.Verdict.FENCED
+        if verdict is frames.Verdict.ANSWER_ARP:
+            sock.send(frames.arp_reply(snap.owned4[d.target].reply, d.peer_mac, d.peer_ip))
+            stats.answered["arp"] += 1
+        elif verdict is frames.Verdict.ANSWER_NS:
+            sock.send(frames.na_reply(snap.owned6[d.target].reply, d.peer_mac, d.peer_ip))
+            stats.answered["ns"] += 1
+        elif verdict is frames.Verdict.ANSWER_DAD:
+            sock.send(snap.owned6[d.target].announce)
+            stats.answered["dad"] += 1
+        else:
+            stats.dropped[verdict] += 1
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s: dropped %d-byte frame: %s", self.ifname, len(frame), verdict.value)
+            return
+        if log.isEnabledFor(logging.DEBUG):
+            _log_answer(self.ifname, d, mac)
+
+
+def _log_answer(ifname: str, d: frames.Decision, mac: bytes) -> None:
+    fam = socket.AF_INET if len(d.target) == 4 else socket.AF_INET6
+    target = socket.inet_ntop(fam, d.target)
+    peer = socket.inet_ntop(fam, d.peer_ip) if d.peer_ip else "::"
+    peer_mac = ":".join(f"{b:02x}" for b in d.peer_mac) if d.peer_mac else "-"
+    log.debug("%s: Request: who-has %s? tell %s (%s). reply: %s is-at %s", ifname, target, peer,
+              peer_mac, target, ":".join(f"{b:02x}" for b in mac))
+
+
+# -- the announcer -----------------------------------------------------------------------------
+
+
+class Announcer:
+    """Answers for the IPs the speaker owns, on every chosen interface."""
+
+    def __init__(self, interfaces: Iterable[str]) -> None:
+        self.stats = Stats()
+        self.ports = [Port(name, self.stats) for name in interfaces]
+        self._fence = 0.0
+        self._owned: frozenset[str] = frozenset()
+        self._lock = threading.Lock()  # serialises update() callers, never the hot path
+        self._garp_stop = threading.Event()
+        self._garp_thread: threading.Thread | None = None
+        self._garp_due: list[tuple[float, str]] = []  # (monotonic time, ip) GARP/NA to send
+
+    @property
+    def owned(self) -> frozenset[str]:
+        return self._owned
+
+    def start(self) -> None:
+        for port in self.ports:
+            port.start(frames.bpf_program(set(), set()))
+            log.info("announcing on %s (%s)", port.ifname, ":".join(f"{b:02x}" for b in port.mac))
+        self._garp_thread = threading.Thread(target=self._garp_loop, name="announce-garp", daemon=True)
+        self._garp_thread.start()
+
+    def stop(self) -> None:
+        self.silence()
+        self._garp_stop.set()
+        for port in self.ports:
+            port.stop()
+        if self._garp_thread is not None:
+            self._garp_thread.join(2.0)
+
+    def silence(self) -> None:
+        """Stop answering at once (SIGTERM, fence)."""
+        self.set_fence(0.0)
+
+    def set_fence(self, deadline: float) -> None:
+        """Answers are allowed until this monotonic time (the speaker's lease fence)."""
+        with self._lock:
+            self._fence = deadline
+            for port in self.ports:
+                port.snap = dataclasses.replace(port.snap, fence=deadline)
+
+    def update(self, owned: Iterable[str], fence: float) -> tuple[set[str], set[str]]:
+        """Announce exactly `owned` (canonical IP texts) from now on; returns (gained, lost).
+
+        Called from one thread (the speaker's sync loop); templates are built before taking
+        the lock so a renewal's set_fence never waits for scapy.
+        """
+        owned = frozenset(owned)
+        gained, lost = set(owned - self._owned), set(self._owned - owned)
+        if not gained and not lost:
+            self.set_fence(fence)
+            return gained, lost
+        built = {(port.ifname, ip): build_templates(ip, port.mac) for port in self.ports for ip in gained
+                 if ip not in port.templates}
+        with self._lock:
+            if lost:  # stop answering first, then narrow the kernel filter
+                self._swap(owned - gained, fence)
+            for port in self.ports:
+                for ip in gained:
+                    port.templates.setdefault(ip, built.get((port.ifname, ip)) or port.templates[ip])
+                for ip in lost:
+                    port.templates.pop(ip, None)
+            self._swap(owned, fence)
+            self._owned = owned
+            now = time.monotonic()
+            self._garp_due += [(now + d, ip) for ip in sorted(gained) for d in GARP_SCHEDULE[1:]]
+            self._garp_due.sort()
+        self._refilter(owned)
+        for ip in sorted(gained):
+            self.announce(ip)  # the first gratuitous announcement goes out at once
+        return gained, lost
+
+    def _swap(self, owned: frozenset[str], fence: float) -> None:
+        self._fence = fence
+        for port in self.ports:
+            owned4: dict[bytes, _Templates] = {}
+            owned6: dict[bytes, _Templates] = {}
+            for ip in owned:
+                packed = ipaddress.ip_address(ip).packed
+                tpl = port.templates.get(ip)
+                if tpl is not None:
+                    (owned4 if len(packed) == 4 else owned6)[packed] = tpl
+            port.snap = _Snapshot(owned4, owned6, fence)
+
+    def _refilter(self, owned: frozenset[str]) -> None:
+        packed = [ipaddress.ip_address(ip).packed for ip in owned]
+        prog = frames.bpf_program({p for p in packed if len(p) == 4}, {p for p in packed if len(p) == 16})
+        for port in self.ports:
+            try:
+                port.set_filter(prog)
+            except OSError as exc:
+                log.error("%s: cannot attach BPF filter (%d instructions): %s", port.ifname, len(prog), exc)
+
+    def _garp_loop(self) -> None:
+        while not self._garp_stop.wait(0.05):
+            now = time.monotonic()
+            with self._lock:
+                due = [ip for t, ip in self._garp_due if t <= now]
+                self._garp_due = [(t, ip) for t, ip in self._garp_due if t > now]
+            for ip in due:
+                self.announce(ip)
+
+    def announce(self, ip: str) -> None:
+        """Send one gratuitous ARP / unsolicited NA for ip on every port, if still owned and not fenced."""
+        if ip not in self._owned or time.monotonic() >= self._fence:
+            return
+        for port in self.ports:
+            tpl = port.templates.get(ip)
+            if tpl is not None:
+                port.send(tpl.announce)
+                self.stats.announcements += 1
+        log.debug("gratuitous announcement for %s", ip)
+
+
+def pid_rss_bytes(pid: int | None = None) -> int:
+    """Resident set size of a process (for the benchmark and the RSS metric)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        fields = Path(f"/proc/{pid or os.getpid()}/statm").read_text().split()
+        return int(fields[1]) * os.sysconf("SC_PAGE_SIZE")
+    return 0

@@ -1,0 +1,323 @@
+"""The controller: gives LoadBalancer Services addresses from the pools and keeps them.
+
+Component ring. Flow:
+  informers (ConfigMap `config` in l2lb's namespace; Services in all namespaces)
+    -> one work queue (deduplicated keys) -> one worker thread, the only one touching the allocator
+    -> `services.request_for` -> `allocator.assign` -> writers (status + Events, in parallel,
+       sharded by Service key so the writes of one Service stay in order).
+Only the Lease leader (`leader.LeaderElector`) computes and writes; every write re-checks
+leadership. On becoming leader the worker builds a fresh allocator from the Services' status
+(Services that hold addresses first, oldest first) before anything new is assigned, so a valid
+address is never moved. With no ConfigMap nothing is assigned and nothing is removed. An invalid
+ConfigMap leaves the last good config in force (log, Warning Event `InvalidConfig`, metric
+`l2lb_config_stale 1`). Failed Services wait in `_pending` and are retried when addresses free up
+or the config changes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from . import allocator, config, kube, leader, metrics, services
+from .writers import KeyQueue, Writers
+
+log = logging.getLogger(__name__)
+
+CONFIGMAP = "config"
+LEASE = "l2lb-controller"
+COMPONENT = "l2lb-controller"
+CONFIG, RESYNC, LOST = "\0config", "\0resync", "\0lost"  # queue tokens (never Service keys)
+
+
+class Controller:
+    """Explicit start()/stop(); the constructor starts nothing."""
+
+    def __init__(self, client: kube.KubeClient, *, namespace: str, lb_class: str, identity: str,
+                 timings: Any, workers: int = 16, claim_unclassed: bool = True, registry: Any = None) -> None:
+        self.client, self.namespace, self.lb_class = client, namespace, lb_class
+        self.claim_unclassed = claim_unclassed
+        self.metrics = metrics.ControllerMetrics(registry) if registry else metrics.ControllerMetrics()
+        self.metrics.api_requests.set_function(lambda: client.request_count)
+        self.queue = KeyQueue()
+        self.services = kube.Informer(client, kube.SERVICES, self._on_service, name="services")
+        self.configmaps = kube.Informer(client, kube.CONFIGMAPS, lambda *_: self.queue.put(CONFIG),
+                                        namespace=namespace, field_selector=f"metadata.name={CONFIGMAP}",
+                                        name="configmap")
+        self.elector = leader.LeaderElector(client, namespace, LEASE, identity, timings,
+                                            on_start=lambda: self.queue.put(RESYNC),
+                                            on_stop=self._on_lost)
+        self.writers = Writers(workers, self.elector.is_leader, self._write_failed)
+        self.config: config.Config | None = None  # last good config
+        self.alloc: allocator.Allocator | None = None  # only while leading with a config
+        self._raw_seen: object = object()  # ConfigMap text last processed
+        self._config_error: str | None = None  # why the current ConfigMap is refused
+        self._pending: set[str] = set()  # keys that failed; retried when addresses free
+        self._failed: dict[str, str] = {}  # key -> last failure message (one Event per new message)
+        self._written: dict[str, list[dict[str, str]]] = {}  # key -> ingress last written
+        self._warned: set[str] = set()  # keys warned about addresses outside every pool
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.services.start()
+        self.configmaps.start()
+        self.writers.start()
+        self._thread = threading.Thread(target=self._run, name="controller", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.queue.put(LOST)
+        if self._thread is not None:
+            self._thread.join(5)
+        self.elector.stop(release=True)
+        self.writers.stop()
+        self.services.stop()
+        self.configmaps.stop()
+
+    def healthy(self) -> bool:
+        return self.services.synced.is_set() and self.configmaps.synced.is_set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set() and not self.healthy():
+            self._stop.wait(0.1)
+        if self._stop.is_set():
+            return
+        log.info("caches synced: %d Services", len(self.services.cache))
+        self._load_config()
+        self.elector.start()
+        while not self._stop.is_set():
+            item = self.queue.get(timeout=0.5)
+            if item is None:
+                continue
+            try:
+                self._handle(item)
+            except Exception:
+                log.exception("controller: failed to handle %s", item)
+            if self.queue.empty():
+                self._update_metrics()
+
+    def _handle(self, item: str) -> None:
+        if item == CONFIG:
+            self._load_config()
+        elif item == RESYNC:
+            self._resync()
+        elif item == LOST:
+            self.alloc = None
+            self.metrics.ready.set(0)
+        elif self.alloc is not None:
+            self._sync(item)
+
+    # -- informer callbacks (informer threads) ------------------------------------------------
+
+    def _on_service(self, _kind: str, new: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
+        self.queue.put(kube.object_key(new or old or {}))
+
+    def _on_lost(self) -> None:
+        self.metrics.is_leader.set(0)
+        self.queue.put(LOST)
+
+    # -- config ---------------------------------------------------------------------------------
+
+    def _load_config(self) -> None:
+        cm = self.configmaps.get(f"{self.namespace}/{CONFIGMAP}")
+        if cm is None:
+            state = "keeping the last good config" if self.config else "nothing is assigned or removed"
+            log.warning("no ConfigMap %s/%s: %s", self.namespace, CONFIGMAP, state)
+            return
+        raw = (cm.get("data") or {}).get("config")
+        if raw == self._raw_seen:
+            return
+        self._raw_seen = raw
+        try:
+            new = config.load_config(raw)
+        except config.ConfigError as exc:
+            self._refuse(cm, f"key config: {exc}" if raw is not None else "no key 'config' in data")
+            return
+        self._config_error = None
+        self.metrics.config_stale.set(0)
+        self.metrics.config_loaded.set(1)
+        if new == self.config:
+            return
+        self.config = new
+        log.info("config loaded: %s", ", ".join(f"{p.name} ({', '.join(r.text for r in p.addresses)})"
+                                                for p in new.pools) or "no pools")
+        self._event(cm, "Normal", "ConfigLoaded", f"loaded {len(new.pools)} address pool(s)")
+        if self.alloc is None:
+            self.queue.put(RESYNC)
+            return
+        for key in self.alloc.set_config(new):
+            self._warned.discard(key)  # warn again under the new config
+        self.queue.put_many(self._managed_keys())
+
+    def _refuse(self, cm: Mapping[str, Any], why: str) -> None:
+        self._config_error = why
+        self.metrics.config_stale.set(1)
+        state = "keeping the last good config" if self.config else "no config in force: nothing is assigned"
+        log.error("invalid ConfigMap %s/%s, %s: %s", self.namespace, CONFIGMAP, state, why)
+        self._event(cm, "Warning", "InvalidConfig", f"invalid config, {state}: {why}")
+
+    # -- services -------------------------------------------------------------------------------
+
+    def _managed(self, svc: Mapping[str, Any]) -> bool:
+        return services.is_managed(svc, self.lb_class, self.claim_unclassed)
+
+    def _managed_keys(self) -> list[str]:
+        return [services.key_of(s) for s in self.services.items() if self._managed(s)]
+
+    def _resync(self) -> None:
+        """Become the writer: rebuild from status (holders first, oldest first), then assign the rest."""
+        if not self.elector.is_leader():
+            return
+        self.metrics.is_leader.set(1)
+        if self.config is None:
+            log.warning("leading without a config: nothing is assigned or removed")
+            return
+        started = time.monotonic()
+        self.alloc = allocator.Allocator(self.config)
+        self._pending.clear()
+        self._failed.clear()
+        self._written.clear()
+        self._warned.clear()
+        managed = [s for s in self.services.items() if self._managed(s)]
+        managed.sort(key=lambda s: (not services.status_ips(s), s["metadata"].get("creationTimestamp", ""),
+                                    services.key_of(s)))
+        for svc in managed:
+            self._sync_service(svc)
+        if self._config_error:
+            cm = self.configmaps.get(f"{self.namespace}/{CONFIGMAP}")
+            if cm:
+                self._event(cm, "Warning", "InvalidConfig", f"invalid config, keeping the last good one: "
+                            f"{self._config_error}")
+        self.metrics.ready.set(1)
+        log.info("ready: rebuilt state from %d Services in %.3fs (%d pending)", len(managed),
+                 time.monotonic() - started, len(self._pending))
+
+    def _sync(self, key: str) -> None:
+        assert self.alloc is not None
+        svc = self.services.get(key)
+        if svc is not None and self._managed(svc):
+            self._sync_service(svc)
+            return
+        held = self.alloc.ips_of(key)
+        self._forget(key)
+        if not held:
+            return
+        log.info("%s: released %s (%s)", key, ", ".join(map(str, held)),
+                 "deleted" if svc is None else "no longer a LoadBalancer of this class")
+        if svc is not None and set(services.status_ips(svc)) <= set(held) and services.status_ips(svc):
+            self._write_status(svc, [])
+        self._retry_pending()
+
+    def _forget(self, key: str) -> None:
+        assert self.alloc is not None
+        self.alloc.release(key)
+        self._pending.discard(key)
+        self._failed.pop(key, None)
+        self._written.pop(key, None)
+        self._warned.discard(key)
+
+    def _sync_service(self, svc: dict[str, Any]) -> None:
+        assert self.alloc is not None
+        key = services.key_of(svc)
+        before = self.alloc.ips_of(key)
+        result = self.alloc.assign(key, services.request_for(svc))
+        if result.ok:
+            self._assigned(svc, key, result)
+        else:
+            self._failed_alloc(svc, key, result)
+        if before and set(before) - set(result.ips):
+            self._retry_pending()
+
+    def _assigned(self, svc: dict[str, Any], key: str, result: allocator.Result) -> None:
+        self._pending.discard(key)
+        self._failed.pop(key, None)
+        desired = services.ingress_of(result.ips)
+        if _ingress(svc) != desired and self._written.get(key) != desired:
+            ips = ", ".join(map(str, result.ips))
+            where = f"from pool {result.pool}" if result.pool else "outside every pool (kept)"
+            log.info("%s: assigned %s %s", key, ips, where)
+            self._write_status(svc, desired)
+            self._event(svc, "Normal", "IPAllocated", f"Assigned IP {ips} {where}")
+        if result.outside_pools and key not in self._warned:
+            self._warned.add(key)
+            ips = ", ".join(str(ip) for ip in result.ips if not config.contains(self.config, ip))
+            log.warning("%s: %s is in no pool of the current config; kept until the Service changes",
+                        key, ips)
+            self._event(svc, "Warning", "IPOutsidePools", f"{ips} is in no address pool any more; the "
+                        "Service keeps it until you delete it or request another address")
+        elif not result.outside_pools:
+            self._warned.discard(key)
+
+    def _failed_alloc(self, svc: dict[str, Any], key: str, result: allocator.Result) -> None:
+        assert result.failure is not None
+        self._pending.add(key)
+        if _ingress(svc) or self._written.get(key):
+            self._write_status(svc, [])
+        message = result.failure.message
+        if self._failed.get(key) == message:
+            return
+        self._failed[key] = message
+        self.metrics.failures.labels(result.failure.reason.value).inc()
+        log.warning("%s: allocation failed (%s): %s", key, result.failure.reason.value, message)
+        self._event(svc, "Warning", "AllocationFailed", f"Failed to allocate IP for {key}: {message}")
+
+    def _retry_pending(self) -> None:
+        self.queue.put_many(sorted(self._pending))
+
+    # -- writes -----------------------------------------------------------------------------------
+
+    def _write_status(self, svc: Mapping[str, Any], ingress: list[dict[str, str]]) -> None:
+        meta = svc["metadata"]
+        key = services.key_of(svc)
+        self._written[key] = ingress
+        body = {"status": {"loadBalancer": {"ingress": ingress or None}}}
+        self.writers.submit(key, lambda: self.client.patch_status(kube.SERVICES, meta["name"], body,
+                                                                  meta["namespace"]))
+
+    def _event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
+        if not self.elector.is_leader():
+            return
+        meta = obj["metadata"]
+        ns = meta.get("namespace") or self.namespace
+        full = {"apiVersion": "v1", "kind": obj.get("kind") or "Service", **obj}
+        self.writers.submit(kube.object_key(obj), lambda: self.client.create_event(
+            ns, full, type_, reason, message, COMPONENT), report=False)
+
+    def _write_failed(self, key: str, exc: kube.ApiError) -> None:
+        """A write failed (not NotFound): forget what we wrote and look at the Service again soon."""
+        self._written.pop(key, None)
+        threading.Timer(1.0, self.queue.put, (key,)).start()
+
+    def _update_metrics(self) -> None:
+        if self.alloc is None:
+            return
+        self.metrics.set_pools(self.alloc.stats())
+        self.metrics.allocated.set(len(self.alloc))
+        self.metrics.outside_pools.set(len(self._warned))
+
+
+def _ingress(svc: Mapping[str, Any]) -> list[dict[str, str]]:
+    ing = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    return [{"ip": str(i.get("ip")), "ipMode": str(i.get("ipMode") or "VIP")} for i in ing if i.get("ip")]
+
+
+def run(args: Any) -> int:
+    """Entry point from cli: run until args.stop is set."""
+    client = kube.KubeClient.from_config(args.kubeconfig, args.context, pool_size=args.workers + 4)
+    log.info("controller %s: API %s, namespace %s, class %s%s", args.pod_name, client.config.source,
+             args.namespace, args.loadbalancer_class, " (and none)" if args.claim_unclassed else " only")
+    ctl = Controller(client, namespace=args.namespace, lb_class=args.loadbalancer_class,
+                     identity=args.pod_name, timings=args.timings, workers=args.workers,
+                     claim_unclassed=args.claim_unclassed)
+    args.health = ctl.healthy
+    ctl.start()
+    args.stop.wait()
+    ctl.stop()
+    return 0

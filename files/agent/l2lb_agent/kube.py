@@ -1,0 +1,482 @@
+"""A thin Kubernetes REST client on urllib3: plain dicts in, plain dicts out.
+
+Adapter ring. The controller and the speaker reach the API server only through this module.
+It is deliberately small: the official client deserializes into model objects, which costs
+time and memory at 1,000 Services; here a Service is the JSON dict the server sent.
+
+    client = KubeClient.from_config(kubeconfig=None)      # resolution order: see kubeconfig.py
+    svc = client.get(SERVICES, "nginx", namespace="default")
+    items, rv = client.list(SERVICES)                    # all namespaces
+    for kind, obj in client.watch(SERVICES, resource_version=rv):  # ADDED/MODIFIED/DELETED/BOOKMARK
+        ...
+    client.patch_status(SERVICES, "nginx", {"status": {...}}, namespace="default")
+
+Guarantees: thread-safe (one urllib3 PoolManager); every request has a connect and a read
+timeout, so a blackholed API server raises `ApiUnavailable` instead of hanging; errors are typed
+(`NotFound`, `Conflict`/`AlreadyExists`, `Gone`, `Forbidden`, `ApiError` with status and message).
+Not guaranteed: retries. Callers decide; `Informer` (list, then watch, relist on Gone or error
+with backoff) keeps a local cache and calls a handler per change.
+`request_count` counts every HTTP request sent (the benchmark reads it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import logging
+import random
+import socket
+import string
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import urllib3
+
+from . import kubeconfig
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 30.0
+WATCH_TIMEOUT_SECONDS = 290  # server-side watch timeout; the read timeout adds a margin to it
+
+JSON = "application/json"
+PATCH_TYPES = {
+    "merge": "application/merge-patch+json",
+    "strategic": "application/strategic-merge-patch+json",
+    "json": "application/json-patch+json",
+    "apply": "application/apply-patch+yaml",
+}
+
+
+@dataclass(frozen=True)
+class Resource:
+    """A REST resource: group/version ("v1" for core) and plural name."""
+
+    api: str
+    plural: str
+    kind: str
+
+    def path(self, namespace: str | None = None, name: str | None = None, sub: str | None = None) -> str:
+        base = "/api/v1" if self.api == "v1" else f"/apis/{self.api}"
+        if namespace:
+            base += f"/namespaces/{quote(namespace, safe='')}"
+        base += f"/{self.plural}"
+        if name:
+            base += f"/{quote(name, safe='')}"
+        if sub:
+            base += f"/{sub}"
+        return base
+
+
+SERVICES = Resource("v1", "services", "Service")
+CONFIGMAPS = Resource("v1", "configmaps", "ConfigMap")
+NODES = Resource("v1", "nodes", "Node")
+PODS = Resource("v1", "pods", "Pod")
+EVENTS = Resource("v1", "events", "Event")
+NAMESPACES = Resource("v1", "namespaces", "Namespace")
+ENDPOINTSLICES = Resource("discovery.k8s.io/v1", "endpointslices", "EndpointSlice")
+LEASES = Resource("coordination.k8s.io/v1", "leases", "Lease")
+
+
+class ApiError(Exception):
+    """The API server answered with an error status (or could not be reached: status 0)."""
+
+    def __init__(self, status: int, message: str, reason: str = "", body: Mapping[str, Any] | None = None):
+        super().__init__(f"HTTP {status} {reason}: {message}" if status else message)
+        self.status = status
+        self.message = message
+        self.reason = reason
+        self.body = dict(body or {})
+
+
+class ApiUnavailable(ApiError):
+    """Connection refused, timed out or reset: nothing is known about the request's effect."""
+
+
+class NotFound(ApiError):
+    pass
+
+
+class Conflict(ApiError):
+    """409: stale resourceVersion on update, or (subclass AlreadyExists) name taken on create."""
+
+
+class AlreadyExists(Conflict):
+    pass
+
+
+class Forbidden(ApiError):
+    pass
+
+
+class Gone(ApiError):
+    """410: the resourceVersion is too old; list again, then watch from the new one."""
+
+
+def _error(status: int, body: Mapping[str, Any], text: str) -> ApiError:
+    message = str(body.get("message") or text[:300] or "no message")
+    reason = str(body.get("reason") or "")
+    if status == 409 and reason == "AlreadyExists":
+        return AlreadyExists(status, message, reason, body)
+    cls = {404: NotFound, 409: Conflict, 410: Gone, 403: Forbidden}.get(status, ApiError)
+    return cls(status, message, reason, body)
+
+
+class KubeClient:
+    """Thread-safe REST client. Construct with `from_config`; it starts nothing."""
+
+    def __init__(self, config: kubeconfig.ClusterConfig, *, pool_size: int = 32,
+                 connect_timeout: float = CONNECT_TIMEOUT, read_timeout: float = READ_TIMEOUT) -> None:
+        self.config = config
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        kw: dict[str, Any] = {"ssl_context": config.ssl_context} if config.ssl_context else {}
+        self._http = urllib3.PoolManager(num_pools=4, maxsize=pool_size, retries=False, **kw)
+        self._counter = itertools.count()
+        self._sent = 0
+
+    @classmethod
+    def from_config(cls, kubeconfig_path: str | None = None, context: str | None = None,
+                    **kw: Any) -> KubeClient:
+        return cls(kubeconfig.resolve(kubeconfig_path, context), **kw)
+
+    @property
+    def request_count(self) -> int:
+        """HTTP requests sent so far (watches count once, when opened)."""
+        return self._sent
+
+    # -- low level ---------------------------------------------------------------------------
+
+    def _open(self, method: str, path: str, query: Mapping[str, Any] | None, body: Any,
+              content_type: str, read_timeout: float, stream: bool) -> urllib3.BaseHTTPResponse:
+        url = self.config.server + path
+        if query:
+            url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
+        headers = {"Accept": JSON, "User-Agent": "l2lb-agent"}
+        token = self.config.token.get()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        data = None
+        if body is not None:
+            data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+            headers["Content-Type"] = content_type
+        self._sent = next(self._counter) + 1
+        timeout = urllib3.Timeout(connect=self._connect_timeout, read=read_timeout)
+        try:
+            return self._http.request(method, url, body=data, headers=headers, timeout=timeout,
+                                      preload_content=not stream, redirect=False)
+        except urllib3.exceptions.HTTPError as exc:
+            raise ApiUnavailable(0, f"{method} {path}: {exc}") from exc
+
+    def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
+                body: Any = None, content_type: str = JSON) -> dict[str, Any]:
+        """One request; returns the decoded JSON body or raises a typed ApiError."""
+        resp = self._open(method, path, query, body, content_type, self._read_timeout, stream=False)
+        text = resp.data.decode("utf-8", "replace")
+        try:
+            doc = json.loads(text) if text else {}
+        except ValueError:
+            doc = {}
+        if resp.status >= 400:
+            raise _error(resp.status, doc if isinstance(doc, dict) else {}, text)
+        return doc
+
+    # -- verbs -------------------------------------------------------------------------------
+
+    def get(self, res: Resource, name: str, namespace: str | None = None) -> dict[str, Any]:
+        return self.request("GET", res.path(namespace, name))
+
+    def list(self, res: Resource, namespace: str | None = None, *, label_selector: str | None = None,
+             field_selector: str | None = None) -> tuple[list[dict[str, Any]], str]:
+        """All items (paged by 500) and the list's resourceVersion to watch from."""
+        items: list[dict[str, Any]] = []
+        query: dict[str, Any] = {"labelSelector": label_selector, "fieldSelector": field_selector,
+                                 "limit": 500}
+        while True:
+            doc = self.request("GET", res.path(namespace), query=query)
+            items.extend(doc.get("items") or [])
+            meta = doc.get("metadata") or {}
+            if not meta.get("continue"):
+                return items, str(meta.get("resourceVersion", ""))
+            query["continue"] = meta["continue"]
+
+    def watch(self, res: Resource, namespace: str | None = None, *, resource_version: str | None = None,
+              timeout_seconds: int = WATCH_TIMEOUT_SECONDS, label_selector: str | None = None,
+              field_selector: str | None = None, bookmarks: bool = True) -> WatchStream:
+        """Open a watch. Iterate it for (type, object); `close()` it from any thread to stop."""
+        query = {"watch": "true", "resourceVersion": resource_version, "timeoutSeconds": timeout_seconds,
+                 "allowWatchBookmarks": "true" if bookmarks else None,
+                 "labelSelector": label_selector, "fieldSelector": field_selector}
+        resp = self._open("GET", res.path(namespace), query, None, JSON, timeout_seconds + 30, stream=True)
+        if resp.status >= 400:
+            text = resp.read().decode("utf-8", "replace")
+            resp.release_conn()
+            try:
+                doc = json.loads(text)
+            except ValueError:
+                doc = {}
+            raise _error(resp.status, doc if isinstance(doc, dict) else {}, text)
+        return WatchStream(resp)
+
+    def create(self, res: Resource, body: Mapping[str, Any], namespace: str | None = None,
+               *, dry_run: bool = False) -> dict[str, Any]:
+        return self.request("POST", res.path(namespace), body=body, query=_dry(dry_run))
+
+    def replace(self, res: Resource, name: str, body: Mapping[str, Any], namespace: str | None = None,
+                *, subresource: str | None = None) -> dict[str, Any]:
+        """PUT; carries body's metadata.resourceVersion, so a stale write raises Conflict."""
+        return self.request("PUT", res.path(namespace, name, subresource), body=body)
+
+    def patch(self, res: Resource, name: str, body: Any, namespace: str | None = None, *,
+              patch_type: str = "merge", field_manager: str | None = None, force: bool = False,
+              subresource: str | None = None, dry_run: bool = False) -> dict[str, Any]:
+        """PATCH with patch_type merge | strategic | json | apply (server-side apply)."""
+        if patch_type not in PATCH_TYPES:
+            raise ValueError(f"patch_type {patch_type!r}: expected one of {sorted(PATCH_TYPES)}")
+        if patch_type == "apply" and not field_manager:
+            raise ValueError("patch_type 'apply' needs a field_manager")
+        query = {"fieldManager": field_manager, "force": "true" if force else None, **_dry(dry_run)}
+        return self.request("PATCH", res.path(namespace, name, subresource), query=query, body=body,
+                            content_type=PATCH_TYPES[patch_type])
+
+    def patch_status(self, res: Resource, name: str, body: Any, namespace: str | None = None,
+                     **kw: Any) -> dict[str, Any]:
+        return self.patch(res, name, body, namespace, subresource="status", **kw)
+
+    def delete(self, res: Resource, name: str, namespace: str | None = None) -> dict[str, Any]:
+        return self.request("DELETE", res.path(namespace, name))
+
+    def create_event(self, namespace: str, involved: Mapping[str, Any], type_: str, reason: str,
+                     message: str, component: str) -> dict[str, Any]:
+        """A core/v1 Event about `involved` (a full object dict); shown by `kubectl describe`."""
+        return self.create(EVENTS, event_body(involved, type_, reason, message, component), namespace)
+
+
+def _dry(dry_run: bool) -> dict[str, str]:
+    return {"dryRun": "All"} if dry_run else {}
+
+
+def event_body(involved: Mapping[str, Any], type_: str, reason: str, message: str,
+               component: str) -> dict[str, Any]:
+    meta = involved.get("metadata") or {}
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    suffix = "".join(random.choices(string.ascii_lowercase + string.digits, k=10))
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{meta.get('name', 'unknown')}.{suffix}", "namespace": meta.get("namespace")},
+        "involvedObject": {
+            "apiVersion": involved.get("apiVersion", "v1"), "kind": involved.get("kind", ""),
+            "namespace": meta.get("namespace"), "name": meta.get("name"), "uid": meta.get("uid"),
+            "resourceVersion": meta.get("resourceVersion"),
+        },
+        "type": type_,
+        "reason": reason,
+        "message": message[:1024],
+        "source": {"component": component, "host": socket.gethostname()},
+        "reportingComponent": component,
+        "reportingInstance": socket.gethostname(),
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+
+
+class WatchStream:
+    """Iterator of (type, object) over one open watch response. Raises Gone on a 410 ERROR event."""
+
+    def __init__(self, resp: urllib3.BaseHTTPResponse) -> None:
+        self._resp = resp
+        self._closed = False
+
+    def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
+        buf = b""
+        try:
+            for chunk in self._resp.stream(65536, decode_content=True):
+                buf += chunk
+                while b"\n" in buf:
+                    line, buf = buf.split(b"\n", 1)
+                    if line.strip():
+                        yield self._decode(line)
+        except (urllib3.exceptions.HTTPError, OSError, AttributeError, ValueError) as exc:
+            # AttributeError/ValueError: urllib3 reading a socket that close() just shut.
+            if not self._closed:
+                raise ApiUnavailable(0, f"watch stream broke: {exc}") from exc
+        finally:
+            self.close()
+
+    @staticmethod
+    def _decode(line: bytes) -> tuple[str, dict[str, Any]]:
+        event = json.loads(line)
+        kind, obj = event.get("type", ""), event.get("object") or {}
+        if kind == "ERROR":
+            code = int(obj.get("code") or 500)
+            raise _error(code, obj, json.dumps(obj)[:300])
+        return kind, obj
+
+    def close(self) -> None:
+        """Stop the watch; safe from any thread and more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._resp.shutdown()  # unblocks a reader waiting in another thread
+        self._resp.close()
+        self._resp.release_conn()
+
+
+# -- informer ---------------------------------------------------------------------------------
+
+Handler = Callable[[str, "dict[str, Any] | None", "dict[str, Any] | None"], None]
+"""handler(type, new, old): type is ADDED / MODIFIED / DELETED; new is None for DELETED."""
+
+
+def object_key(obj: Mapping[str, Any]) -> str:
+    """Cache key: "namespace/name", or "name" for cluster-scoped objects."""
+    meta = obj.get("metadata") or {}
+    ns = meta.get("namespace")
+    return f"{ns}/{meta.get('name')}" if ns else str(meta.get("name"))
+
+
+class Informer:
+    """List, then watch one resource; keep `cache` (key -> object) and call `handler` per change.
+
+    On Gone or any error it waits (backoff 0.5 s doubling to 30 s, reset after a good list) and
+    lists again; the relist is diffed against the cache so the handler sees only real changes
+    (DELETED for objects that vanished meanwhile). `synced` is set after the first full list has
+    been handled; `on_synced` (optional) is called after every list. Handlers run on the
+    informer's own thread, one at a time; a handler exception is logged and does not stop it.
+    Cached objects lack metadata.managedFields (dropped to save memory); treat them as read-only.
+    The constructor starts nothing: call start() and stop().
+    """
+
+    def __init__(self, client: KubeClient, res: Resource, handler: Handler | None = None, *,
+                 namespace: str | None = None, label_selector: str | None = None,
+                 field_selector: str | None = None, on_synced: Callable[[], None] | None = None,
+                 name: str | None = None) -> None:
+        self._client, self._res, self._handler, self._on_synced = client, res, handler, on_synced
+        self._sel = {"label_selector": label_selector, "field_selector": field_selector}
+        self._namespace = namespace
+        self.name = name or f"informer-{res.plural}"
+        self.cache: dict[str, dict[str, Any]] = {}  # key ("ns/name") -> last seen object
+        self.synced = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._stream: WatchStream | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        stream = self._stream
+        if stream is not None:
+            stream.close()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def items(self) -> list[dict[str, Any]]:
+        """A snapshot of the cached objects."""
+        with self._lock:
+            return list(self.cache.values())
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            return self.cache.get(key)
+
+    def run(self) -> None:
+        """The loop (blocking); start() runs it on a daemon thread."""
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                rv = self._relist()
+                delay = 0.5
+                self._watch(rv)
+            except Gone:
+                log.info("%s: resourceVersion expired, listing again", self.name)
+                continue
+            except (ApiError, ValueError) as exc:
+                if self._stop.is_set():
+                    break
+                log.warning("%s: %s; listing again in %.1fs", self.name, exc, delay)
+                self._stop.wait(delay * random.uniform(0.8, 1.2))
+                delay = min(delay * 2, 30.0)
+
+    def _relist(self) -> str:
+        items, rv = self._client.list(self._res, self._namespace, **self._sel)
+        fresh = {object_key(_slim(o)): o for o in items}
+        with self._lock:
+            old = self.cache
+            self.cache = fresh
+        for key, obj in fresh.items():
+            prev = old.get(key)
+            if prev is None:
+                self._call("ADDED", obj, None)
+            elif _rv(prev) != _rv(obj):
+                self._call("MODIFIED", obj, prev)
+        for key, prev in old.items():
+            if key not in fresh:
+                self._call("DELETED", None, prev)
+        self.synced.set()
+        if self._on_synced is not None:
+            self._on_synced()
+        return rv
+
+    def _watch(self, rv: str) -> None:
+        while not self._stop.is_set():
+            self._stream = self._client.watch(self._res, self._namespace, resource_version=rv, **self._sel)
+            try:
+                for kind, obj in self._stream:
+                    rv = _rv(obj) or rv
+                    if kind != "BOOKMARK":
+                        self._apply(kind, obj)
+            finally:
+                self._stream = None
+
+    def _apply(self, kind: str, obj: dict[str, Any]) -> None:
+        _slim(obj)
+        key = object_key(obj)
+        with self._lock:
+            prev = self.cache.get(key)
+            if kind == "DELETED":
+                self.cache.pop(key, None)
+            else:
+                self.cache[key] = obj
+        if kind == "DELETED":
+            self._call("DELETED", None, prev or obj)
+        else:
+            self._call("MODIFIED" if prev is not None else "ADDED", obj, prev)
+
+    def _call(self, kind: str, new: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
+        if self._handler is None:
+            return
+        try:
+            self._handler(kind, new, old)
+        except Exception:
+            log.exception("%s: handler failed on %s %s", self.name, kind, object_key(new or old or {}))
+
+
+def _slim(obj: dict[str, Any]) -> dict[str, Any]:
+    """Drop metadata.managedFields: large, and no reader of the cache needs it."""
+    (obj.get("metadata") or {}).pop("managedFields", None)
+    return obj
+
+
+def _rv(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+def list_then_watch(client: KubeClient, res: Resource, handler: Handler | None = None,
+                    **kw: Any) -> Informer:
+    """Build and start an Informer (see its docstring); returns it so the caller can stop() it."""
+    informer = Informer(client, res, handler, **kw)
+    informer.start()
+    return informer

@@ -1,0 +1,109 @@
+"""Prometheus metrics and the /metrics + /healthz HTTP server.
+
+Adapter ring. `serve()` runs the HTTP server on a daemon thread (port 0 = off; a port already
+taken is logged and skipped, because in the lab two agents may share one node's network).
+`ControllerMetrics` groups the controller's series; it registers them in the registry it is
+given, so tests can use a private registry. Process metrics (RSS, CPU) come from
+prometheus_client's default collectors in the default registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+log = logging.getLogger(__name__)
+
+
+def serve(host: str, port: int, health: Callable[[], bool],
+          registry: CollectorRegistry = prometheus_client.REGISTRY) -> ThreadingHTTPServer | None:
+    """Start the server on a daemon thread; returns it (call shutdown()) or None when off/unavailable."""
+    if port == 0:
+        return None
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.split("?")[0] == "/metrics":
+                self._send(200, prometheus_client.generate_latest(registry),
+                           prometheus_client.CONTENT_TYPE_LATEST)
+            elif self.path.split("?")[0] == "/healthz":
+                ok = _safe(health)
+                self._send(200 if ok else 503, b"ok\n" if ok else b"not ready\n", "text/plain")
+            else:
+                self._send(404, b"not found\n", "text/plain")
+
+        def _send(self, code: int, body: bytes, ctype: str) -> None:
+            self.send_response(code)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            log.debug("metrics http: " + format, *args)
+
+    try:
+        server = ThreadingHTTPServer((host, port), Handler)
+    except OSError as exc:
+        log.warning("metrics server not started on %s:%d: %s (continuing without it)", host, port,
+                    exc.strerror)
+        return None
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
+    log.info("serving /metrics and /healthz on %s:%d", host, port)
+    return server
+
+
+def _safe(health: Callable[[], bool]) -> bool:
+    try:
+        return bool(health())
+    except Exception:
+        log.exception("health check failed")
+        return False
+
+
+class ControllerMetrics:
+    """The controller's series (names prefixed l2lb_)."""
+
+    def __init__(self, registry: CollectorRegistry = prometheus_client.REGISTRY) -> None:
+        self.in_use = Gauge("l2lb_addresses_in_use", "Addresses assigned to Services, per pool",
+                            ["pool"], registry=registry)
+        self.total = Gauge("l2lb_addresses_total", "Addresses a pool can hand out", ["pool"],
+                           registry=registry)
+        self.failures = Counter("l2lb_allocation_failures", "Allocation attempts that failed, by reason",
+                                ["reason"], registry=registry)
+        self.config_stale = Gauge("l2lb_config_stale",
+                                  "1 when the ConfigMap is invalid and the last good config is in force",
+                                  registry=registry)
+        self.config_loaded = Gauge("l2lb_config_loaded", "1 once a valid config has been loaded",
+                                   registry=registry)
+        self.is_leader = Gauge("l2lb_controller_is_leader", "1 while this replica holds the leader Lease",
+                               registry=registry)
+        self.outside_pools = Gauge("l2lb_addresses_outside_pools",
+                                   "Service addresses kept although no pool contains them any more",
+                                   registry=registry)
+        self.api_requests = Gauge("l2lb_controller_api_requests",
+                                  "HTTP requests this controller sent to the API server since start",
+                                  registry=registry)
+        self.allocated = Gauge("l2lb_services_allocated", "Services holding addresses", registry=registry)
+        self.ready = Gauge("l2lb_controller_ready",
+                           "1 once this leader has rebuilt its state and processed every Service",
+                           registry=registry)
+        self._pools: set[str] = set()
+
+    def set_pools(self, stats: Iterable[tuple[str, int, int]]) -> None:
+        """stats: (pool, in use, total); pools that disappeared are removed from the series."""
+        seen = set()
+        for pool, used, total in stats:
+            seen.add(pool)
+            self.in_use.labels(pool).set(used)
+            self.total.labels(pool).set(total)
+        for gone in self._pools - seen:
+            self.in_use.remove(gone)
+            self.total.remove(gone)
+        self._pools = seen

@@ -1,0 +1,268 @@
+"""Who announces each LoadBalancer IP: eligibility, rendezvous ranking, hand-over (core ring, pure).
+
+Place in the flow: the speaker's watches (Services, EndpointSlices, Nodes, heartbeat Leases)
+give plain dicts -> this module -> the set of IPs this node announces -> announcer.
+
+Algorithm:
+* ``rank(key, nodes)`` orders nodes by sha256(node + "#" + key), highest first (rendezvous
+  hashing): every speaker computes the same order from the same inputs, without writes, and
+  a node joining or leaving moves only the keys it wins or held (~1/N of them).
+* An IP's candidates are the nodes that are live speakers and eligible: Node Ready, not
+  NetworkUnavailable, not labelled ``node.kubernetes.io/exclude-from-external-load-balancers``;
+  the Service has a ready endpoint; with ``externalTrafficPolicy: Local`` only nodes with a
+  ready local endpoint. Services sharing an IP are hashed on the IP (so one node answers);
+  their candidate sets are intersected (a node that serves all of them), and if no node
+  serves all, united (a node that serves some beats no answer at all).
+* ``step`` turns the desired owners into what to announce now: losing an IP is immediate;
+  gaining one from a node that is still live waits ``handover_delay`` (that node drops the IP
+  as soon as it sees the same change, so it is silent first); gaining from a dead node or
+  from nobody is immediate.
+
+Not guaranteed here: liveness itself (the speaker judges Leases) and agreement while the
+speakers' watches disagree (the hand-over delay covers the usual watch delay).
+Inputs are copied; outputs are frozen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import ipaddress
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+EXCLUDE_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+
+
+class Why(enum.Enum):
+    """Why an IP has no owner (or OWNED when it has one)."""
+
+    OWNED = "owned"
+    NO_READY_ENDPOINTS = "no ready endpoints"
+    NO_ELIGIBLE_NODE = "no eligible live speaker"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ServiceView:
+    """The parts of a Service the speaker needs."""
+
+    key: str  # "namespace/name"
+    ips: tuple[str, ...]  # canonical ingress IPs
+    local: bool  # externalTrafficPolicy Local
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Endpoints:
+    """Ready endpoints of one Service, from its EndpointSlices."""
+
+    ready: bool  # at least one ready endpoint
+    nodes: frozenset[str]  # nodes hosting a ready endpoint
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Choice:
+    """The owner of one IP (None when nobody may announce it) and why."""
+
+    ip: str
+    owner: str | None
+    why: Why
+    services: tuple[str, ...]  # service keys announcing this IP
+
+
+# -- ranking ---------------------------------------------------------------------------------
+
+
+def score(node: str, key: str) -> bytes:
+    """The rendezvous score of node for key (bigger wins)."""
+    return hashlib.sha256(f"{node}#{key}".encode()).digest()
+
+
+def rank(key: str, nodes: Iterable[str]) -> list[str]:
+    """Nodes ordered best first for key; ties (impossible in practice) broken by name."""
+    return sorted(set(nodes), key=lambda n: (score(n, key), n), reverse=True)
+
+
+def owner_of(key: str, nodes: Iterable[str]) -> str | None:
+    ranked = rank(key, nodes)
+    return ranked[0] if ranked else None
+
+
+# -- parsing Kubernetes dicts ------------------------------------------------------------------
+
+
+def canonical_ip(text: str) -> str | None:
+    """The canonical text form of an IP, or None when it is not one."""
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except (ValueError, AttributeError):
+        return None
+
+
+def _condition(obj: Mapping[str, Any], kind: str) -> str | None:
+    for cond in (obj.get("status") or {}).get("conditions") or []:
+        if isinstance(cond, Mapping) and cond.get("type") == kind:
+            return str(cond.get("status"))
+    return None
+
+
+def node_eligible(node: Mapping[str, Any]) -> tuple[bool, str]:
+    """(eligible, reason) for a Node dict."""
+    labels = (node.get("metadata") or {}).get("labels") or {}
+    if EXCLUDE_LABEL in labels:
+        return False, f"labelled {EXCLUDE_LABEL}"
+    if _condition(node, "Ready") != "True":
+        return False, "not Ready"
+    if _condition(node, "NetworkUnavailable") == "True":
+        return False, "NetworkUnavailable"
+    return True, "eligible"
+
+
+def service_view(svc: Mapping[str, Any], lb_class: str) -> ServiceView | None:
+    """The ServiceView of a LoadBalancer Service this speaker serves, else None."""
+    spec = svc.get("spec") or {}
+    if spec.get("type") != "LoadBalancer":
+        return None
+    if spec.get("loadBalancerClass") not in (None, "", lb_class):
+        return None
+    ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    ips = (canonical_ip(str(i.get("ip", ""))) for i in ingress if isinstance(i, Mapping) and i.get("ip"))
+    meta = svc.get("metadata") or {}
+    return ServiceView(
+        key=f"{meta.get('namespace')}/{meta.get('name')}",
+        ips=tuple(sorted({ip for ip in ips if ip})),
+        local=spec.get("externalTrafficPolicy") == "Local",
+    )
+
+
+def endpoints_of(slices: Iterable[Mapping[str, Any]]) -> Endpoints:
+    """Ready endpoints over a Service's EndpointSlices (an unset `ready` counts as ready)."""
+    ready, nodes = False, set()
+    for sl in slices:
+        for ep in sl.get("endpoints") or []:
+            if not isinstance(ep, Mapping) or (ep.get("conditions") or {}).get("ready") is False:
+                continue
+            ready = True
+            if ep.get("nodeName"):
+                nodes.add(str(ep["nodeName"]))
+    return Endpoints(ready=ready, nodes=frozenset(nodes))
+
+
+def slice_service_key(sl: Mapping[str, Any]) -> str | None:
+    """"namespace/service" an EndpointSlice belongs to, from its service-name label."""
+    meta = sl.get("metadata") or {}
+    name = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+    return f"{meta.get('namespace')}/{name}" if name else None
+
+
+# -- choosing owners ---------------------------------------------------------------------------
+
+
+def choose(services: Iterable[ServiceView], endpoints: Mapping[str, Endpoints],
+           candidates: Iterable[str]) -> dict[str, Choice]:
+    """ip -> Choice, for every IP of services. candidates: eligible nodes with a live speaker."""
+    pool = frozenset(candidates)
+    by_ip: dict[str, list[ServiceView]] = {}  # ip -> services announcing it
+    for svc in services:
+        for ip in svc.ips:
+            by_ip.setdefault(ip, []).append(svc)
+    return {ip: _choose_ip(ip, svcs, endpoints, pool) for ip, svcs in sorted(by_ip.items())}
+
+
+def _choose_ip(ip: str, svcs: list[ServiceView], endpoints: Mapping[str, Endpoints],
+               pool: frozenset[str]) -> Choice:
+    keys = tuple(sorted(s.key for s in svcs))
+    sets = []
+    for svc in svcs:
+        eps = endpoints.get(svc.key)
+        if eps is None or not eps.ready:
+            continue  # a Service without ready endpoints cannot take traffic
+        sets.append(pool & eps.nodes if svc.local else pool)
+    if not sets:
+        return Choice(ip=ip, owner=None, why=Why.NO_READY_ENDPOINTS, services=keys)
+    nodes = frozenset.intersection(*sets) or frozenset.union(*sets)
+    best = owner_of(ip, nodes)
+    return Choice(ip=ip, owner=best, why=Why.OWNED if best else Why.NO_ELIGIBLE_NODE, services=keys)
+
+
+# -- hand-over -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Plan:
+    """What this node announces now; an immutable snapshot swapped by reference."""
+
+    announce: frozenset[str] = frozenset()
+    pending: Mapping[str, float] = dataclasses.field(default_factory=dict)  # ip -> not before (monotonic)
+    seen_owner: Mapping[str, str | None] = dataclasses.field(default_factory=dict)  # ip -> last desired owner
+
+    def next_due(self) -> float | None:
+        """The earliest time a pending gain matures, or None."""
+        return min(self.pending.values(), default=None)
+
+
+def step(plan: Plan, desired: Mapping[str, str | None], me: str, live: Iterable[str],
+         now: float, delay: float) -> Plan:
+    """The next Plan. desired: ip -> owner; live: nodes whose speaker is live now (incl. me if live)."""
+    live_set = frozenset(live)
+    announce: set[str] = set()
+    pending: dict[str, float] = {}
+    for ip, owner in desired.items():
+        if owner != me:
+            continue  # lost (or never ours): stop at once
+        if ip in plan.announce:
+            announce.add(ip)
+            continue
+        due = plan.pending.get(ip)
+        if due is None:
+            before = plan.seen_owner.get(ip)
+            due = now + delay if before not in (None, me) and before in live_set else now
+        if due <= now:
+            announce.add(ip)
+        else:
+            pending[ip] = due
+    return Plan(announce=frozenset(announce), pending=MappingProxyType(pending),
+                seen_owner=MappingProxyType(dict(desired)))
+
+
+# -- liveness of speakers ----------------------------------------------------------------------
+
+
+class Liveness:
+    """Which speakers are live, judged only from Lease changes seen here (monotonic clock).
+
+    A peer is dead once its Lease has not been seen changing for ``lease_duration`` AND this
+    speaker has seen, through the same watch, one of its own renewals that started at least
+    ``fence_after`` after the peer's last seen change: the watch is then known to be caught up
+    past any renewal that could still keep the peer answering, so a stalled watch never makes
+    a live peer look dead. A deleted Lease (graceful hand-over) means dead at once.
+    Mutable: owned by the speaker's event thread; ``live()`` returns a frozen set.
+    """
+
+    def __init__(self, lease_duration: float, fence_after: float) -> None:
+        self._duration = lease_duration
+        self._fence_after = fence_after
+        self.seen: dict[str, float] = {}  # node -> monotonic time its Lease was last seen changing
+        self.own_seen_start = float("-inf")  # start time of the newest own renewal seen in the watch
+
+    def changed(self, node: str, now: float) -> None:
+        self.seen[node] = now
+
+    def deleted(self, node: str) -> None:
+        self.seen.pop(node, None)
+
+    def own_renewal_seen(self, started: float) -> None:
+        self.own_seen_start = max(self.own_seen_start, started)
+
+    def is_live(self, node: str, now: float) -> bool:
+        seen = self.seen.get(node)
+        if seen is None:
+            return False
+        expired = now - seen >= self._duration
+        caught_up = self.own_seen_start >= seen + self._fence_after
+        return not (expired and caught_up)
+
+    def live(self, now: float) -> frozenset[str]:
+        return frozenset(n for n in self.seen if self.is_live(n, now))

@@ -1,0 +1,101 @@
+"""The `lab` command: entry point of the lab (see l2lb_lab.lifecycle for what each verb does)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from . import controlplane, faults, lan, lifecycle, status
+from . import topology as topo
+
+EPILOG = """verbs:
+  up                  start the lab or reuse what runs (idempotent; also undoes node-down/api-down)
+  down                stop every lab process, remove the namespaces and .lab
+  status              what runs (exit 0 only when the whole lab is healthy)
+  kubectl ARGS...     the lab's kubectl with .lab/kubeconfig
+  node-down NODE      hard failure: link cut, every process in the node's netns SIGKILLed
+  node-up NODE        link back, forwarder and kubelet restarted
+  api-down NODE       cut only NODE's path to the API server (LAN stays up)
+  api-up NODE         restore it
+  exec NS CMD...      run CMD inside client, node1..3 (or l2lb-<name>)
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lab", description="l2lb's local lab", epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
+    sub.add_parser("up").add_argument("--timeout", type=float, default=90.0,
+                                      help="seconds to wait for the API and Ready nodes")
+    sub.add_parser("down")
+    sub.add_parser("status")
+    sub.add_parser("kubectl").add_argument("args", nargs=argparse.REMAINDER)
+    for verb in ("node-down", "node-up", "api-down", "api-up"):
+        sub.add_parser(verb).add_argument("node", help="node1, node2 or node3")
+    ex = sub.add_parser("exec")
+    ex.add_argument("ns", help="client, node1..3 or l2lb-<name>")
+    ex.add_argument("cmd", nargs=argparse.REMAINDER)
+    return p
+
+
+def _exec_kubectl(args: list[str]) -> None:
+    paths = topo.Paths(topo.repo_root())
+    bindir = controlplane.locate_binaries(paths)
+    kubectl = str(bindir / "kubectl")
+    os.execv(kubectl, [kubectl, f"--kubeconfig={paths.kubeconfig}", *args])
+
+
+def _exec_in(ns: str, cmd: list[str]) -> None:
+    host = topo.find_host(ns)
+    if not cmd:
+        raise ValueError("exec needs a command, e.g. `lab exec client ip addr`")
+    os.execvp("ip", ["ip", "netns", "exec", host.netns, *cmd])
+
+
+def _status() -> int:
+    lines, ok = status.report(topo.Paths(topo.repo_root()))
+    print("\n".join(lines))
+    return 0 if ok else 3
+
+
+def _split_passthrough(argv: list[str]) -> tuple[list[str], list[str]]:
+    """kubectl/exec take everything after them verbatim (argparse would eat `-n ns` etc.)."""
+    for i, word in enumerate(argv):
+        if word == "kubectl":
+            return argv[: i + 1], argv[i + 1:]
+        if word == "exec":
+            return argv[: i + 2], argv[i + 2:]
+        if not word.startswith("-"):
+            break
+    return argv, []
+
+
+def main(argv: list[str] | None = None) -> int:
+    head, rest = _split_passthrough(sys.argv[1:] if argv is None else argv)
+    args = _parser().parse_args(head)
+    if args.verb in ("kubectl", "exec"):
+        (args.args if args.verb == "kubectl" else args.cmd).extend(rest)
+    try:
+        if args.verb == "up":
+            lifecycle.up(timeout=args.timeout)
+        elif args.verb == "down":
+            lifecycle.down()
+        elif args.verb == "status":
+            return _status()
+        elif args.verb == "kubectl":
+            _exec_kubectl(args.args)
+        elif args.verb == "exec":
+            _exec_in(args.ns, args.cmd)
+        else:
+            getattr(faults, args.verb.replace("-", "_"))(args.node)
+    except (lifecycle.LabError, controlplane.ControlPlaneError, lan.LanError, ValueError) as exc:
+        print(f"lab {args.verb}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""Failures on demand: `lab node-down|node-up|api-down|api-up NODE`.
+
+node-down is a power cut: the link is unplugged and every process in the node's netns gets
+SIGKILL (kubelet, forwarder, pods), so heartbeats simply stop. api-down cuts only the node's
+path to the API server (its forwarder holds connections silently) while its LAN stays up.
+"""
+
+from __future__ import annotations
+
+from . import lan, nodeprocs, procs
+from . import topology as topo
+from .lifecycle import LabError, say
+
+
+def _paths() -> topo.Paths:
+    return topo.Paths(topo.repo_root())
+
+
+def node_down(name: str) -> None:
+    host = topo.find_node(name)
+    if not lan.netns_exists(host.netns):
+        raise LabError(f"netns {host.netns} does not exist: is the lab up?")
+    lan.set_port(host, False)
+    pids = procs.netns_pids(host.netns)
+    left = procs.kill(pids)
+    if left:
+        raise LabError(f"{host.name}: processes survived SIGKILL: {left}")
+    say(f"{host.name} is down: link cut, {len(pids)} process(es) killed")
+
+
+def node_up(name: str) -> None:
+    host = topo.find_node(name)
+    paths = _paths()
+    if not lan.netns_exists(host.netns):
+        raise LabError(f"netns {host.netns} does not exist: is the lab up?")
+    lan.set_port(host, True)
+    nodeprocs.ensure_ns_forwarder(paths, host)
+    if nodeprocs.kubelet_available():
+        nodeprocs.ensure_kubelet(paths, host)
+    else:
+        say("WARNING: l2lb_lab.kubelet is not installed: no kubelet started")
+    say(f"{host.name} is up: link restored, forwarder and kubelet running")
+
+
+def api_down(name: str) -> None:
+    host = topo.find_node(name)
+    paths = _paths()
+    paths.blackhole_flag(host.name).touch()
+    if not nodeprocs.signal_forwarder(paths, host):
+        say(f"{host.name}: forwarder not running; the cut applies when it starts")
+    say(f"{host.name}: API path cut (LAN stays up)")
+
+
+def api_up(name: str) -> None:
+    host = topo.find_node(name)
+    paths = _paths()
+    paths.blackhole_flag(host.name).unlink(missing_ok=True)
+    if not nodeprocs.signal_forwarder(paths, host):
+        say(f"{host.name}: forwarder not running (node down?)")
+    say(f"{host.name}: API path restored")

@@ -1,0 +1,188 @@
+#!/usr/bin/python
+# Copyright: l2lb contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+# ruff: noqa: E402  (Ansible requires imports below DOCUMENTATION/EXAMPLES/RETURN)
+"""Ansible module: report l2lb's readiness, the assigned IPs and which node announces them."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: l2lb_info
+short_description: Show which IPs l2lb assigned to which Service, who announces them, and readiness
+version_added: 0.1.0
+description:
+  - Reads the C(LoadBalancer) Services' status, the newest C(nodeAssigned) Event of each (the
+    node announcing its addresses), the speakers' heartbeat Leases, and the readiness of the
+    controller Deployment, the speaker DaemonSet and their Pods.
+  - Read-only; never reports C(changed).
+author:
+  - l2lb maintainers (@l2lb)
+requirements:
+  - kubernetes (the official Python client)
+options:
+  namespace:
+    description: Namespace of the l2lb installation.
+    type: str
+    default: l2lb-system
+  wait:
+    description:
+      - Wait until the controller Deployment and every speaker are Ready; fail after
+        O(wait_timeout) seconds with a message listing what is not Ready.
+    type: bool
+    default: false
+  wait_timeout:
+    description: Seconds to wait when O(wait=true).
+    type: int
+    default: 300
+  kubeconfig:
+    description: Path to the kubeconfig; the client's default (E(KUBECONFIG), C(~/.kube/config)) if unset.
+    type: path
+  context:
+    description: Context in the kubeconfig; its current context if unset.
+    type: str
+attributes:
+  check_mode:
+    support: full
+    description: Reads only, so it runs the same in check mode.
+  diff_mode:
+    support: none
+    description: Nothing changes, so there is nothing to show.
+"""
+
+EXAMPLES = r"""
+- name: Wait up to 5 minutes for the controller and every speaker
+  l2lb.layer2.l2lb_info:
+    wait: true
+    wait_timeout: 300
+
+- name: Where is each LoadBalancer IP announced?
+  l2lb.layer2.l2lb_info:
+  register: l2lb
+
+- name: Show them
+  ansible.builtin.debug:
+    msg: "{{ item.service }} {{ item.ips }} via {{ item.announced_by }}"
+  loop: "{{ l2lb.assignments }}"
+"""
+
+RETURN = r"""
+assignments:
+  description: One entry per C(LoadBalancer) Service in the cluster.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - service: default/nginx
+      ips: [192.168.1.240]
+      pools: {"192.168.1.240": my-ip-space}
+      announced_by: node2
+      loadbalancer_class: null
+ready:
+  description: True when the controller Deployment and every speaker are Ready.
+  returned: always
+  type: bool
+not_ready:
+  description: What is not Ready yet, one line each, naming the Pod and node where known.
+  returned: always
+  type: list
+  elements: str
+  sample:
+    - "speaker DaemonSet: 2/3 ready, 3/3 updated"
+    - "pod l2lb-speaker-x2x9k on node3: not ready (ContainerCreating)"
+speakers:
+  description: Speaker heartbeat Leases (node, holder and last renewal).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"node": "node1", "holder": "l2lb-speaker-abcde", "renew_time": "2026-01-01T00:00:00.000000Z"}]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.l2lb.layer2.plugins.module_utils import common, k8s_apply, render, status
+
+try:
+    from ansible_collections.l2lb.layer2.plugins.module_utils import l2lb_config
+except ImportError:  # pool names are a nicety here; everything else works without the model
+    l2lb_config = None
+
+HEARTBEAT_SELECTOR = "l2lb.io/role=speaker-heartbeat"
+
+
+def pool_lookup(kube: k8s_apply.Kube, namespace: str):
+    """ip -> pool name, from the pools ConfigMap in force (None when unknown)."""
+    live = kube.get("v1", "ConfigMap", render.CONFIG_MAP_NAME, namespace)
+    text = ((live or {}).get("data") or {}).get(render.CONFIG_MAP_KEY)
+    config = None
+    if l2lb_config is not None and text:
+        try:
+            config = l2lb_config.load_config(text)
+        except l2lb_config.ConfigError:
+            config = None
+
+    def lookup(ip: str) -> str | None:
+        pool = l2lb_config.pool_of(config, ip) if config is not None else None
+        return pool.name if pool is not None else None
+
+    return lookup
+
+
+def readiness(kube: k8s_apply.Kube, namespace: str) -> list[str]:
+    deployment = kube.get("apps/v1", "Deployment", render.name_of(render.CONTROLLER), namespace)
+    daemonset = kube.get("apps/v1", "DaemonSet", render.name_of(render.SPEAKER), namespace)
+    problems = status.controller_problems(deployment) + status.speaker_problems(daemonset)
+    if problems:
+        pods = kube.list("v1", "Pod", namespace, label_selector="app.kubernetes.io/name=l2lb")
+        problems += status.pod_problems(pods)
+    return problems
+
+
+def heartbeats(kube: k8s_apply.Kube, namespace: str) -> list[dict]:
+    leases = kube.list("coordination.k8s.io/v1", "Lease", namespace, label_selector=HEARTBEAT_SELECTOR)
+    out = []
+    for lease in leases:
+        name, spec = lease["metadata"]["name"], lease.get("spec") or {}
+        out.append({"node": name.removeprefix("l2lb-speaker-"), "holder": spec.get("holderIdentity"),
+                    "renew_time": spec.get("renewTime")})
+    return sorted(out, key=lambda item: item["node"])
+
+
+def run(module: AnsibleModule) -> dict:
+    namespace = module.params["namespace"]
+    kube = common.connect(module.params, module.check_mode)
+    if module.params["wait"]:
+        problems = common.wait_for(lambda: readiness(kube, namespace), module.params["wait_timeout"])
+        if problems:
+            raise common.NotReadyError(
+                f"l2lb is not Ready after {module.params['wait_timeout']}s: " + "; ".join(problems))
+    else:
+        problems = readiness(kube, namespace)
+    events = kube.list("v1", "Event", field_selector="reason=nodeAssigned")
+    services = kube.list("v1", "Service")
+    return {
+        "changed": False,
+        "assignments": status.assignments(services, events, pool_lookup(kube, namespace)),
+        "ready": not problems,
+        "not_ready": problems,
+        "speakers": heartbeats(kube, namespace),
+    }
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec={
+            "namespace": {"type": "str", "default": render.DEFAULT_NAMESPACE},
+            "wait": {"type": "bool", "default": False},
+            "wait_timeout": {"type": "int", "default": 300},
+            **common.CONNECTION_ARGS,
+        },
+        supports_check_mode=True,
+    )
+    try:
+        module.exit_json(**run(module))
+    except (k8s_apply.KubeError, common.NotReadyError) as error:
+        module.fail_json(msg=str(error))
+
+
+if __name__ == "__main__":
+    main()

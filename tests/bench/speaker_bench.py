@@ -1,0 +1,277 @@
+"""The speaker's part of `make bench`: failover, create latency, API writes, flood, memory.
+
+    .venv/bin/python -m tests.bench --only speaker [--trials 20]     (about 20 minutes at 20 trials)
+
+Every figure comes from the lab as the client sees it: l2lb-client probes every PROBE_INTERVAL
+(tests/bench/speaker_probe.py) and records which MACs answered each probe, so takeover times
+include detection, the watch, the decision and the first answer, and a probe answered by two
+MACs is a double-answer window. Speakers run as processes in l2lb-node1..3 with their own
+namespace and loadBalancerClass (tests/bench/speaker_harness.py). API writes are counted
+independently of the speaker, by watching the Leases and Events the speakers write.
+The flood compares, in the same run and on the same kind of link (the node's veth), the
+speaker answering for a LoadBalancer IP with the node's kernel answering for its own IP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from l2lb_agent import kube, ownership
+
+from tests.bench import speaker_harness as h
+
+NS = "l2lb-speaker-bench"
+PROBE_INTERVAL = 0.01
+FLOOD_RATE = 20000
+FLOOD_COUNT = 20000
+MANY = 1000
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    return values[min(len(values) - 1, round(q * (len(values) - 1)))]
+
+
+def row(name: str, unit: str, values: list[float], goal: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "unit": unit, "trials": len(values), "p50": pct(values, 0.5),
+            "p95": pct(values, 0.95), "goal": goal, **extra}
+
+
+def _ip(n: int) -> str:
+    return f"192.168.1.{200 + n % 30}"  # .200-.229: inside the lab LAN, away from nodes and pools
+
+
+def _ensure_all(c: h.Cluster) -> None:
+    for node in h.NODES:
+        if not c.alive(node):
+            c.start(node)
+    c.wait_leases(h.NODES)
+    time.sleep(1.2)  # every speaker live in every view (one renewal + the hand-over delay)
+
+
+# -- create -> first answer -------------------------------------------------------------------
+
+
+def bench_create(c: h.Cluster, trials: int) -> list[float]:
+    out = []
+    for n in range(trials):
+        ip, name = _ip(n), f"create-{n}"
+        c.endpoints(name, h.NODES)
+        with h.probing(ip, 2.0, PROBE_INTERVAL) as res:
+            t0 = time.monotonic()
+            c.service(name, [ip])
+        first = next((t for t, macs in res["probes"] if t >= t0 and macs), None)
+        if first is not None:
+            out.append(first - t0)
+        c.delete_service(name)
+        time.sleep(0.3)
+    return out
+
+
+# -- takeovers --------------------------------------------------------------------------------
+
+
+def _act(c: h.Cluster, lab: Any, how: str, node: str) -> None:
+    if how == "graceful":
+        c.stop(node, signal.SIGTERM)
+    elif how == "sigkill":
+        c.kill(node, signal.SIGKILL)
+    elif how == "node-down":
+        lab.node_down(node)
+    elif how == "api-down":
+        lab.api_down(node)
+
+
+def _heal(c: h.Cluster, lab: Any, how: str, node: str) -> None:
+    if how == "node-down":
+        lab.node_up(node)
+    elif how == "api-down":
+        lab.api_up(node)
+    if how in ("sigkill", "node-down"):
+        c.stop(node)
+
+
+def bench_takeover(c: h.Cluster, lab: Any, how: str, trials: int, window: float) -> tuple[list, list]:
+    """(takeover seconds per trial, double-answer probes per trial)."""
+    took, doubles = [], []
+    for n in range(trials):
+        _ensure_all(c)
+        ip, name = _ip(n), f"{how}-{n}"
+        c.service(name, [ip])
+        owner = ownership.owner_of(ip, h.NODES) or ""
+        try:
+            h.wait_answer(ip)
+            with h.probing(ip, window, PROBE_INTERVAL) as res:
+                time.sleep(0.5)
+                event = time.monotonic()
+                _act(c, lab, how, owner)
+            t = h.takeover(res["probes"], event, h.MAC[owner])
+            took.append(t if t is not None else float("inf"))
+            doubles.append(h.double_windows(res["probes"]))
+        finally:
+            _heal(c, lab, how, owner)
+            c.delete_service(name)
+    return took, doubles
+
+
+# -- API writes and memory --------------------------------------------------------------------
+
+
+class WriteCounter:
+    """Counts Lease updates and Events in the namespace through a watch (independent of the speaker)."""
+
+    def __init__(self, ns: str) -> None:
+        self.count = 0
+        api = h.client()
+        self._informers = [kube.Informer(api, res, self._seen, namespace=ns, name=f"bench-{res.plural}")
+                           for res in (kube.LEASES, kube.EVENTS)]
+
+    def _seen(self, kind: str, _new: Any, _old: Any) -> None:
+        if kind != "DELETED":
+            self.count += 1
+
+    def __enter__(self) -> WriteCounter:
+        for inf in self._informers:
+            inf.start()
+            inf.synced.wait(30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for inf in self._informers:
+            inf.stop()
+
+
+def rss_mib(c: h.Cluster) -> list[float]:
+    out = []
+    for proc in c.procs.values():
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    out.append(int(line.split()[1]) / 1024)
+    return out
+
+
+def bench_writes(c: h.Cluster, services: int, window: float, trials: int) -> tuple[list[float], list[float]]:
+    """(writes/s per node over `trials` windows of `window` s, speaker RSS MiB) with `services` Services."""
+    _ensure_all(c)
+    names = [f"many-{i}" for i in range(services)]
+    _parallel([lambda n=n, i=i: c.service(n, [f"10.{200 + i // 65000}.{i // 250 % 250}.{i % 250 + 1}"])
+               for i, n in enumerate(names)])
+    time.sleep(8.0)  # settle: templates, GARP rounds, nodeAssigned Events
+    rates = []
+    with WriteCounter(c.ns) as wc:
+        for _ in range(trials):
+            before, t0 = wc.count, time.monotonic()
+            time.sleep(window)
+            rates.append((wc.count - before) / (time.monotonic() - t0) / len(h.NODES))
+    rss = rss_mib(c)
+    _parallel([lambda n=n: c.delete_service(n) for n in names])
+    return rates, rss
+
+
+def _parallel(jobs: list[Callable[[], Any]], workers: int = 16) -> None:
+    it = iter(jobs)
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while True:
+            with lock:
+                job = next(it, None)
+            if job is None:
+                return
+            job()
+
+    threads = [threading.Thread(target=worker) for _ in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+# -- flood ------------------------------------------------------------------------------------
+
+
+def bench_flood(c: h.Cluster, trials: int) -> dict[str, list[float]]:
+    _ensure_all(c)
+    ip = "192.168.1.230"
+    c.service("flood", [ip])
+    owner = ownership.owner_of(ip, h.NODES) or ""
+    h.wait_answer(ip)
+    res: dict[str, list[float]] = {k: [] for k in ("spk_rate", "spk_loss", "spk_p99", "krn_rate", "krn_loss",
+                                                   "krn_p99")}
+    for _ in range(trials):
+        for who, target in (("spk", ip), ("krn", h.NODE_IP[owner])):
+            r = h.run_probe("flood", target, rate=FLOOD_RATE, count=FLOOD_COUNT)
+            res[f"{who}_rate"].append(r["answered"] / (r["sent"] / r["send_rate"]))
+            res[f"{who}_loss"].append(r["sent"] - r["answered"])
+            res[f"{who}_p99"].append(r["p99_ms"] if r["p99_ms"] is not None else float("inf"))
+    c.delete_service("flood")
+    return res
+
+
+def flood_rows(f: dict[str, list[float]]) -> list[dict[str, Any]]:
+    out = []
+    goals = {"spk": (f"{FLOOD_RATE}/s", "0", "-"), "krn": ("ref",) * 3}
+    for who, key in (("speaker", "spk"), ("kernel", "krn")):
+        goal = goals[key]
+        out += [row(f"{who}: ARP answers/s under a {FLOOD_RATE}/s flood", "answers/s", f[f"{key}_rate"],
+                    goal[0]),
+                row(f"{who}: ARP requests lost per {FLOOD_COUNT}-request flood", "count", f[f"{key}_loss"],
+                    goal[1]),
+                row(f"{who}: ARP reply latency p99 (per flood)", "ms", f[f"{key}_p99"], goal[2])]
+    return out
+
+
+# -- all --------------------------------------------------------------------------------------
+
+
+def run(trials: int = 20, lab: Any = None) -> list[dict[str, Any]]:
+    """Every speaker figure; rows {name, unit, trials, p50, p95, goal}."""
+    from l2lb_lab import testing
+    from l2lb_lab import topology as topo
+
+    lab = lab or testing.LabHandle(topo.Paths(topo.repo_root()))
+    c = h.Cluster(NS)
+    c.setup()
+    rows: list[dict[str, Any]] = []
+    started = time.monotonic()
+    try:
+        c.start_all()
+        c.wait_leases(h.NODES)
+        rows.append(row("speaker: Service created -> first ARP answer", "s", bench_create(c, trials),
+                        "<= 0.5"))
+        all_doubles: list[float] = []
+        for how, goal, window in (("graceful", "<= 0.5", 3.0), ("sigkill", "<= 3", 5.0),
+                                  ("node-down", "<= 3", 5.0), ("api-down", "<= 10", 6.0)):
+            took, doubles = bench_takeover(c, lab, how, trials, window)
+            rows.append(row(f"speaker: takeover after {how}", "s", took, goal))
+            all_doubles += doubles
+        rows.append(row("speaker: probes answered by two MACs (all failovers)", "count", all_doubles, "0",
+                        total=sum(all_doubles)))
+        for services in (1, MANY):
+            rates, rss = bench_writes(c, services, 5.0, max(3, trials // 4))
+            rows.append(row(f"speaker: API writes/s per node, {services} Service(s)", "writes/s", rates,
+                            "<= 2"))
+            rows.append(row(f"speaker: RSS with {services} Service(s)", "MiB", rss, "-"))
+        rows += flood_rows(bench_flood(c, trials))
+    finally:
+        c.teardown()
+    print(f"speaker bench: {time.monotonic() - started:.0f}s "
+          f"(median takeover figures use {PROBE_INTERVAL * 1000:.0f} ms probes)")
+    return rows
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    print(json.dumps(run(int(sys.argv[1]) if len(sys.argv) > 1 else 20), indent=1))
+

@@ -1,0 +1,220 @@
+"""Drive test speakers in the lab: Services, EndpointSlices, speaker processes, client probes.
+
+Shared by tests/integration/test_speaker.py and tests/bench/speaker_bench.py. Speakers run as
+`python -m l2lb_agent speaker` subprocesses inside l2lb-nodeN with the admin kubeconfig, their
+Leases in their own namespace, and a loadBalancerClass of their own (CLASS), so they never touch
+what a deployed l2lb announces, and a deployed l2lb never announces these Services. The
+Services' status is written here (no controller needed); EndpointSlices are written by hand
+(Services without selector), which is how the tests choose ready endpoints per node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from l2lb_agent import kube
+
+REPO = Path(__file__).resolve().parents[2]
+PY = str(REPO / ".venv/bin/python")
+KUBECONFIG = str(REPO / ".lab/kubeconfig")
+CLASS = "test.l2lb.io/speaker"
+NODES = ("node1", "node2", "node3")
+NODE_IP = {"node1": "192.168.1.11", "node2": "192.168.1.12", "node3": "192.168.1.13"}
+MAC = {"node1": "02:4c:32:00:00:11", "node2": "02:4c:32:00:00:12", "node3": "02:4c:32:00:00:13"}
+NODE_OF_MAC = {v: k for k, v in MAC.items()}
+
+
+def client() -> kube.KubeClient:
+    return kube.KubeClient.from_config(KUBECONFIG)
+
+
+@dataclass
+class Cluster:
+    """A namespace of test Services and the speakers announcing them."""
+
+    ns: str
+    api: kube.KubeClient = field(default_factory=client)
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)  # node -> speaker process
+    logdir: Path = field(default_factory=lambda: REPO / ".lab/logs")
+    extra_args: tuple[str, ...] = ()
+
+    # -- Kubernetes objects ----------------------------------------------------------------
+
+    def setup(self) -> None:
+        with contextlib.suppress(kube.AlreadyExists):
+            self.api.create(kube.NAMESPACES, {"metadata": {"name": self.ns}})
+
+    def teardown(self) -> None:
+        self.stop_all()
+        with contextlib.suppress(kube.NotFound):
+            self.api.delete(kube.NAMESPACES, self.ns)
+
+    def service(self, name: str, ips: Iterable[str], endpoints: Iterable[str] = NODES, *,
+                local: bool = False, ready: bool = True) -> None:
+        """Create/update a LoadBalancer Service with status ips and ready endpoints on nodes."""
+        spec: dict[str, Any] = {"type": "LoadBalancer", "loadBalancerClass": CLASS,
+                                "externalTrafficPolicy": "Local" if local else "Cluster",
+                                "ports": [{"port": 80, "protocol": "TCP"}]}
+        body = {"metadata": {"name": name, "namespace": self.ns}, "spec": spec}
+        with contextlib.suppress(kube.AlreadyExists):
+            self.api.create(kube.SERVICES, body, self.ns)
+        self.endpoints(name, endpoints, ready=ready)
+        status = {"loadBalancer": {"ingress": [{"ip": ip} for ip in ips]}}
+        self.api.patch_status(kube.SERVICES, name, {"status": status}, self.ns)
+
+    def endpoints(self, name: str, nodes: Iterable[str], *, ready: bool = True) -> None:
+        eps = [{"addresses": [NODE_IP[n]], "nodeName": n, "conditions": {"ready": ready}} for n in nodes]
+        body = {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+                "metadata": {"name": f"{name}-test", "namespace": self.ns,
+                             "labels": {"kubernetes.io/service-name": name,
+                                        "endpointslice.kubernetes.io/managed-by": "tests.l2lb.io"}},
+                "addressType": "IPv4", "endpoints": eps, "ports": [{"port": 80, "protocol": "TCP"}]}
+        try:
+            self.api.create(kube.ENDPOINTSLICES, body, self.ns)
+        except kube.AlreadyExists:
+            self.api.patch(kube.ENDPOINTSLICES, f"{name}-test", {"endpoints": eps}, self.ns)
+
+    def delete_service(self, name: str) -> None:
+        with contextlib.suppress(kube.NotFound):
+            self.api.delete(kube.SERVICES, name, self.ns)
+        with contextlib.suppress(kube.NotFound):
+            self.api.delete(kube.ENDPOINTSLICES, f"{name}-test", self.ns)
+
+    # -- speaker processes -------------------------------------------------------------------
+
+    def start(self, node: str, *, log_level: str = "info") -> subprocess.Popen:
+        self.stop(node)
+        log = open(self.logdir / f"test-speaker-{self.ns}-{node}.log", "ab")  # noqa: SIM115
+        cmd = ["ip", "netns", "exec", f"l2lb-{node}", PY, "-m", "l2lb_agent", "speaker",
+               "--kubeconfig", KUBECONFIG, "--namespace", self.ns, "--node-name", node,
+               "--loadbalancer-class", CLASS, "--metrics-port", "0", "--log-level", log_level,
+               "--interfaces", "eth0", *self.extra_args]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("L2LB_")}
+        self.procs[node] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
+                                            start_new_session=True)
+        log.close()
+        return self.procs[node]
+
+    def start_all(self, nodes: Iterable[str] = NODES) -> None:
+        for node in nodes:
+            self.start(node)
+
+    def kill(self, node: str, sig: int) -> None:
+        proc = self.procs.get(node)
+        if proc is not None and proc.poll() is None:
+            os.killpg(proc.pid, sig)  # the session: `ip netns exec` execs python, so pid is python
+
+    def stop(self, node: str, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
+        proc = self.procs.pop(node, None)
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            os.killpg(proc.pid, sig)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+        return proc.returncode
+
+    def stop_all(self) -> None:
+        for node in list(self.procs):
+            self.stop(node)
+
+    def alive(self, node: str) -> bool:
+        proc = self.procs.get(node)
+        return proc is not None and proc.poll() is None
+
+    def lease_ages(self) -> dict[str, float]:
+        """node -> seconds since its heartbeat Lease's renewTime (one host: one wall clock)."""
+        items, _ = self.api.list(kube.LEASES, self.ns, label_selector="l2lb.io/role=speaker-heartbeat")
+        now = dt.datetime.now(dt.UTC)
+        out = {}
+        for lease in items:
+            renew = (lease.get("spec") or {}).get("renewTime")
+            node = lease["metadata"]["labels"].get("l2lb.io/node")
+            if renew and node:
+                out[node] = (now - dt.datetime.fromisoformat(renew.replace("Z", "+00:00"))).total_seconds()
+        return out
+
+    def wait_leases(self, nodes: Iterable[str], timeout: float = 60.0) -> None:
+        """Until every node's speaker runs and has renewed its Lease within the last second."""
+        want = set(nodes)
+        deadline = time.monotonic() + timeout
+        while True:
+            ages = self.lease_ages()
+            if all(self.alive(n) and ages.get(n, 99.0) < 1.0 for n in want):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"speakers {sorted(want)} not all renewing; Lease ages {ages}")
+            time.sleep(0.2)
+
+
+# -- client-side probing -------------------------------------------------------------------------
+
+
+def probe_cmd(mode: str, ip: str, **kw: Any) -> list[str]:
+    args = [f"--{k.replace('_', '-')}={v}" for k, v in kw.items()]
+    return ["ip", "netns", "exec", "l2lb-client", PY, "-m", "tests.bench.speaker_probe", mode,
+            "--ip", ip, *args]
+
+
+def run_probe(mode: str, ip: str, timeout: float = 150.0, **kw: Any) -> Any:
+    out = subprocess.run(probe_cmd(mode, ip, **kw), capture_output=True, text=True, timeout=timeout,
+                         cwd=REPO, check=True)
+    return json.loads(out.stdout)
+
+
+@contextlib.contextmanager
+def probing(ip: str, duration: float, interval: float = 0.02) -> Iterator[dict[str, Any]]:
+    """Probe ip in the background for duration; the dict gets "probes" when the block ends."""
+    proc = subprocess.Popen(probe_cmd("probe", ip, interval=interval, duration=duration), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    result: dict[str, Any] = {}
+    try:
+        time.sleep(0.3)  # let it open its socket and start probing
+        yield result
+    finally:
+        out, err = proc.communicate(timeout=duration + 30)
+        if proc.returncode != 0:
+            raise RuntimeError(f"probe failed ({proc.returncode}): {err[-2000:]}")
+        result["probes"] = json.loads(out)
+
+
+def wait_answer(ip: str, timeout: float = 10.0, interval: float = 0.02) -> tuple[float, list[str]]:
+    """Probe until someone answers: (monotonic send time of the first answered probe, MACs)."""
+    for t, macs in run_probe("probe", ip, interval=interval, duration=timeout, until_answer=1):
+        if macs:
+            return t, macs
+    raise TimeoutError(f"nobody answered ARP/NDP for {ip} within {timeout}s")
+
+
+def double_windows(probes: list[list[Any]]) -> int:
+    """Probes that two or more MACs answered."""
+    return sum(1 for _, macs in probes if len(macs) > 1)
+
+
+def takeover(probes: list[list[Any]], event: float, old_mac: str) -> float | None:
+    """Seconds from event to the first probe answered by a MAC other than old_mac (None: never)."""
+    for t, macs in probes:
+        if t >= event and macs and old_mac not in macs:
+            return t - event
+    return None
+
+
+def owner_now(ip: str, tries: int = 3) -> list[str]:
+    """MACs answering ip now (a short probe)."""
+    macs: set[str] = set()
+    for _, m in run_probe("probe", ip, interval=0.05, duration=0.05 * tries):
+        macs.update(m)
+    return sorted(macs)

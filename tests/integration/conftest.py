@@ -1,0 +1,91 @@
+"""Fixtures for tests against the lab (docs/internals.md "Lab"); every test here is marked `lab`.
+
+- lab:          starts the lab or reuses it (`lab up`), leaves it running; a LabHandle with
+                kubectl(), node_down/node_up/api_down/api_up(NODE), paths, kubeconfig.
+- kube:         kubernetes clients on .lab/kubeconfig: .api_client, .core, .apps, .discovery,
+                .coordination, .rbac, .authn, .events.
+- netns_run:    netns_run(ns, *cmd, timeout=30, check=False) -> CompletedProcess (text).
+- arp_who_has:  arp_who_has(ip, count=3) -> sorted MACs answering ARP, seen from l2lb-client.
+- ndp_who_has:  ndp_who_has(ip6, count=3) -> sorted MACs answering NDP, seen from l2lb-client.
+- http_get:     http_get(url, timeout=5) -> HttpResult(status|None, body, error), curl in l2lb-client.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import kubernetes.client as k8s
+import kubernetes.config
+import pytest
+from l2lb_lab import testing
+from l2lb_lab import topology as topo
+
+INTEGRATION_DIR = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION_DIR in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.lab)
+
+
+@dataclass(frozen=True)
+class Kube:
+    """Typed API groups sharing one ApiClient (admin credentials)."""
+
+    api_client: k8s.ApiClient
+    core: k8s.CoreV1Api
+    apps: k8s.AppsV1Api
+    discovery: k8s.DiscoveryV1Api
+    coordination: k8s.CoordinationV1Api
+    rbac: k8s.RbacAuthorizationV1Api
+    authn: k8s.AuthenticationV1Api
+    events: k8s.EventsV1Api
+
+
+@pytest.fixture(scope="session")
+def lab() -> testing.LabHandle:
+    if os.geteuid() != 0:
+        pytest.fail("lab tests need root (network namespaces); run them as root")
+    handle = testing.LabHandle(topo.Paths(topo.repo_root()))
+    try:
+        handle.run("up", timeout=600)
+    except testing.LabCommandError as exc:
+        pytest.fail(f"the lab did not come up:\n{exc}")
+    return handle
+
+
+@pytest.fixture(scope="session")
+def kube(lab: testing.LabHandle) -> Kube:
+    api = kubernetes.config.new_client_from_config(config_file=lab.kubeconfig)
+    return Kube(api_client=api, core=k8s.CoreV1Api(api), apps=k8s.AppsV1Api(api),
+                discovery=k8s.DiscoveryV1Api(api), coordination=k8s.CoordinationV1Api(api),
+                rbac=k8s.RbacAuthorizationV1Api(api), authn=k8s.AuthenticationV1Api(api),
+                events=k8s.EventsV1Api(api))
+
+
+@pytest.fixture(scope="session")
+def netns_run(lab: testing.LabHandle) -> Callable[..., object]:
+    return testing.netns_run
+
+
+@pytest.fixture(scope="session")
+def arp_who_has(lab: testing.LabHandle) -> Callable[..., list[str]]:
+    def who(ip: str, count: int = 3, wait: float = 0.5) -> list[str]:
+        return sorted(testing.who_has("arp", ip, count=count, wait=wait))
+    return who
+
+
+@pytest.fixture(scope="session")
+def ndp_who_has(lab: testing.LabHandle) -> Callable[..., list[str]]:
+    def who(ip: str, count: int = 3, wait: float = 0.5) -> list[str]:
+        return sorted(testing.who_has("ndp", ip, count=count, wait=wait))
+    return who
+
+
+@pytest.fixture(scope="session")
+def http_get(lab: testing.LabHandle) -> Callable[..., testing.HttpResult]:
+    return testing.http_get

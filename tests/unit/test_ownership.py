@@ -1,0 +1,241 @@
+"""Ownership: ranking determinism and spread, eligibility tables, hand-over steps, liveness."""
+
+from __future__ import annotations
+
+import collections
+import ipaddress
+from typing import Any
+
+import pytest
+from l2lb_agent import ownership as own
+
+NODES = ["node1", "node2", "node3"]
+IPS = [str(ipaddress.ip_address("10.0.0.0") + i) for i in range(3000)]
+
+
+# -- ranking ---------------------------------------------------------------------------------
+
+
+def test_rank_is_deterministic_and_order_free() -> None:
+    for ip in IPS[:200]:
+        assert own.rank(ip, NODES) == own.rank(ip, list(reversed(NODES))) == own.rank(ip, set(NODES))
+
+
+def test_rank_matches_sha256_of_node_hash_key() -> None:
+    import hashlib
+
+    best = max(NODES, key=lambda n: hashlib.sha256(f"{n}#10.0.0.7".encode()).digest())
+    assert own.owner_of("10.0.0.7", NODES) == best
+
+
+def test_rank_copies_input() -> None:
+    nodes = ["node2", "node1"]
+    own.rank("x", nodes)
+    assert nodes == ["node2", "node1"]
+
+
+def test_owner_of_nobody() -> None:
+    assert own.owner_of("10.0.0.1", []) is None
+
+
+def test_spread_is_even() -> None:
+    counts = collections.Counter(own.owner_of(ip, NODES) for ip in IPS)
+    assert set(counts) == set(NODES)
+    for n in NODES:
+        assert abs(counts[n] - len(IPS) / 3) < len(IPS) * 0.05, counts  # within 5 points of 1/3
+
+
+def test_minimal_movement_on_leave_and_join() -> None:
+    before = {ip: own.owner_of(ip, NODES) for ip in IPS}
+    after_leave = {ip: own.owner_of(ip, ["node1", "node2"]) for ip in IPS}
+    moved = [ip for ip in IPS if before[ip] != after_leave[ip]]
+    assert all(before[ip] == "node3" for ip in moved)  # only node3's keys move
+    after_join = {ip: own.owner_of(ip, [*NODES, "node4"]) for ip in IPS}
+    moved = [ip for ip in IPS if before[ip] != after_join[ip]]
+    assert all(after_join[ip] == "node4" for ip in moved)  # only keys node4 wins move
+    assert abs(len(moved) - len(IPS) / 4) < len(IPS) * 0.05
+
+
+# -- parsing ---------------------------------------------------------------------------------
+
+
+def node(name: str, ready: str = "True", net_unavail: str | None = None, exclude: bool = False) -> dict:
+    conds = [{"type": "Ready", "status": ready}]
+    if net_unavail is not None:
+        conds.append({"type": "NetworkUnavailable", "status": net_unavail})
+    labels = {own.EXCLUDE_LABEL: ""} if exclude else {}
+    return {"metadata": {"name": name, "labels": labels}, "status": {"conditions": conds}}
+
+
+@pytest.mark.parametrize(
+    ("obj", "eligible"),
+    [
+        pytest.param(node("n"), True, id="ready"),
+        pytest.param(node("n", ready="False"), False, id="not-ready"),
+        pytest.param(node("n", ready="Unknown"), False, id="ready-unknown"),
+        pytest.param({"metadata": {"name": "n"}}, False, id="no-conditions"),
+        pytest.param(node("n", net_unavail="True"), False, id="network-unavailable"),
+        pytest.param(node("n", net_unavail="False"), True, id="network-available"),
+        pytest.param(node("n", exclude=True), False, id="exclude-label-empty-value"),
+    ],
+)
+def test_node_eligible(obj: dict, eligible: bool) -> None:
+    assert own.node_eligible(obj)[0] is eligible
+
+
+def svc(name: str, ips: list[str], *, ns: str = "default", typ: str = "LoadBalancer", cls: str | None = None,
+        local: bool = False) -> dict[str, Any]:
+    spec: dict[str, Any] = {"type": typ, "externalTrafficPolicy": "Local" if local else "Cluster"}
+    if cls is not None:
+        spec["loadBalancerClass"] = cls
+    return {"metadata": {"name": name, "namespace": ns}, "spec": spec,
+            "status": {"loadBalancer": {"ingress": [{"ip": ip} for ip in ips]}}}
+
+
+@pytest.mark.parametrize(
+    ("obj", "ips"),
+    [
+        pytest.param(svc("a", ["192.168.1.240"]), ("192.168.1.240",), id="plain"),
+        pytest.param(svc("a", ["192.168.1.240"], cls="l2lb.io/layer2"), ("192.168.1.240",), id="our-class"),
+        pytest.param(svc("a", ["192.168.1.240"], cls="other.io/lb"), None, id="other-class"),
+        pytest.param(svc("a", ["192.168.1.240"], typ="ClusterIP"), None, id="not-loadbalancer"),
+        pytest.param(svc("a", []), (), id="pending"),
+        pytest.param(svc("a", ["fd00:0:0::0001", "bogus"]), ("fd00::1",), id="ipv6-canonical-bogus-skipped"),
+    ],
+)
+def test_service_view(obj: dict, ips: tuple | None) -> None:
+    view = own.service_view(obj, "l2lb.io/layer2")
+    assert (view.ips if view else None) == ips
+
+
+def eps(*endpoints: tuple[str, bool | None]) -> dict:
+    def one(name: str, ready: bool | None) -> dict:
+        return {"nodeName": name, "conditions": {} if ready is None else {"ready": ready}}
+
+    return {"endpoints": [one(n, r) for n, r in endpoints]}
+
+
+def test_endpoints_of_ready_unset_counts_as_ready() -> None:
+    e = own.endpoints_of([eps(("node1", False), ("node2", None)), eps(("node3", True))])
+    assert e.ready and e.nodes == {"node2", "node3"}
+    assert not own.endpoints_of([eps(("node1", False))]).ready
+
+
+# -- choose ----------------------------------------------------------------------------------
+
+SV = own.ServiceView
+EP = own.Endpoints
+
+
+def on(*nodes: str) -> own.Endpoints:
+    return own.Endpoints(ready=True, nodes=frozenset(nodes))
+
+ALL = frozenset(NODES)
+IP = "192.168.1.240"
+
+
+@pytest.mark.parametrize(
+    ("services", "endpoints", "candidates", "owners"),
+    [
+        pytest.param([SV(key="d/a", ips=(IP,), local=False)], {"d/a": on("node1")},
+                     ALL, {own.owner_of(IP, NODES)}, id="cluster-any-node"),
+        pytest.param([SV(key="d/a", ips=(IP,), local=False)], {"d/a": EP(ready=False, nodes=frozenset())},
+                     ALL, {None}, id="no-ready-endpoint"),
+        pytest.param([SV(key="d/a", ips=(IP,), local=False)], {}, ALL, {None}, id="no-slices"),
+        pytest.param([SV(key="d/a", ips=(IP,), local=True)], {"d/a": on("node2")},
+                     ALL, {"node2"}, id="local-picks-endpoint-node"),
+        pytest.param([SV(key="d/a", ips=(IP,), local=True)], {"d/a": on("node2")},
+                     frozenset({"node1", "node3"}), {None}, id="local-endpoint-node-not-candidate"),
+        pytest.param([SV(key="d/a", ips=(IP,), local=False)], {"d/a": EP(ready=True, nodes=frozenset())},
+                     frozenset(), {None}, id="no-live-speaker"),
+        pytest.param([SV(key="d/a", ips=(IP,), local=True), SV(key="d/b", ips=(IP,), local=True)],
+                     {"d/a": EP(ready=True, nodes=frozenset({"node1", "node3"})),
+                      "d/b": EP(ready=True, nodes=frozenset({"node3", "node2"}))},
+                     ALL, {"node3"}, id="shared-local-intersection"),
+        pytest.param([SV(key="d/a", ips=(IP,), local=True), SV(key="d/b", ips=(IP,), local=True)],
+                     {"d/a": on("node1"),
+                      "d/b": on("node2")},
+                     ALL, {own.owner_of(IP, ["node1", "node2"])}, id="shared-disjoint-union"),
+        pytest.param([SV(key="d/a", ips=(IP,), local=True), SV(key="d/b", ips=(IP,), local=False)],
+                     {"d/a": EP(ready=False, nodes=frozenset()), "d/b": EP(ready=True, nodes=frozenset())},
+                     ALL, {own.owner_of(IP, NODES)}, id="shared-one-without-endpoints-ignored"),
+    ],
+)
+def test_choose(services: list, endpoints: dict, candidates: frozenset, owners: set) -> None:
+    choice = own.choose(services, endpoints, candidates)[IP]
+    assert choice.owner in owners
+    assert (choice.why is own.Why.OWNED) == (choice.owner is not None)
+    assert choice.services == tuple(sorted(s.key for s in services))
+
+
+def test_shared_ip_single_owner_regardless_of_service_order() -> None:
+    a = SV(key="d/a", ips=(IP,), local=False)
+    b = SV(key="d/b", ips=(IP, "192.168.1.241"), local=False)
+    ready = {"d/a": EP(ready=True, nodes=frozenset()), "d/b": EP(ready=True, nodes=frozenset())}
+    assert own.choose([a, b], ready, ALL) == own.choose([b, a], ready, ALL)
+    assert own.choose([a, b], ready, ALL)[IP].owner == own.owner_of(IP, NODES)  # hashed on the IP
+
+
+# -- hand-over steps (ordered scenario, invariant after every row) ------------------------------
+
+# (name, time, desired owner of IP, live nodes, expected announce by node1?)
+SCENARIO = [
+    ("start: node2 owns, node1 not live yet", 0.0, "node2", {"node2"}, False),
+    ("node1 live and wins: node2 still live -> wait", 0.1, "node1", {"node1", "node2"}, False),
+    ("still waiting", 0.5, "node1", {"node1", "node2"}, False),
+    ("delay over", 0.61, "node1", {"node1", "node2"}, True),
+    ("keeps it", 1.0, "node1", {"node1", "node2"}, True),
+    ("loses to node3: immediate", 1.1, "node3", {"node1", "node2", "node3"}, False),
+    ("node3 dies: back to node1, from a dead node -> immediate", 3.2, "node1", {"node1", "node2"}, True),
+    ("nobody eligible", 4.0, None, {"node1", "node2"}, False),
+    ("from nobody -> immediate", 4.1, "node1", {"node1", "node2"}, True),
+]
+
+
+def test_step_scenario() -> None:
+    plan = own.Plan()
+    for name, now, owner, live, expect in SCENARIO:
+        plan = own.step(plan, {IP: owner}, "node1", live, now, delay=0.5)
+        assert (IP in plan.announce) is expect, name
+        assert not (plan.announce & set(plan.pending)), name  # invariant: never both
+        assert all(ip_owner == "node1" for ip_owner in [owner] if IP in plan.announce), name
+
+
+def test_step_pending_cancelled_when_ownership_moves_away() -> None:
+    plan = own.step(own.Plan(seen_owner={IP: "node2"}), {IP: "node1"}, "node1", {"node1", "node2"}, 0.0, 0.5)
+    assert plan.pending == {IP: 0.5} and plan.next_due() == 0.5
+    plan = own.step(plan, {IP: "node2"}, "node1", {"node1", "node2"}, 0.2, 0.5)
+    assert not plan.pending and not plan.announce
+    assert plan.next_due() is None
+
+
+def test_step_drops_ips_that_vanish() -> None:
+    plan = own.step(own.Plan(), {IP: "node1"}, "node1", {"node1"}, 0.0, 0.5)
+    assert plan.announce == {IP}
+    assert own.step(plan, {}, "node1", {"node1"}, 0.1, 0.5).announce == frozenset()
+
+
+# -- liveness ----------------------------------------------------------------------------------
+
+
+def test_liveness_expires_only_when_watch_caught_up() -> None:
+    lv = own.Liveness(lease_duration=2.0, fence_after=1.5)
+    lv.changed("node2", 10.0)
+    assert lv.is_live("node2", 11.9)
+    assert lv.is_live("node2", 12.5)  # expired, but our own renewals have not been seen since
+    lv.own_renewal_seen(11.4)  # started before node2's fence: node2 may still be answering
+    assert lv.is_live("node2", 12.5)
+    lv.own_renewal_seen(11.6)
+    assert not lv.is_live("node2", 12.5)
+    assert not lv.is_live("node2", 12.0) and lv.is_live("node2", 11.99)
+    assert lv.live(12.5) == frozenset()
+
+
+def test_liveness_delete_is_immediate_and_change_revives() -> None:
+    lv = own.Liveness(lease_duration=2.0, fence_after=1.5)
+    lv.changed("node2", 0.0)
+    lv.deleted("node2")
+    assert not lv.is_live("node2", 0.1)
+    lv.changed("node2", 0.2)
+    assert lv.live(0.3) == {"node2"}
+    assert not lv.is_live("never-seen", 0.3)
