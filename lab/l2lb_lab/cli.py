@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 
-from . import controlplane, faults, lan, lifecycle, status
+from . import controlplane, faults, lan, lifecycle, lock, logs, status
 from . import topology as topo
 
 EPILOG = """verbs:
@@ -19,6 +21,7 @@ EPILOG = """verbs:
   api-down NODE       cut only NODE's path to the API server (LAN stays up)
   api-up NODE         restore it
   exec NS CMD...      run CMD inside client, node1..3 (or l2lb-<name>)
+  logs [-n NS] [-l SEL] [POD] [--tail N]   container output of Pods (the lab's `kubectl logs`)
 """
 
 
@@ -36,6 +39,11 @@ def _parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("exec")
     ex.add_argument("ns", help="client, node1..3 or l2lb-<name>")
     ex.add_argument("cmd", nargs=argparse.REMAINDER)
+    lg = sub.add_parser("logs")
+    lg.add_argument("-n", "--namespace", default="default")
+    lg.add_argument("-l", "--selector")
+    lg.add_argument("--tail", type=int, default=-1, help="last N lines per container (-1: all)")
+    lg.add_argument("pod", nargs="?")
     return p
 
 
@@ -51,6 +59,19 @@ def _exec_in(ns: str, cmd: list[str]) -> None:
     if not cmd:
         raise ValueError("exec needs a command, e.g. `lab exec client ip addr`")
     os.execvp("ip", ["ip", "netns", "exec", host.netns, *cmd])
+
+
+MUTATING = ("up", "down", "node-down", "node-up", "api-down", "api-up")
+
+
+@contextlib.contextmanager
+def _exclusive(verb: str) -> Iterator[None]:
+    if verb not in MUTATING:
+        yield
+        return
+    lifecycle.preflight()  # before the lock: a non-root user gets the clear message, not EACCES
+    with lock.exclusive():
+        yield
 
 
 def _status() -> int:
@@ -77,23 +98,30 @@ def main(argv: list[str] | None = None) -> int:
     if args.verb in ("kubectl", "exec"):
         (args.args if args.verb == "kubectl" else args.cmd).extend(rest)
     try:
-        if args.verb == "up":
-            lifecycle.up(timeout=args.timeout)
-        elif args.verb == "down":
-            lifecycle.down()
-        elif args.verb == "status":
-            return _status()
-        elif args.verb == "kubectl":
-            _exec_kubectl(args.args)
-        elif args.verb == "exec":
-            _exec_in(args.ns, args.cmd)
-        else:
-            getattr(faults, args.verb.replace("-", "_"))(args.node)
+        with _exclusive(args.verb):
+            return _dispatch(args)
     except (lifecycle.LabError, controlplane.ControlPlaneError, lan.LanError, ValueError) as exc:
         print(f"lab {args.verb}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.verb == "up":
+        lifecycle.up(timeout=args.timeout)
+    elif args.verb == "down":
+        lifecycle.down()
+    elif args.verb == "status":
+        return _status()
+    elif args.verb == "kubectl":
+        _exec_kubectl(args.args)
+    elif args.verb == "exec":
+        _exec_in(args.ns, args.cmd)
+    elif args.verb == "logs":
+        return logs.show(args.namespace, args.selector, args.pod, args.tail)
+    else:
+        getattr(faults, args.verb.replace("-", "_"))(args.node)
     return 0
 
 

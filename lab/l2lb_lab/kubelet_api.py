@@ -114,7 +114,9 @@ class Informer:
                 log.info("%s: watch expired (410), relisting", self.name)
                 continue
             except (ApiException, ApiUnavailable, urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
-                log.warning("%s: %s; retrying in %.0fs", self.name, _short(exc), RETRY_SECONDS)
+                log.warning("%s: %s; retrying in %.0fs", self.name, describe(exc), RETRY_SECONDS)
+            except Exception:  # a bug in on_change must not end the watch for good
+                log.exception("%s: unexpected error; relisting", self.name)
             self._stop.wait(RETRY_SECONDS)
 
     def _relist(self) -> str:
@@ -162,7 +164,7 @@ class Gone(Exception):
     """The watch's resourceVersion is too old: relist."""
 
 
-def _short(exc: Exception) -> str:
+def describe(exc: Exception) -> str:
     if isinstance(exc, ApiException):
         try:
             detail = json.loads(exc.body or "{}").get("message", "")

@@ -162,7 +162,9 @@ class NodeAgent:
             try:
                 self._tick()
             except (api.ApiException, api.ApiUnavailable) as exc:
-                log.warning("heartbeat failed: %s", api._short(exc))
+                log.warning("heartbeat failed: %s", api.describe(exc))
+            except Exception:  # heartbeats must go on whatever one pass hit
+                log.exception("heartbeat: unexpected error")
             self._stop.wait(max(0.2, LEASE_RENEW - (time.monotonic() - started)))
 
     def _tick(self) -> None:

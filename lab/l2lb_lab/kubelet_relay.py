@@ -18,7 +18,8 @@ import threading
 
 log = logging.getLogger("kubelet.relay")
 
-IP_FREEBIND = 15
+IP_FREEBIND = 15  # <linux/in.h>; the socket module does not export these two
+IPV6_FREEBIND = 78  # <linux/in6.h>
 CONNECT_TIMEOUT = 3.0
 Listen = tuple[str, int]  # (LB IP, Service port)
 Target = tuple[str, int]  # (backend address, target port)
@@ -40,7 +41,10 @@ class _Relay:
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.setsockopt(socket.SOL_IP if family == socket.AF_INET else socket.SOL_IPV6, IP_FREEBIND, 1)
+        if family == socket.AF_INET:
+            sock.setsockopt(socket.IPPROTO_IP, IP_FREEBIND, 1)
+        else:
+            sock.setsockopt(socket.IPPROTO_IPV6, IPV6_FREEBIND, 1)
         sock.bind((ip, port))
         sock.listen(128)
         sock.setblocking(False)

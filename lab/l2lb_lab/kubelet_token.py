@@ -79,7 +79,7 @@ class PodCredentials:
         except (api.ApiException, api.ApiUnavailable) as exc:
             self._retry_at = now + RETRY_SECONDS
             log.warning("%s/%s: TokenRequest for ServiceAccount %s failed: %s", self._ns, self._pod,
-                        self.service_account, api._short(exc))
+                        self.service_account, api.describe(exc))
             return os.path.exists(self.path)
         self._write(token)
         self._renew_at = now + TOKEN_SECONDS * RENEW_FRACTION

@@ -139,6 +139,20 @@ def _nodes_missing(paths: topo.Paths) -> str | None:
     return "; ".join(missing) or None
 
 
+def _sweep(paths: topo.Paths, rounds: int = 3) -> list[int]:
+    """Stop what is still in the lab's namespaces or names .lab/ on its command line, until none is
+    found (a process may be starting as we look); return pids that survived SIGKILL."""
+    for _ in range(rounds):
+        found = [p for n in lan.ALL_NETNS for p in procs.netns_pids(n)]
+        found += procs.pids_mentioning(str(paths.state))
+        if not found:
+            return []
+        left = procs.stop(found)
+        if left:
+            return left
+    return []
+
+
 def down(quiet: bool = False) -> None:
     preflight()
     paths = topo.Paths(topo.repo_root())
@@ -146,10 +160,11 @@ def down(quiet: bool = False) -> None:
     left += controlplane.stop(paths)
     host_fwd = procs.read_pid(paths.pidfile(nodeprocs.forwarder_name(None)), nodeprocs.FORWARDER)
     left += procs.stop([host_fwd] if host_fwd else [])
-    left += procs.stop(procs.pids_mentioning(str(paths.state)))
+    left += _sweep(paths)
+    removed = lan.delete()
+    left += _sweep(paths)  # anything that slipped into a namespace while it was being emptied
     if left:
         raise LabError(f"processes survived SIGKILL: {sorted(set(left))}")
-    removed = lan.delete()
     shutil.rmtree(paths.state, ignore_errors=True)
     if paths.state.exists():
         raise LabError(f"could not remove {paths.state}")

@@ -108,7 +108,7 @@ class PodWorker:
             try:
                 self._tick()
             except (api.ApiException, api.ApiUnavailable) as exc:
-                log.warning("%s: %s", self.label, api._short(exc))
+                log.warning("%s: %s", self.label, api.describe(exc))
             except Exception:  # a worker must never die silently and orphan its Pod
                 log.exception("%s: unexpected error in pod worker", self.label)
             self.finished.wait(TICK)

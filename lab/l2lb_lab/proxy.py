@@ -196,10 +196,15 @@ class Proxy:
             self._wake.clear()
             if not (self._services.synced.is_set() and self._slices.synced.is_set()):
                 continue
-            ips, relays = wanted(self._services.snapshot(), self._slices.snapshot(), self.node)
             try:
-                ensure_device()
-                apply_addresses(ips)
-                self._relays.apply(relays)
+                self._reconcile()
             except (OSError, subprocess.SubprocessError, TimeoutError) as exc:
                 log.warning("proxy: %s", exc)
+            except Exception:  # the proxy loop must outlive any bug in one pass
+                log.exception("proxy: unexpected error; retrying")
+
+    def _reconcile(self) -> None:
+        ips, relays = wanted(self._services.snapshot(), self._slices.snapshot(), self.node)
+        ensure_device()
+        apply_addresses(ips)
+        self._relays.apply(relays)

@@ -8,9 +8,11 @@ kubernetes client; the `kube` fixture builds that from .lab/kubeconfig.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from dataclasses import dataclass
 
+from . import lock
 from . import topology as topo
 
 
@@ -41,10 +43,15 @@ class LabHandle:
     def kubeconfig(self) -> str:
         return str(self.paths.kubeconfig)
 
-    def run(self, *args: str, timeout: float = 180.0, check: bool = True) -> subprocess.CompletedProcess:
-        """Run `.venv/bin/lab ARGS...`; raise LabCommandError if it fails and check is set."""
+    def run(self, *args: str, timeout: float = 180.0, check: bool = True,
+            lock_held: bool = False) -> subprocess.CompletedProcess:
+        """Run `.venv/bin/lab ARGS...`; raise LabCommandError if it fails and check is set.
+
+        lock_held: the caller holds lock.exclusive() (the command must not wait for it)."""
         exe = self.paths.repo / ".venv" / "bin" / "lab"
-        res = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout, check=False)
+        env = {**os.environ, lock.HELD_ENV: "1"} if lock_held else None
+        res = subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=timeout,
+                             check=False, env=env)
         if check and res.returncode != 0:
             raise LabCommandError(f"lab {' '.join(args)} exited {res.returncode}:\n{res.stdout}{res.stderr}")
         return res

@@ -61,13 +61,24 @@ def summarize(results: t.Sequence[k8s_apply.Result], diff_mode: bool, check_mode
 
 
 def wait_for(problems: t.Callable[[], list[str]], timeout: float, interval: float = 2.0) -> list[str]:
-    """Call problems() until it returns [] or timeout seconds pass; return the last answer."""
+    """Call problems() until it returns [] or timeout seconds pass; return the last answer.
+
+    An API error while waiting (API server restarting, connection refused) counts as one more
+    problem to wait out, not as a failure: only the deadline ends the wait.
+    """
     deadline = time.monotonic() + timeout
-    found = problems()
+    found = _problems_or_error(problems)
     while found and time.monotonic() < deadline:
         time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
-        found = problems()
+        found = _problems_or_error(problems)
     return found
+
+
+def _problems_or_error(problems: t.Callable[[], list[str]]) -> list[str]:
+    try:
+        return problems()
+    except k8s_apply.KubeError as error:
+        return [f"API error: {error}"]
 
 
 class NotReadyError(Exception):

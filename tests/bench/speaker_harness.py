@@ -94,6 +94,7 @@ class Cluster:
 
     def start(self, node: str, *, log_level: str = "info") -> subprocess.Popen:
         self.stop(node)
+        self.logdir.mkdir(parents=True, exist_ok=True)
         log = open(self.logdir / f"test-speaker-{self.ns}-{node}.log", "ab")  # noqa: SIM115
         cmd = ["ip", "netns", "exec", f"l2lb-{node}", PY, "-m", "l2lb_agent", "speaker",
                "--kubeconfig", KUBECONFIG, "--namespace", self.ns, "--node-name", node,

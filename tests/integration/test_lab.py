@@ -15,7 +15,7 @@ from pathlib import Path
 import kubernetes.client as k8s
 import pytest
 from kubernetes.client.rest import ApiException
-from l2lb_lab import controlplane, procs
+from l2lb_lab import controlplane, lock, procs
 from l2lb_lab import topology as topo
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,6 +35,12 @@ def wait_until(what: str, check: Callable[[], object], timeout: float = 60.0, ev
 def node_ready(kube, name: str) -> str:
     node = kube.core.read_node(name)
     return next((c.status for c in node.status.conditions or [] if c.type == "Ready"), "missing")
+
+
+def live_pids(pattern: str) -> list[int]:
+    """Pids whose command line matches pattern (pgrep -f), zombies left out."""
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split() if procs.alive(int(p))]
 
 
 @pytest.fixture
@@ -101,6 +107,16 @@ def test_second_lab_up_reuses_what_runs(lab):
     out = lab.run("up")
     assert "reusing" in out.stderr
     assert controlplane.running(lab.paths) == before
+
+
+def test_lab_up_undoes_node_down_and_api_down(lab):
+    lab.node_down("node1")
+    lab.api_down("node3")
+    assert lab.run("status", check=False).returncode == 3
+    out = lab.run("up").stderr
+    assert "node1: LAN link plugged back in" in out
+    assert "node3: API path restored" in out
+    assert lab.run("status", check=False).returncode == 0
 
 
 def test_taken_port_is_named(lab):
@@ -199,15 +215,19 @@ def test_nginx_deployment_serves_the_lan_until_its_node_goes_down(lab, kube, nam
 @pytest.mark.last
 @pytest.mark.slow
 def test_lab_down_leaves_nothing_and_warm_up_is_quick(lab, kube):
-    lab.run("down")
-    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
-    assert "l2lb-" not in names
-    assert not lab.paths.state.exists()
-    assert procs.pids_mentioning(str(lab.paths.state)) == []
-    for binary in controlplane.COMPONENTS:
-        assert subprocess.run(["pgrep", "-x", binary[:15]], capture_output=True).returncode == 1, binary
-    t0 = time.monotonic()
-    lab.run("up")
-    elapsed = time.monotonic() - t0
+    with lock.exclusive():  # nobody may restart the lab between our down and our checks
+        lab.run("down", lock_held=True)
+        names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+        assert "l2lb-" not in names
+        assert not lab.paths.state.exists()
+        daemons = (*controlplane.COMPONENTS, "l2lb_lab.forwarder", "l2lb_lab.kubelet", "l2lb_agent", "nginx")
+        # (other tools may name .lab/kubeconfig in passing; what must be gone are the lab's daemons)
+        left = [procs.cmdline(p) for p in procs.pids_mentioning(str(lab.paths.state))]
+        assert [c for c in left if any(d in c for d in daemons)] == []
+        for pattern in (*controlplane.COMPONENTS, r"l2lb_lab\.(forwarder|kubelet)"):
+            assert live_pids(pattern) == [], pattern
+        t0 = time.monotonic()
+        lab.run("up", lock_held=True)
+        elapsed = time.monotonic() - t0
     assert lab.run("status", check=False).returncode == 0
     assert elapsed <= 30, f"warm lab up took {elapsed:.1f}s"

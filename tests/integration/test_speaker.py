@@ -111,8 +111,9 @@ def test_takeover_without_double_answers(all_up: h.Cluster, lab, how: str, limit
                                          duration: float) -> None:
     ip = {"graceful": "192.168.1.246", "sigkill": "192.168.1.247", "node-down": "192.168.1.248",
           "api-down": "192.168.1.249"}[how]
+    owner = expected_owner(ip)
     try:
-        took, doubles, owner = _failover(all_up, lab, how, ip, duration)
+        took, doubles, _ = _failover(all_up, lab, how, ip, duration)
         assert doubles == 0, f"{doubles} probes answered by two MACs"
         assert took is not None, f"nobody took over {ip} after {how} of {owner}"
         assert took <= limit, f"takeover after {how} took {took:.2f}s (limit {limit}s)"

@@ -16,6 +16,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "collections"))
 
 from ansible_collections.l2lb.layer2.plugins.module_utils import (  # noqa: E402
+    common,
     k8s_apply,
     pools,
     render,
@@ -312,3 +313,21 @@ def test_diff_shows_only_changed_objects():
     shown = k8s_apply.diff(results, lambda obj: yaml.safe_dump(obj), check_mode=True)
     assert shown["before"] == "data:\n  config: a\n" and shown["after"] == "data:\n  config: b\n"
     assert shown["after_header"] == "server dry run"
+
+
+def test_wait_outlasts_api_errors_and_reports_what_is_left():
+    answers = iter([k8s_apply.KubeError("connection refused"), ["speaker DaemonSet: 2/3 ready"], []])
+
+    def problems() -> list[str]:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    assert common.wait_for(problems, timeout=5, interval=0.01) == []
+    assert common.wait_for(lambda: ["still 1/2"], timeout=0.05, interval=0.01) == ["still 1/2"]
+
+    def api_down() -> list[str]:
+        raise k8s_apply.KubeError("down")
+
+    assert common.wait_for(api_down, timeout=0.02, interval=0.01) == ["API error: down"]

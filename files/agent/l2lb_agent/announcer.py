@@ -1,6 +1,6 @@
 """ARP / NDP answering on raw sockets (adapter ring: AF_PACKET, classic BPF, scapy).
 
-Place in the flow: speaker -> ``Announcer.update(owned IPs, fence)`` -> one receive thread per
+Place in the flow: speaker -> ``Announcer.update(owned IPs)`` and ``set_fence`` -> one thread per
 LAN interface answers ARP requests and Neighbor Solicitations for owned IPs with the
 interface's MAC -> gratuitous ARP / unsolicited NA when an IP is gained.
 
@@ -322,28 +322,27 @@ class Announcer:
             for port in self.ports:
                 port.snap = dataclasses.replace(port.snap, fence=deadline)
 
-    def update(self, owned: Iterable[str], fence: float) -> tuple[set[str], set[str]]:
+    def update(self, owned: Iterable[str]) -> tuple[set[str], set[str]]:
         """Announce exactly `owned` (canonical IP texts) from now on; returns (gained, lost).
 
         Called from one thread (the speaker's sync loop); templates are built before taking
-        the lock so a renewal's set_fence never waits for scapy.
+        the lock so a renewal's set_fence never waits for scapy. The fence is left as it is.
         """
         owned = frozenset(owned)
         gained, lost = set(owned - self._owned), set(self._owned - owned)
         if not gained and not lost:
-            self.set_fence(fence)
             return gained, lost
         built = {(port.ifname, ip): build_templates(ip, port.mac) for port in self.ports for ip in gained
                  if ip not in port.templates}
         with self._lock:
             if lost:  # stop answering first, then narrow the kernel filter
-                self._swap(owned - gained, fence)
+                self._swap(owned - gained)
             for port in self.ports:
                 for ip in gained:
                     port.templates.setdefault(ip, built.get((port.ifname, ip)) or port.templates[ip])
                 for ip in lost:
                     port.templates.pop(ip, None)
-            self._swap(owned, fence)
+            self._swap(owned)
             self._owned = owned
             now = time.monotonic()
             self._garp_due += [(now + d, ip) for ip in sorted(gained) for d in GARP_SCHEDULE[1:]]
@@ -353,8 +352,7 @@ class Announcer:
             self.announce(ip)  # the first gratuitous announcement goes out at once
         return gained, lost
 
-    def _swap(self, owned: frozenset[str], fence: float) -> None:
-        self._fence = fence
+    def _swap(self, owned: frozenset[str]) -> None:
         for port in self.ports:
             owned4: dict[bytes, _Templates] = {}
             owned6: dict[bytes, _Templates] = {}
@@ -363,7 +361,7 @@ class Announcer:
                 tpl = port.templates.get(ip)
                 if tpl is not None:
                     (owned4 if len(packed) == 4 else owned6)[packed] = tpl
-            port.snap = _Snapshot(owned4, owned6, fence)
+            port.snap = _Snapshot(owned4, owned6, self._fence)
 
     def _refilter(self, owned: frozenset[str]) -> None:
         packed = [ipaddress.ip_address(ip).packed for ip in owned]

@@ -186,7 +186,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.stop = threading.Event()
     args.health = lambda: True
     _install_signals(args.stop)
-    server = metrics.serve(args.metrics_host, args.metrics_port, lambda: args.health())
+    server = metrics.serve(args.metrics_host, args.metrics_port, lambda: bool(args.health()))
     try:
         if args.component == "controller":
             from . import controller

@@ -134,6 +134,7 @@ def is_buggy(ip: IPAddress) -> bool:
 def usable_count(r: AddressRange, avoid_buggy: bool) -> int:
     if not avoid_buggy or r.version != 4:
         return r.size
+
     # subtract x in [start, end] with x % 256 == 0 or 255, counted arithmetically
     def count(rem: int) -> int:
         return (r.end - rem) // 256 - (r.start - 1 - rem) // 256
@@ -241,7 +242,7 @@ def parse_address(text: str, field: str = "address", pool: str | None = None) ->
 
 
 def _range(text: str, s: str, field: str, pool: str | None) -> AddressRange:
-    a_txt, _, b_txt = s.partition("-")
+    a_txt, _sep, b_txt = s.partition("-")
     a, b = ipaddress.ip_address(a_txt.strip()), ipaddress.ip_address(b_txt.strip())
     if a.version != b.version:
         raise ConfigError(field, text, f"range mixes IPv{a.version} {a} and IPv{b.version} {b}", pool)

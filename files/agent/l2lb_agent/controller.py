@@ -44,7 +44,7 @@ class Controller:
         self.metrics.api_requests.set_function(lambda: client.request_count)
         self.queue = KeyQueue()
         self.services = kube.Informer(client, kube.SERVICES, self._on_service, name="services")
-        self.configmaps = kube.Informer(client, kube.CONFIGMAPS, lambda *_: self.queue.put(CONFIG),
+        self.configmaps = kube.Informer(client, kube.CONFIGMAPS, lambda *_args: self.queue.put(CONFIG),
                                         namespace=namespace, field_selector=f"metadata.name={CONFIGMAP}",
                                         name="configmap")
         self.elector = leader.LeaderElector(client, namespace, LEASE, identity, timings,
@@ -288,7 +288,7 @@ class Controller:
         ns = meta.get("namespace") or self.namespace
         full = {"apiVersion": "v1", "kind": obj.get("kind") or "Service", **obj}
         self.writers.submit(kube.object_key(obj), lambda: self.client.create_event(
-            ns, full, type_, reason, message, COMPONENT), report=False)
+            ns, full, type_, reason, message, COMPONENT), report=False, priority=1)
 
     def _write_failed(self, key: str, exc: kube.ApiError) -> None:
         """A write failed (not NotFound): forget what we wrote and look at the Service again soon."""

@@ -119,7 +119,7 @@ class Speaker:
                 self._sync(time.monotonic())
             except Exception:
                 log.exception("sync failed; silencing until the next one succeeds")
-                self.announcer.update((), 0.0)
+                self.announcer.update(())
 
     def shutdown(self) -> None:
         """Graceful hand-over: silent first, then the Lease goes, then the rest."""
@@ -168,8 +168,7 @@ class Speaker:
         elif (self.plan.next_due() or float("inf")) > now:
             return
         self.plan = ownership.step(self.plan, self._last_desired, self.node, live, now, self.t.handover_delay)
-        fence = self.heartbeat.fence
-        gained, lost = self.announcer.update(self.plan.announce, fence)
+        gained, lost = self.announcer.update(self.plan.announce)
         for ip in sorted(lost):
             log.info("stopped announcing %s (owner now: %s)", ip, self._last_desired.get(ip) or "nobody")
         for ip in sorted(gained):

@@ -2,13 +2,14 @@
 
 Component ring (threads, no decisions). `KeyQueue` coalesces repeated keys so a burst of watch
 events for one Service is handled once. `Writers` runs API writes on N threads; a key always maps
-to the same thread, so the writes of one Service (status, then its Event) keep their order while
-different Services are written in parallel. Every write re-checks `may_write()` (leadership)
+to the same thread, so the writes of one Service keep their order while different Services are
+written in parallel; status writes go before Events. Every write re-checks `may_write()` (leadership)
 just before it is sent. Not guaranteed: delivery; a failed write is reported to `on_error`.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
@@ -52,16 +53,21 @@ class KeyQueue:
 
 
 Job = Callable[[], object]
+_Item = tuple[int, int, str, Job, bool]  # (priority, sequence, key, job, report)
 
 
 class Writers:
-    """N writer threads, one queue each; explicit start()/stop()."""
+    """N writer threads, one priority queue each; explicit start()/stop().
+
+    Priority 0 (status) runs before priority 1 (Events) on the same thread: under a burst the
+    addresses land first and the Events follow. Within a priority, a key's jobs keep their order.
+    """
 
     def __init__(self, n: int, may_write: Callable[[], bool],
                  on_error: Callable[[str, kube.ApiError], None]) -> None:
-        self._queues: list[queue.SimpleQueue[tuple[str, Job, bool] | None]] = [
-            queue.SimpleQueue() for _ in range(n)]
+        self._queues: list[queue.PriorityQueue[_Item]] = [queue.PriorityQueue() for _i in range(n)]
         self._may_write, self._on_error = may_write, on_error
+        self._seq = itertools.count()
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -72,18 +78,20 @@ class Writers:
 
     def stop(self) -> None:
         for q in self._queues:
-            q.put(None)
+            q.put((-1, next(self._seq), "", lambda: None, False))  # sorts first: stop now
         for t in self._threads:
             t.join(2)
 
-    def submit(self, key: str, job: Job, report: bool = True) -> None:
+    def submit(self, key: str, job: Job, report: bool = True, priority: int = 0) -> None:
         """Run job on key's writer thread; report=True sends failures to on_error."""
         shard = zlib.crc32(key.encode()) % len(self._queues)
-        self._queues[shard].put((key, job, report))
+        self._queues[shard].put((priority, next(self._seq), key, job, report))
 
-    def _run(self, q: queue.SimpleQueue[tuple[str, Job, bool] | None]) -> None:
-        while (item := q.get()) is not None:
-            key, job, report = item
+    def _run(self, q: queue.PriorityQueue[_Item]) -> None:
+        while True:
+            priority, _seq, key, job, report = q.get()
+            if priority < 0:
+                return
             if not self._may_write():
                 log.debug("%s: not the leader, write dropped", key)
                 continue
