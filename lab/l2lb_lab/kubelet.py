@@ -28,6 +28,7 @@ import threading
 from kubernetes import client
 
 from . import kubelet_api as api
+from . import kubelet_events as events_mod
 from . import kubelet_node as node_mod
 from . import kubelet_token as tokens
 from . import pods as pods_mod
@@ -75,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
                                state_dir=os.path.abspath(args.state_dir),
                                api_client=api.new_client(args.kubeconfig),
                                cluster=tokens.admin_cluster(args.kubeconfig),
-                               backoff=(args.backoff_base, args.backoff_max))
+                               backoff=(args.backoff_base, args.backoff_max),
+                               events=events_mod.Recorder(args.node, api.new_client(args.kubeconfig)))
     node_agent = node_mod.NodeAgent(identity, api.new_client(args.kubeconfig))
     manager = pods_mod.PodManager(ctx)
     informer = _pod_informer(args, manager)
@@ -85,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     threading.Thread(target=node_agent.run, name="node", daemon=True).start()
+    if ctx.events is not None:
+        ctx.events.start()
     informer.start()
     if proxy is not None:
         proxy.start()

@@ -28,8 +28,9 @@ from kubernetes.watch.watch import iter_resp_lines
 log = logging.getLogger("kubelet.api")
 
 CALL_TIMEOUT = (3.0, 8.0)  # (connect, read) seconds for ordinary calls
-WATCH_SECONDS = 45  # server-side watch timeout; the read timeout is a little longer
-WATCH_TIMEOUT = (3.0, WATCH_SECONDS + 15.0)
+# Short watches: one cut silently (api-down holds connections) is noticed at the read timeout.
+WATCH_SECONDS = 25  # server-side watch timeout
+WATCH_TIMEOUT = (3.0, WATCH_SECONDS + 10.0)
 RETRY_SECONDS = 2.0
 
 JSON = dict[str, Any]

@@ -67,6 +67,7 @@ class ContainerRunner:
         self.terminating = False
         self.probe_ip = ""  # set by the Pod worker: where probes connect, what exec probes get
         self.probe_env: dict[str, str] = {}
+        self.notify: Callable[[str, str, bool], None] = lambda reason, message, warning: None  # Events
         self._load()
 
     # -- persistence -------------------------------------------------------------
@@ -115,7 +116,10 @@ class ContainerRunner:
 
     def _start(self, launch: Launch, now_iso: str) -> None:
         if launch.waiting_reason:
-            self.state = st.waiting(launch.waiting_reason, launch.waiting_message)
+            new = st.waiting(launch.waiting_reason, launch.waiting_message)
+            if new != self.state:
+                self.notify("Failed", launch.waiting_message, True)
+            self.state = new
             return
         try:
             self.proc = proc.Proc.spawn(launch.argv, launch.env, launch.cwd, self.log_path, self._exit_path,
@@ -126,6 +130,7 @@ class ContainerRunner:
             self._after_exit(128, now_iso, now_iso)
             return
         self.probe_env = launch.env
+        self.notify("Started", f"Started container {self.name}", False)
         log.info("%s: started pid %d: %s", self.name, self.proc.record.pid, " ".join(launch.argv))
         self.state = st.running(now_iso)
         self._arm_probes(time.monotonic())
@@ -160,6 +165,8 @@ class ContainerRunner:
         self.restart_count += 1
         self.state = st.waiting("CrashLoopBackOff", f"back-off {delay:.0f}s restarting failed container="
                                 f"{self.name} ({self.container_id()})")
+        self.notify("BackOff", f"Back-off {delay:.0f}s restarting failed container {self.name} "
+                    f"(exit code {code})", True)
         self._save()
 
     # -- probes ----------------------------------------------------------------------
@@ -180,7 +187,10 @@ class ContainerRunner:
             after = prober.record(ok, time.monotonic())
             if before != after:
                 log.info("%s: %s probe now %s", self.name, kind, "passing" if after else "failing")
+                if not after:
+                    self.notify("Unhealthy", f"{kind.capitalize()} probe failed", True)
             if kind == "liveness" and not after and not self.kill_at and self.proc is not None:
+                self.notify("Killing", f"Container {self.name} failed liveness probe, will restart", False)
                 self.proc.signal(signal.SIGTERM)
                 self.kill_at = now + 30
 

@@ -33,7 +33,7 @@ def image_kind(image: str) -> ImageKind:
     base = re.split(r"[:@]", last, maxsplit=1)[0]
     if base == "l2lb-agent":
         return ImageKind.AGENT
-    if image.startswith("nginx") or base == "nginx":
+    if base.startswith("nginx"):  # nginx:1.27, library/nginx, nginxinc/nginx-unprivileged ...
         return ImageKind.NGINX
     return ImageKind.UNSUPPORTED
 

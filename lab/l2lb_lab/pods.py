@@ -14,6 +14,7 @@ network namespace, so podIP = hostIP = node IP.  Not supported: init containers,
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import os
 import shutil
@@ -27,6 +28,7 @@ from kubernetes import client
 
 from . import kubelet_api as api
 from . import kubelet_container as kc
+from . import kubelet_events as events_mod
 from . import kubelet_images as images
 from . import kubelet_process as proc
 from . import kubelet_status as st
@@ -53,6 +55,7 @@ class NodeContext:
     api_client: client.ApiClient
     cluster: tuple[str, str]  # (server, CA data) for Pod kubeconfigs
     backoff: tuple[float, float]  # (base, cap) seconds of CrashLoopBackOff
+    events: events_mod.Recorder | None = None
 
     def pod_dir(self, pod: dict[str, Any]) -> str:
         meta = pod["metadata"]
@@ -80,6 +83,8 @@ class PodWorker:
                      for c in (pod.get("status") or {}).get("containerStatuses") or []}
         for runner in self._runners:
             runner.keep_readiness(was_ready.get(runner.name, False))
+            if ctx.events is not None:
+                runner.notify = functools.partial(self._event, runner.name)
         self._start_time = (pod.get("status") or {}).get("startTime") or api.now_rfc3339()
         self._sent: st.JSON | None = None
         self._conditions = (pod.get("status") or {}).get("conditions")
@@ -88,6 +93,10 @@ class PodWorker:
 
     def start(self) -> None:
         self._thread.start()
+
+    def _event(self, container: str, reason: str, message: str, warning: bool) -> None:
+        if self.ctx.events is not None:
+            self.ctx.events.pod_event(self._pod, reason, message, warning, container)
 
     def update(self, pod: dict[str, Any]) -> None:
         with self._lock:
@@ -219,6 +228,9 @@ class PodWorker:
                 grace = pod["spec"].get("terminationGracePeriodSeconds", 30)
             self._kill_at = now + min(int(grace), GRACE_CAP)
             log.info("%s: deleting: SIGTERM, SIGKILL in %ds", self.label, int(self._kill_at - now))
+            for runner in self._runners:
+                if runner.running():
+                    self._event(runner.name, "Killing", f"Stopping container {runner.name}", False)
             self._kill_all(signal.SIGTERM)
         elif now >= self._kill_at:
             self._kill_all(signal.SIGKILL)

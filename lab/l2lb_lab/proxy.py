@@ -28,6 +28,7 @@ import json
 import logging
 import subprocess
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -40,6 +41,7 @@ log = logging.getLogger("kubelet.proxy")
 
 DEVICE = "kube-lb0"
 RESYNC_SECONDS = 10.0
+COALESCE_SECONDS = 0.2
 SERVICE_LABEL = "kubernetes.io/service-name"
 
 Relays = dict[relay.Listen, tuple[relay.Target, ...]]  # (LB IP, port) -> backends
@@ -130,7 +132,10 @@ def ensure_device() -> None:
     try:
         _ip("link", "show", DEVICE)
     except OSError:
-        _ip("link", "add", DEVICE, "type", "dummy")
+        try:
+            _ip("link", "add", DEVICE, "type", "dummy")
+        except OSError:  # a kernel without the dummy driver: ifb is just as NOARP
+            _ip("link", "add", DEVICE, "type", "ifb")
         log.info("created %s", DEVICE)
     _ip("link", "set", DEVICE, "up")
     for name, value in (("arp_ignore", "1"), ("arp_announce", "2")):
@@ -174,6 +179,8 @@ class Proxy:
         self._slices = api.Informer("endpointslices", discovery.list_endpoint_slice_for_all_namespaces,
                                     self._wake.set)
         self._relays = relay.RelaySet()
+        self._applied: tuple[set[str], Relays] | None = None  # last state written to the kernel
+        self._checked = 0.0
         self._thread = threading.Thread(target=self._run, name="proxy", daemon=True)
 
     def start(self) -> None:
@@ -192,7 +199,8 @@ class Proxy:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(RESYNC_SECONDS)
+            if self._wake.wait(RESYNC_SECONDS):
+                self._stop.wait(COALESCE_SECONDS)  # one pass for a burst of watch events
             self._wake.clear()
             if not (self._services.synced.is_set() and self._slices.synced.is_set()):
                 continue
@@ -205,6 +213,10 @@ class Proxy:
 
     def _reconcile(self) -> None:
         ips, relays = wanted(self._services.snapshot(), self._slices.snapshot(), self.node)
+        now = time.monotonic()
+        if (ips, relays) == self._applied and now - self._checked < RESYNC_SECONDS:
+            return  # nothing new; the kernel state is re-checked every RESYNC_SECONDS anyway
         ensure_device()
         apply_addresses(ips)
         self._relays.apply(relays)
+        self._applied, self._checked = (ips, relays), now

@@ -157,7 +157,22 @@ def _allocate_all(client: kube.KubeClient, ns: str, lb_class: str) -> tuple[floa
     return finished - started, finished - created
 
 
+def _baseline(client: kube.KubeClient) -> float:
+    """Seconds the API server alone takes to create N Services (a class nobody answers to)."""
+    ns = f"l2lb-bench-base-{uuid.uuid4().hex[:6]}"
+    client.create(kube.NAMESPACES, {"metadata": {"name": ns}})
+    try:
+        started = time.monotonic()
+        with ThreadPoolExecutor(16) as pool:
+            list(pool.map(lambda i: client.create(kube.SERVICES, _service(i, "nobody.io/lb"), ns), range(N)))
+        return time.monotonic() - started
+    finally:
+        client.delete(kube.NAMESPACES, ns)
+        _wait(f"namespace {ns} to go", lambda: _gone(client, ns), 300, every=1.0)
+
+
 def _trial(client: kube.KubeClient, kubeconfig: str, log: Path) -> dict[str, float]:
+    base_s = _baseline(client)
     suffix = uuid.uuid4().hex[:6]
     ns, lb_class = f"l2lb-bench-{suffix}", f"bench.l2lb.io/{suffix}"
     client.create(kube.NAMESPACES, {"metadata": {"name": ns}})
@@ -188,12 +203,14 @@ def _trial(client: kube.KubeClient, kubeconfig: str, log: Path) -> dict[str, flo
         after = _addresses(client, ns)
         changed = sum(1 for k, v in before.items() if after.get(k) != v)
         print(
-            f"controller bench trial: {N} allocated in {alloc_s:.2f}s ({tail_s:.2f}s after the last create), "
+            f"controller bench trial: {N} created alone in {base_s:.2f}s; "
+            f"{N} allocated in {alloc_s:.2f}s ({tail_s:.2f}s after the last create), "
             f"{per_alloc:.2f} requests each, RSS {rss:.1f} MB, restart ready in {ready_s:.2f}s, "
             f"{changed} changed",
             file=sys.stderr,
         )
         return {
+            "base": base_s,
             "alloc": alloc_s,
             "tail": tail_s,
             "per_alloc": per_alloc,
@@ -236,6 +253,7 @@ def run(kubeconfig: str, trials: int = 3) -> list[dict[str, Any]]:
     col = {k: [r[k] for r in results] for k in results[0]}
     return [
         _row("controller: 1,000 Services created at once -> all have addresses", "s", col["alloc"], "<= 10"),
+        _row("baseline: 1,000 Services created, no controller (same API server)", "s", col["base"], "-"),
         _row("controller: ... of which after the last create returned", "s", col["tail"], "-"),
         _row("controller: restart with 1,000 assigned -> ready", "s", col["ready"], "<= 5"),
         _row("controller: addresses changed by the restart", "count", col["changed"], "0"),

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -41,8 +42,11 @@ def pct(values: list[float], q: float) -> float | None:
 
 
 def row(name: str, unit: str, values: list[float], goal: str, **extra: Any) -> dict[str, Any]:
-    return {"name": name, "unit": unit, "trials": len(values), "p50": pct(values, 0.5),
-            "p95": pct(values, 0.95), "goal": goal, **extra}
+    out = {"name": name, "unit": unit, "trials": len(values), "p50": pct(values, 0.5),
+           "p95": pct(values, 0.95), "goal": goal, **extra}
+    print(f"  {name}: p50 {out['p50']} p95 {out['p95']} {unit} ({len(values)} trials)", file=sys.stderr,
+          flush=True)
+    return out
 
 
 def _ip(n: int) -> str:
@@ -271,7 +275,6 @@ def run(trials: int = 20, lab: Any = None) -> list[dict[str, Any]]:
 
 if __name__ == "__main__":
     import json
-    import sys
 
     print(json.dumps(run(int(sys.argv[1]) if len(sys.argv) > 1 else 20), indent=1))
 

@@ -348,8 +348,8 @@ def test_two_replicas_one_leader_and_failover(env: Env) -> None:
     leader.stop(signal.SIGKILL)  # no release: the follower must wait for the Lease to expire
     killed = time.monotonic()
     env.service("two")
-    assert env.wait_ips("two", timeout=15) == ["192.168.1.241"]
-    assert time.monotonic() - killed < 10
+    assert env.wait_ips("two", timeout=30) == ["192.168.1.241"]
+    assert time.monotonic() - killed < 15  # Lease 6 s observed + one renew interval + the write
     assert follower.metrics().get("l2lb_controller_is_leader") == 1
     assert env.ips("one") == ["192.168.1.240"]
 
@@ -362,7 +362,7 @@ def test_sigterm_hands_over_at_once(env: Env) -> None:
     wait_until("second up", lambda: b.metrics().get("l2lb_controller_is_leader") == 0)
     a.stop()
     assert "released Lease" in a.logs()
-    wait_until("second leads", lambda: b.metrics().get("l2lb_controller_is_leader") == 1, timeout=3)
+    wait_until("second leads", lambda: b.metrics().get("l2lb_controller_is_leader") == 1, timeout=5)
 
 
 def test_bad_flag_is_named() -> None:

@@ -60,6 +60,11 @@ def pod_dir(lab, pod: dict[str, Any]) -> Path:
         f"{meta['namespace']}_{meta['name']}_{meta['uid'][:8]}"
 
 
+def event_reasons(kube, ns: str, name: str) -> set[str]:
+    events = kube.core.list_namespaced_event(ns, field_selector=f"involvedObject.name={name}").items
+    return {e.reason for e in events if e.source and e.source.component == "kubelet"}
+
+
 def node_of(pod: dict[str, Any]) -> topo.Host:
     return next(h for h in topo.NODES if h.name == pod["spec"]["nodeName"])
 
@@ -136,6 +141,7 @@ def test_unsupported_image_stays_waiting_with_the_reason(kube, namespace):
     pod = raw_pod(kube, namespace, "box")
     assert pod["status"]["phase"] == "Pending"
     assert container_status(pod)["restartCount"] == 0
+    assert "Failed" in wait_until("the kubelet's Failed Event", lambda: event_reasons(kube, namespace, "box"))
 
 
 def test_crashing_container_restarts_with_crashloopbackoff(kube, namespace):
@@ -153,6 +159,8 @@ def test_crashing_container_restarts_with_crashloopbackoff(kube, namespace):
     pod = raw_pod(kube, namespace, "crash")
     assert pod["status"]["phase"] == "Running"
     assert {c["type"]: c["status"] for c in pod["status"]["conditions"]}["Ready"] == "False"
+    assert {"Started", "BackOff"} <= wait_until("Started and BackOff Events", lambda: (
+        r := event_reasons(kube, namespace, "crash")) >= {"Started", "BackOff"} and r)
 
 
 AGENT_SCRIPT = """
@@ -161,7 +169,8 @@ import kubernetes
 from kubernetes.client.rest import ApiException
 kubernetes.config.load_kube_config()
 api = kubernetes.client.ApiClient()
-who = kubernetes.client.AuthenticationV1Api(api).create_self_subject_review(kubernetes.client.V1SelfSubjectReview())
+review = kubernetes.client.V1SelfSubjectReview()
+who = kubernetes.client.AuthenticationV1Api(api).create_self_subject_review(review)
 try:
     kubernetes.client.CoreV1Api(api).list_namespaced_secret("kube-system")
     secrets = 200
@@ -305,3 +314,42 @@ def test_pods_that_vanished_with_their_node_are_restarted_on_node_up(lab, kube, 
     cs = wait_until("the Pod restarted after node-up", restarted, timeout=90)
     assert cs["lastState"]["terminated"]["exitCode"] == 137  # what SIGKILL leaves behind
     assert json.loads(state_file.read_text())["proc"]["pid"] != pid
+
+
+def _lease_renewed(kube, node: str) -> str:
+    return kube.coordination.read_namespaced_lease(node, "kube-node-lease").spec.renew_time.isoformat()
+
+
+@pytest.mark.slow
+def test_api_outage_keeps_pods_running_and_the_kubelet_recovers(lab, kube, namespace):
+    pod = _running_pod(kube, namespace, "steady", 8085)
+    host = node_of(pod)
+    pid = json.loads((pod_dir(lab, pod) / "main.state.json").read_text())["proc"]["pid"]
+    kubelet = nodeprocs.kubelet_pid(lab.paths, host)
+    lab.api_down(host.name)
+    try:
+        before = _lease_renewed(kube, host.name)
+        time.sleep(12)  # calls hang now; every one of them must time out, not block forever
+        assert _lease_renewed(kube, host.name) == before  # heartbeats really stopped
+        assert Path(f"/proc/{pid}").exists() and nodeprocs.kubelet_pid(lab.paths, host) == kubelet
+    finally:
+        lab.api_up(host.name)
+    wait_until("the Lease renewed again", lambda: _lease_renewed(kube, host.name) != before, timeout=30)
+    # the Pod watch recovers too: a new Pod for this node starts
+    create_pod(kube, namespace, "after", {"image": "nginx", "ports": [{"containerPort": 8084}]},
+               nodeSelector={"kubernetes.io/hostname": host.name})
+    wait_until("the new Pod ready", lambda: container_status(raw_pod(kube, namespace, "after")).get("ready"),
+               timeout=60)
+    assert container_status(raw_pod(kube, namespace, "steady"))["restartCount"] == 0
+
+
+def test_failing_liveness_probe_restarts_the_container(kube, namespace):
+    create_pod(kube, namespace, "sick", {
+        "image": "nginx", "ports": [{"containerPort": 8083}],
+        "livenessProbe": {"tcpSocket": {"port": 8082}, "periodSeconds": 1, "failureThreshold": 2}})
+
+    def restarted() -> dict[str, Any] | None:
+        cs = container_status(raw_pod(kube, namespace, "sick"))
+        return cs if cs.get("restartCount", 0) >= 1 else None
+    cs = wait_until("a restart caused by the liveness probe", restarted, timeout=45)
+    assert "terminated" in cs["lastState"]

@@ -36,7 +36,8 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
         "l2lb.io/layer2",
     )
     assert (args.kubeconfig, args.claim_unclassed, args.workers) == (None, True, 16)
-    assert args.timings.lease_duration == 2.0
+    assert args.timings.lease_duration == cli.CONTROLLER_LEASE_DURATION
+    assert parse(["speaker", "--node-name", "n"]).timings.lease_duration == 2.0
     assert parse(["speaker", "--node-name", "node1"]).metrics_port == 7473
 
 

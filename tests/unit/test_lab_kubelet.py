@@ -27,7 +27,8 @@ POD = {
     ("docker.io/library/nginx:alpine", images.ImageKind.NGINX),
     ("ghcr.io/l2lb/l2lb-agent-debug:1", images.ImageKind.UNSUPPORTED),
     ("busybox:1.36", images.ImageKind.UNSUPPORTED),
-    ("registry.local:5000/nginx-exporter", images.ImageKind.UNSUPPORTED),
+    ("nginxinc/nginx-unprivileged:1.27", images.ImageKind.NGINX),
+    ("registry.k8s.io/ingress-nginx/controller:v1.12.0", images.ImageKind.UNSUPPORTED),
 ], ids=lambda v: str(v))
 def test_image_kind(image, kind):
     assert images.image_kind(image) is kind

@@ -33,6 +33,9 @@ log = logging.getLogger("l2lb_agent")
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
 METRICS_PORTS = {"controller": 7472, "speaker": 7473}
+# The controller's Lease only guards writes (a takeover delays new allocations, nothing else), so
+# it trades failover speed for tolerance of a slow API server; the speaker keeps timing's defaults.
+CONTROLLER_LEASE_DURATION = 6.0
 
 
 class FlagError(Exception):
@@ -65,7 +68,8 @@ def _common(p: argparse.ArgumentParser, component: str) -> None:
                    help="also answer for LoadBalancer Services with no loadBalancerClass, true|false "
                    "[L2LB_CLAIM_UNCLASSED; default true]")
     p.add_argument("--lease-duration", default=_env("L2LB_LEASE_DURATION"),
-                   help="Lease duration in seconds [L2LB_LEASE_DURATION; default: l2lb_agent.timing]")
+                   help="Lease duration in seconds [L2LB_LEASE_DURATION; default: controller 6, "
+                   "speaker l2lb_agent.timing's]")
     p.add_argument("--renew-interval", default=_env("L2LB_RENEW_INTERVAL"),
                    help="Lease renew interval in seconds [L2LB_RENEW_INTERVAL; default: l2lb_agent.timing]")
     p.add_argument("--pod-name", default=_env("L2LB_POD_NAME", socket.gethostname()),
@@ -142,8 +146,11 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
     _bool(args, "claim_unclassed")
     _seconds(args, "lease_duration")
     _seconds(args, "renew_interval")
+    lease = args.lease_duration
+    if lease is None and args.component == "controller":
+        lease = CONTROLLER_LEASE_DURATION
     try:
-        args.timings = timing.from_options(args.lease_duration, args.renew_interval)
+        args.timings = timing.from_options(lease, args.renew_interval)
     except timing.TimingError as exc:
         raise _bad("lease_duration", (args.lease_duration, args.renew_interval), str(exc)) from None
     if args.component == "controller":
