@@ -48,9 +48,10 @@ sanity() {
   (cd "$INSTALLED" && git init -q . && PATH="$BIN:$PATH" "$BIN/ansible-test" sanity --python 3.11 --color no)
 }
 
-run_installed() {
-  (cd "$WORK" && ANSIBLE_COLLECTIONS_PATH="$WORK/inst" \
-    "$BIN/ansible-playbook" -i "$REPO/inventory/lab" l2lb.layer2.site)
+run_installed() {  # deploy, then remove again with the installed uninstall playbook
+  (cd "$WORK" && export ANSIBLE_COLLECTIONS_PATH="$WORK/inst" \
+    && "$BIN/ansible-playbook" -i "$REPO/inventory/lab" l2lb.layer2.site \
+    && "$BIN/ansible-playbook" -i "$REPO/inventory/lab" l2lb.layer2.uninstall)
 }
 
 gate "ansible-galaxy collection build + install" build_and_install
@@ -61,7 +62,7 @@ if [ -d "$INSTALLED" ]; then
     if "$BIN/lab" status >/dev/null 2>&1; then run=1; else run=0; fi
   fi
   if [ "$run" = 1 ]; then
-    gate "installed collection: ansible-playbook -i inventory/lab l2lb.layer2.site" run_installed
+    gate "installed collection: l2lb.layer2.site then l2lb.layer2.uninstall on the lab" run_installed
   else
     printf '\n>> lint: skipped running the installed collection (lab not up; L2LB_LINT_RUN=1 to insist)\n'
   fi

@@ -11,8 +11,10 @@ fieldSelector spec.nodeName=NODE) and proxy.Proxy (kube-proxy's part for LoadBal
 
 SIGTERM/SIGINT stop the kubelet only: Pods keep running and are adopted by the next
 kubelet, like a real kubelet restart (`lab node-down`/`lab down` kill the netns's
-processes anyway).  Logs go to stderr; container output to
-<state-dir>/pods/<ns>_<name>_<uid8>/<container>.log.
+processes anyway).  When its own source files change (the lab runs from a live checkout)
+it re-executes itself in place once the new code imports (`--no-reload` turns that off).
+Logs go to stderr; container output to <state-dir>/pods/<ns>_<name>_<uid8>/<container>.log.
+Events (Started, BackOff, Unhealthy, Killing, Failed) come from kubelet_events.
 """
 
 from __future__ import annotations

@@ -261,6 +261,7 @@ class PodManager:
     def __init__(self, ctx: NodeContext) -> None:
         self.ctx = ctx
         self._workers: dict[str, PodWorker] = {}  # pod uid -> worker
+        self._finished: set[str] = set()  # uids whose worker is done but the watch still lists
         self._lock = threading.Lock()
         self._cleaned = False
 
@@ -271,12 +272,14 @@ class PodManager:
             for uid, worker in list(self._workers.items()):
                 if worker.finished.is_set():
                     del self._workers[uid]
+                    self._finished.add(uid)
                 elif uid not in mine:
                     worker.gone()
+            self._finished &= set(mine)
             for uid, pod in mine.items():
                 if uid in self._workers:
                     self._workers[uid].update(pod)
-                else:
+                elif uid not in self._finished:
                     worker = PodWorker(self.ctx, pod)
                     self._workers[uid] = worker
                     worker.start()

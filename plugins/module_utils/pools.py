@@ -91,7 +91,7 @@ def orphans(live: t.Any | None, new: t.Any | None, addresses: t.Iterable[tuple[s
         if new is not None and l2lb_config.contains(new, address):
             continue
         pool = l2lb_config.pool_of(live, address)
-        taken.append(Orphan(service, address, getattr(pool, "name", pool)))
+        taken.append(Orphan(service, address, pool.name if pool is not None else None))
     return taken
 
 

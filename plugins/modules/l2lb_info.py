@@ -98,6 +98,8 @@ speakers:
   sample: [{"node": "node1", "holder": "l2lb-speaker-abcde", "renew_time": "2026-01-01T00:00:00.000000Z"}]
 """
 
+from collections.abc import Callable
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.l2lb.layer2.plugins.module_utils import common, k8s_apply, render, status
 
@@ -109,7 +111,7 @@ except ImportError:  # pool names are a nicety here; everything else works witho
 HEARTBEAT_SELECTOR = "l2lb.io/role=speaker-heartbeat"
 
 
-def pool_lookup(kube: k8s_apply.Kube, namespace: str):
+def pool_lookup(kube: k8s_apply.Kube, namespace: str) -> Callable[[str], str | None]:
     """ip -> pool name, from the pools ConfigMap in force (None when unknown)."""
     live = kube.get("v1", "ConfigMap", render.CONFIG_MAP_NAME, namespace)
     text = ((live or {}).get("data") or {}).get(render.CONFIG_MAP_KEY)

@@ -219,6 +219,18 @@ def test_pool_choice_and_auto_assign_order(env: Env) -> None:
     env.wait_event("d", "AllocationFailed", "unknown pool 'nope'")
 
 
+def test_avoid_buggy_ips_skips_dot_0_and_dot_255(env: Env) -> None:
+    env.set_config("address-pools:\n- {name: edge, protocol: layer2, avoid-buggy-ips: true,"
+                   " addresses: ['192.168.1.254-192.168.2.1']}\n")
+    env.controller()
+    env.service("a")
+    assert env.wait_ips("a") == ["192.168.1.254"]
+    env.service("b")
+    assert env.wait_ips("b") == ["192.168.2.1"]
+    env.service("c")
+    env.wait_event("c", "AllocationFailed", "no free IPv4 address")
+
+
 def test_sharing_with_a_key(env: Env) -> None:
     env.set_config(TUTORIAL)
     env.controller()

@@ -30,7 +30,9 @@ log = logging.getLogger(__name__)
 CONFIGMAP = "config"
 LEASE = "l2lb-controller"
 COMPONENT = "l2lb-controller"
-CONFIG, RESYNC, LOST = "\0config", "\0resync", "\0lost"  # queue tokens (never Service keys)
+# Queue tokens (never Service keys). LEADERSHIP means "leadership may have changed": its handler
+# reads the elector's state, so coalesced or reordered tokens still converge.
+CONFIG, LEADERSHIP = "\0config", "\0leadership"
 
 
 class Controller:
@@ -48,7 +50,7 @@ class Controller:
                                         namespace=namespace, field_selector=f"metadata.name={CONFIGMAP}",
                                         name="configmap")
         self.elector = leader.LeaderElector(client, namespace, LEASE, identity, timings,
-                                            on_start=lambda: self.queue.put(RESYNC),
+                                            on_start=lambda: self.queue.put(LEADERSHIP),
                                             on_stop=self._on_lost)
         self.writers = Writers(workers, self.elector.is_leader, self._write_failed)
         self.config: config.Config | None = None  # last good config
@@ -73,7 +75,6 @@ class Controller:
 
     def stop(self) -> None:
         self._stop.set()
-        self.queue.put(LOST)
         if self._thread is not None:
             self._thread.join(5)
         self.elector.stop(release=True)
@@ -106,11 +107,8 @@ class Controller:
     def _handle(self, item: str) -> None:
         if item == CONFIG:
             self._load_config()
-        elif item == RESYNC:
+        elif item == LEADERSHIP:
             self._resync()
-        elif item == LOST:
-            self.alloc = None
-            self.metrics.ready.set(0)
         elif self.alloc is not None:
             self._sync(item)
 
@@ -121,7 +119,7 @@ class Controller:
 
     def _on_lost(self) -> None:
         self.metrics.is_leader.set(0)
-        self.queue.put(LOST)
+        self.queue.put(LEADERSHIP)
 
     # -- config ---------------------------------------------------------------------------------
 
@@ -150,7 +148,7 @@ class Controller:
                                                 for p in new.pools) or "no pools")
         self._event(cm, "Normal", "ConfigLoaded", f"loaded {len(new.pools)} address pool(s)")
         if self.alloc is None:
-            self.queue.put(RESYNC)
+            self.queue.put(LEADERSHIP)
             return
         for key in self.alloc.set_config(new):
             self._warned.discard(key)  # warn again under the new config
@@ -172,7 +170,10 @@ class Controller:
         return [services.key_of(s) for s in self.services.items() if self._managed(s)]
 
     def _resync(self) -> None:
-        """Become the writer: rebuild from status (holders first, oldest first), then assign the rest."""
+        """Follow leadership: a leader rebuilds from status (holders first, oldest first), then
+        assigns the rest; a follower holds no state (writes dropped meanwhile are redone next time)."""
+        self.alloc = None
+        self.metrics.ready.set(0)
         if not self.elector.is_leader():
             return
         self.metrics.is_leader.set(1)
