@@ -72,7 +72,7 @@ def answer_of(frame: bytes, ip_packed: bytes) -> tuple[str, bytes] | None:
             and frame[28:32] == ip_packed:
         return frame[22:28].hex(":"), frame[38:42]
     if len(frame) >= 78 and frame[12:14] == b"\x86\xdd" and frame[20] == 58 and frame[54] == 136 \
-            and frame[62:78] == ip_packed:
+            and frame[58] & 0x40 and frame[62:78] == ip_packed:  # solicited NAs only, not announcements
         return frame[6:12].hex(":"), frame[38:54]
     return None
 

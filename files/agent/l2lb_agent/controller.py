@@ -3,8 +3,9 @@
 Component ring. Flow:
   informers (ConfigMap `config` in l2lb's namespace; Services in all namespaces)
     -> one work queue (deduplicated keys) -> one worker thread, the only one touching the allocator
-    -> `services.request_for` -> `allocator.assign` -> writers (status + Events, in parallel,
-       sharded by Service key so the writes of one Service stay in order).
+    -> `services.request_for` -> `allocator.assign` -> writers (status writes on `--workers`
+       threads, sharded by Service key so one Service's writes stay in order; Events on
+       EVENT_WRITERS threads of their own, so under a burst they trail and addresses land first).
 Only the Lease leader (`leader.LeaderElector`) computes and writes; every write re-checks
 leadership. On becoming leader the worker builds a fresh allocator from the Services' status
 (Services that hold addresses first, oldest first) before anything new is assigned, so a valid
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 
 CONFIGMAP = "config"
 LEASE = "l2lb-controller"
+EVENT_WRITERS = 2  # few on purpose: Events must not compete with status writes for the API server
 COMPONENT = "l2lb-controller"
 # Queue tokens (never Service keys). LEADERSHIP means "leadership may have changed": its handler
 # reads the elector's state, so coalesced or reordered tokens still converge.
@@ -53,6 +55,7 @@ class Controller:
                                             on_start=lambda: self.queue.put(LEADERSHIP),
                                             on_stop=self._on_lost)
         self.writers = Writers(workers, self.elector.is_leader, self._write_failed)
+        self.event_writers = Writers(EVENT_WRITERS, self.elector.is_leader, self._write_failed)
         self.config: config.Config | None = None  # last good config
         self.alloc: allocator.Allocator | None = None  # only while leading with a config
         self._raw_seen: object = object()  # ConfigMap text last processed
@@ -70,6 +73,7 @@ class Controller:
         self.services.start()
         self.configmaps.start()
         self.writers.start()
+        self.event_writers.start()
         self._thread = threading.Thread(target=self._run, name="controller", daemon=True)
         self._thread.start()
 
@@ -79,6 +83,7 @@ class Controller:
             self._thread.join(5)
         self.elector.stop(release=True)
         self.writers.stop()
+        self.event_writers.stop()
         self.services.stop()
         self.configmaps.stop()
 
@@ -288,7 +293,7 @@ class Controller:
         meta = obj["metadata"]
         ns = meta.get("namespace") or self.namespace
         full = {"apiVersion": "v1", "kind": obj.get("kind") or "Service", **obj}
-        self.writers.submit(kube.object_key(obj), lambda: self.client.create_event(
+        self.event_writers.submit(kube.object_key(obj), lambda: self.client.create_event(
             ns, full, type_, reason, message, COMPONENT), report=False, priority=1)
 
     def _write_failed(self, key: str, exc: kube.ApiError) -> None:

@@ -29,7 +29,7 @@ from typing import Any
 import prometheus_client
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from . import announcer, kube, ownership, speaker_lease, timing
+from . import announcer, kube, ownership, speaker_lease, speaker_watch, timing
 
 log = logging.getLogger(__name__)
 
@@ -53,19 +53,10 @@ class Speaker:
         self._last_desired: dict[str, str | None] = {}
         self._live_lock = threading.Lock()  # liveness is written by the Lease watch, read by sync
         self._events: queue.Queue[tuple[str, str]] = queue.Queue(maxsize=10000)  # (service key, ip)
-        self.informers = self._informers()
+        self.watches = speaker_watch.Watches(client, namespace, self._changed, self._lease_changed)
+        self._watch_epoch = 0.0  # monotonic time the current watches were (re)started
 
-    # -- watches -----------------------------------------------------------------------------
-
-    def _informers(self) -> dict[str, kube.Informer]:
-        selector = f"{speaker_lease.ROLE_LABEL}={speaker_lease.ROLE}"
-        return {
-            "services": kube.Informer(self.client, kube.SERVICES, self._changed, name="speaker-services"),
-            "slices": kube.Informer(self.client, kube.ENDPOINTSLICES, self._changed, name="speaker-slices"),
-            "nodes": kube.Informer(self.client, kube.NODES, self._changed, name="speaker-nodes"),
-            "leases": kube.Informer(self.client, kube.LEASES, self._lease_changed, namespace=self.ns,
-                                    label_selector=selector, name="speaker-leases"),
-        }
+    # -- watch handlers ------------------------------------------------------------------
 
     def _changed(self, _kind: str, _new: Any, _old: Any) -> None:
         self._dirty = True
@@ -98,14 +89,12 @@ class Speaker:
     def start(self, sync_timeout: float = 60.0, stop: threading.Event | None = None) -> bool:
         """Open sockets, start watches, wait until synced, then start the heartbeat."""
         self.announcer.start()
-        for inf in self.informers.values():
-            inf.start()
-        deadline = time.monotonic() + sync_timeout
-        for name, inf in self.informers.items():
-            while not inf.synced.wait(0.2):
-                if (stop is not None and stop.is_set()) or time.monotonic() > deadline:
-                    log.error("watch %s not synced; not announcing", name)
-                    return False
+        self._watch_epoch = time.monotonic()
+        self.watches.start()
+        missing = self.watches.wait_synced(sync_timeout, lambda: stop is not None and stop.is_set())
+        if missing is not None:
+            log.error("watch %s not synced; not announcing", missing)
+            return False
         self._sync(time.monotonic())  # a view without ourselves first: gains from live peers wait
         self.heartbeat.start()
         threading.Thread(target=self._event_loop, name="speaker-events", daemon=True).start()
@@ -116,6 +105,7 @@ class Speaker:
             self._wake.wait(TICK)
             self._wake.clear()
             try:
+                self._watchdog(time.monotonic())
                 self._sync(time.monotonic())
             except Exception:
                 log.exception("sync failed; silencing until the next one succeeds")
@@ -127,8 +117,17 @@ class Speaker:
         self.heartbeat.stop()
         self.heartbeat.release()
         self.announcer.stop()
-        for inf in self.informers.values():
-            inf.stop(timeout=1.0)
+        self.watches.stop()
+
+    def _watchdog(self, now: float) -> None:
+        """Restart the watches when our renewals succeed but stop coming back through the Lease watch."""
+        seen = max(self.liveness.own_seen_start, self._watch_epoch)
+        unseen = next((s for s in list(self.heartbeat.ok_starts) if s > seen), None)
+        if unseen is not None and now - unseen > self.t.lease_duration:
+            log.warning("own Lease renewal of %.1fs ago not seen in the watch: restarting the watches",
+                        now - unseen)
+            self._watch_epoch = now
+            self.watches.restart()
 
     # -- the sync step -----------------------------------------------------------------------
 
@@ -145,14 +144,14 @@ class Speaker:
 
     def _desired(self, live: frozenset[str]) -> dict[str, str | None]:
         lb = self.lb_class
-        views = [v for v in (ownership.service_view(s, lb) for s in self.informers["services"].items()) if v]
+        views = [v for v in (ownership.service_view(s, lb) for s in self.watches.items("services")) if v]
         slices: dict[str, list[dict[str, Any]]] = {}  # service key -> its EndpointSlices
-        for sl in self.informers["slices"].items():
+        for sl in self.watches.items("slices"):
             key = ownership.slice_service_key(sl)
             if key:
                 slices.setdefault(key, []).append(sl)
         endpoints = {v.key: ownership.endpoints_of(slices.get(v.key, ())) for v in views}
-        eligible = {n["metadata"]["name"] for n in self.informers["nodes"].items()
+        eligible = {n["metadata"]["name"] for n in self.watches.items("nodes")
                     if ownership.node_eligible(n)[0]}
         self.choices = ownership.choose(views, endpoints, live & eligible)
         return {ip: c.owner for ip, c in self.choices.items()}
@@ -187,7 +186,7 @@ class Speaker:
     def _event_loop(self) -> None:
         while True:
             svc_key, ip = self._events.get()
-            obj = self.informers["services"].get(svc_key)
+            obj = self.watches.get("services", svc_key)
             if obj is None:
                 continue
             obj = {"apiVersion": "v1", "kind": "Service", **obj}

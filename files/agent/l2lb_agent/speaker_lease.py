@@ -19,6 +19,7 @@ Not guaranteed: the Lease's renewTime is informational (wall clock); nobody comp
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import threading
@@ -87,6 +88,7 @@ class Heartbeat:
         self._last: dict[str, Any] | None = None  # the Lease as last written/read
         self.fence = 0.0  # monotonic: answering allowed strictly before this
         self.live_since = float("inf")  # start of the renewal that ended the last silent spell
+        self.ok_starts: collections.deque[float] = collections.deque(maxlen=64)  # recent successful starts
         self.failures = 0
         self.writes = 0
         self._stop = threading.Event()
@@ -131,6 +133,7 @@ class Heartbeat:
             return False
         revived = start >= self.fence  # the fence had passed when this renewal began: we were silent
         self.fence = max(self.fence, start + self._t.fence_after)
+        self.ok_starts.append(start)
         if revived:
             self.live_since = start
             log.info("heartbeat Lease %s renewed: answering allowed again", lease_name(self._node))
