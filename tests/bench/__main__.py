@@ -53,7 +53,8 @@ def main() -> int:
     out = REPO / "bench-results"
     out.mkdir(exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    meta = {"date": stamp, "machine": f"{platform.machine()} {os.cpu_count()} cores", "kernel": platform.release()}
+    meta = {"date": stamp, "machine": f"{platform.machine()} {os.cpu_count()} cores",
+            "kernel": platform.release()}
     (out / f"bench-{stamp}.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     (out / "latest.json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
     print(f"\nwritten: bench-results/bench-{stamp}.json")

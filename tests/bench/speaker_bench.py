@@ -29,8 +29,8 @@ from tests.bench import speaker_harness as h
 
 NS = "l2lb-speaker-bench"
 PROBE_INTERVAL = 0.01
-FLOOD_RATE = 20000
-FLOOD_COUNT = 20000
+FLOOD_RATE = 20000  # the goal
+FLOOD_HIGH = 60000  # the ceiling check (the kernel manages 50,000+/s here)
 MANY = 1000
 
 
@@ -203,17 +203,17 @@ def _parallel(jobs: list[Callable[[], Any]], workers: int = 16) -> None:
 # -- flood ------------------------------------------------------------------------------------
 
 
-def bench_flood(c: h.Cluster, trials: int) -> dict[str, list[float]]:
+def bench_flood(c: h.Cluster, trials: int, rate: int) -> dict[str, list[float]]:
+    """One flood of `rate` requests/s for 1 s per trial, at the speaker then at the kernel."""
     _ensure_all(c)
     ip = "192.168.1.230"
     c.service("flood", [ip])
     owner = ownership.owner_of(ip, h.NODES) or ""
     h.wait_answer(ip)
-    res: dict[str, list[float]] = {k: [] for k in ("spk_rate", "spk_loss", "spk_p99", "krn_rate", "krn_loss",
-                                                   "krn_p99")}
+    res: dict[str, list[float]] = {f"{w}_{k}": [] for w in ("spk", "krn") for k in ("rate", "loss", "p99")}
     for _ in range(trials):
         for who, target in (("spk", ip), ("krn", h.NODE_IP[owner])):
-            r = h.run_probe("flood", target, rate=FLOOD_RATE, count=FLOOD_COUNT)
+            r = h.run_probe("flood", target, rate=rate, count=rate)
             res[f"{who}_rate"].append(r["answered"] / (r["sent"] / r["send_rate"]))
             res[f"{who}_loss"].append(r["sent"] - r["answered"])
             res[f"{who}_p99"].append(r["p99_ms"] if r["p99_ms"] is not None else float("inf"))
@@ -221,16 +221,15 @@ def bench_flood(c: h.Cluster, trials: int) -> dict[str, list[float]]:
     return res
 
 
-def flood_rows(f: dict[str, list[float]]) -> list[dict[str, Any]]:
+def flood_rows(f: dict[str, list[float]], rate: int, goal: bool) -> list[dict[str, Any]]:
+    """Speaker and kernel side by side (same run, same veth, same client)."""
     out = []
-    goals = {"spk": (f"{FLOOD_RATE}/s", "0", "-"), "krn": ("ref",) * 3}
+    goals = {"spk": (f"{rate}/s", "0", "-") if goal else ("-",) * 3, "krn": ("ref",) * 3}
     for who, key in (("speaker", "spk"), ("kernel", "krn")):
-        goal = goals[key]
-        out += [row(f"{who}: ARP answers/s under a {FLOOD_RATE}/s flood", "answers/s", f[f"{key}_rate"],
-                    goal[0]),
-                row(f"{who}: ARP requests lost per {FLOOD_COUNT}-request flood", "count", f[f"{key}_loss"],
-                    goal[1]),
-                row(f"{who}: ARP reply latency p99 (per flood)", "ms", f[f"{key}_p99"], goal[2])]
+        g = goals[key]
+        out += [row(f"{who}: ARP answers/s, {rate}/s flood", "answers/s", f[f"{key}_rate"], g[0]),
+                row(f"{who}: ARP requests lost, {rate}/s flood of 1 s", "count", f[f"{key}_loss"], g[1]),
+                row(f"{who}: ARP reply latency p99, {rate}/s flood", "ms", f[f"{key}_p99"], g[2])]
     return out
 
 
@@ -264,12 +263,14 @@ def run(trials: int = 20, lab: Any = None) -> list[dict[str, Any]]:
             rates, rss = bench_writes(c, services, 5.0, max(3, trials // 4))
             rows.append(row(f"speaker: API writes/s per node, {services} Service(s)", "writes/s", rates,
                             "<= 2"))
-            rows.append(row(f"speaker: RSS with {services} Service(s)", "MiB", rss, "-"))
-        rows += flood_rows(bench_flood(c, trials))
+            rows.append(row(f"speaker: RSS with {services} Service(s), one sample per speaker", "MiB", rss,
+                            "-"))
+        rows += flood_rows(bench_flood(c, trials, FLOOD_RATE), FLOOD_RATE, goal=True)
+        rows += flood_rows(bench_flood(c, max(3, trials // 4), FLOOD_HIGH), FLOOD_HIGH, goal=False)
     finally:
         c.teardown()
-    print(f"speaker bench: {time.monotonic() - started:.0f}s "
-          f"(median takeover figures use {PROBE_INTERVAL * 1000:.0f} ms probes)")
+    print(f"speaker bench: {time.monotonic() - started:.0f}s (client probes every "
+          f"{PROBE_INTERVAL * 1000:.0f} ms)", file=sys.stderr)
     return rows
 
 

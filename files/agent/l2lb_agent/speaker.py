@@ -1,10 +1,15 @@
 """The speaker: which LoadBalancer IPs this node announces, and announcing them (component ring).
 
-Flow: watches (Services, EndpointSlices, Nodes, heartbeat Leases; ``kube.Informer``) mark the
+Flow: watches (Services, EndpointSlices, Nodes, heartbeat Leases; ``speaker_watch``) mark the
 state dirty -> the sync loop (one thread, every ``TICK`` or on change) computes
 ``ownership.choose`` over eligible live speakers -> ``ownership.step`` (hand-over delay) ->
 ``announcer.Announcer.update`` -> ARP/NDP on the LAN. ``speaker_lease.Heartbeat`` renews this
-node's Lease and moves the answering fence forward.
+node's Lease and moves the answering fence forward (``Announcer.set_fence``).
+
+This node counts itself live only while its fence holds and, after any silent spell (and at
+start), once it has seen its own renewal come back through the Lease watch, so it never acts
+on views older than its Lease. If renewals succeed but stop coming back through the watch for
+lease_duration, the watches are rebuilt (a hung watch connection).
 
 Guarantees, with ``timing.LeaseTimings``:
 * never two owners: a speaker answers only before its fence (last renewal start +
