@@ -34,7 +34,7 @@ from typing import Any
 import prometheus_client
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from . import announcer, kube, ownership, speaker_lease, speaker_watch, timing
+from . import announcer, kube, kubeconfig, ownership, speaker_lease, speaker_watch, timing
 
 log = logging.getLogger(__name__)
 
@@ -244,10 +244,14 @@ def run(args: Namespace) -> int:
     if not interfaces:
         log.error("interfaces: no suitable LAN interface found; set --interfaces")
         return 2
-    client = kube.KubeClient.from_config(args.kubeconfig, getattr(args, "context", None))
-    lease_client = kube.KubeClient.from_config(  # a renewal answered after the fence is useless
-        args.kubeconfig, getattr(args, "context", None),
-        connect_timeout=t.request_timeout, read_timeout=t.request_timeout)
+    try:
+        client = kube.KubeClient.from_config(args.kubeconfig, getattr(args, "context", None))
+        lease_client = kube.KubeClient.from_config(  # a renewal answered after the fence is useless
+            args.kubeconfig, getattr(args, "context", None),
+            connect_timeout=t.request_timeout, read_timeout=t.request_timeout)
+    except kubeconfig.KubeConfigError as exc:
+        log.error("%s", exc)
+        return 2
     sp = Speaker(client, lease_client, namespace=args.namespace, node=args.node_name,
                  identity=getattr(args, "pod_name", None) or args.node_name, lb_class=args.loadbalancer_class,
                  t=t, interfaces=interfaces)
@@ -258,6 +262,9 @@ def run(args: Namespace) -> int:
     try:
         if sp.start(stop=args.stop):
             sp.run_until(args.stop)
+    except PermissionError as exc:
+        log.error("interfaces: raw sockets need CAP_NET_RAW and host networking: %s", exc)
+        return 2
     finally:
         sp.shutdown()
     log.info("speaker %s stopped", args.node_name)
