@@ -103,7 +103,7 @@ def _check_ether(dst: bytes, src: bytes, my_mac: bytes) -> Verdict | None:
 
 
 def _decide_arp(frame: bytes, my_mac: bytes, owned4: Collection[bytes]) -> Decision:
-    dst, src, _, htype, ptype, hlen, plen, op, sha, spa, _tha, tpa = _ARP.unpack_from(frame)
+    dst, src, _ethertype, htype, ptype, hlen, plen, op, sha, spa, _tha, tpa = _ARP.unpack_from(frame)
     bad = _check_ether(dst, src, my_mac)
     if bad is not None:
         return Decision(bad)
@@ -123,7 +123,7 @@ def _decide_arp(frame: bytes, my_mac: bytes, owned4: Collection[bytes]) -> Decis
 def _decide_ns(frame: bytes, my_mac: bytes, owned6: Collection[bytes]) -> Decision:
     if len(frame) < _ICMP6_OFF + 4:
         return Decision(Verdict.TRUNCATED)
-    dst, src, _, vtf, plen, nh, hlim, ip_src, ip_dst = _IP6.unpack_from(frame)
+    dst, src, _ethertype, vtf, plen, nh, hlim, ip_src, ip_dst = _IP6.unpack_from(frame)
     bad = _check_ether(dst, src, my_mac)
     if bad is not None:
         return Decision(bad)

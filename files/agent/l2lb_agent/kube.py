@@ -329,8 +329,10 @@ class WatchStream:
         if self._closed:
             return
         self._closed = True
-        with contextlib.suppress(OSError):
-            self._resp.shutdown()  # unblocks a reader waiting in another thread
+        # shutdown() unblocks a reader waiting in another thread; urllib3 raises RuntimeError when the
+        # watch already ended and its connection went back to the pool, which is just as closed.
+        with contextlib.suppress(OSError, RuntimeError):
+            self._resp.shutdown()
         self._resp.close()
         self._resp.release_conn()
 
