@@ -10,10 +10,15 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from . import lock
 from . import topology as topo
+
+T = TypeVar("T")
 
 
 class LabCommandError(RuntimeError):
@@ -97,3 +102,13 @@ def http_get(url: str, *, timeout: float = 5.0, ns: str = "client") -> HttpResul
     if res.returncode != 0 or not code.isdigit() or code == "000":
         return HttpResult(None, body, res.stderr.strip() or f"curl exit {res.returncode}")
     return HttpResult(int(code), body, "")
+
+
+def wait_until(what: str, check: Callable[[], T], timeout: float = 60.0, every: float = 0.2) -> T:
+    """Poll check() until it returns something truthy and return that; fail naming what never happened."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := check():
+            return result
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")

@@ -35,12 +35,8 @@ options:
     description: Seconds to wait when O(wait=true).
     type: int
     default: 300
-  kubeconfig:
-    description: Path to the kubeconfig; the client's default (E(KUBECONFIG), C(~/.kube/config)) if unset.
-    type: path
-  context:
-    description: Context in the kubeconfig; its current context if unset.
-    type: str
+extends_documentation_fragment:
+  - l2lb.layer2.connection
 attributes:
   check_mode:
     support: full

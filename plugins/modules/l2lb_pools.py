@@ -60,12 +60,8 @@ options:
       - Services with this C(loadBalancerClass), or with none, count as l2lb's for the orphan check.
     type: str
     default: l2lb.io/layer2
-  kubeconfig:
-    description: Path to the kubeconfig; the client's default (E(KUBECONFIG), C(~/.kube/config)) if unset.
-    type: path
-  context:
-    description: Context in the kubeconfig; its current context if unset.
-    type: str
+extends_documentation_fragment:
+  - l2lb.layer2.connection
 attributes:
   check_mode:
     support: full

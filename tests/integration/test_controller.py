@@ -17,24 +17,18 @@ import sys
 import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes.client.rest import ApiException
+from l2lb_lab.testing import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 TUTORIAL = "address-pools:\n- name: my-ip-space\n  protocol: layer2\n  addresses:\n  - 192.168.1.240/28\n"
 
 
-def wait_until(what: str, check: Callable[[], Any], timeout: float = 20.0, every: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(every)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def free_port() -> int:

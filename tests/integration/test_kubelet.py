@@ -15,7 +15,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +23,12 @@ import pytest
 from kubernetes.client.rest import ApiException
 from l2lb_lab import nodeprocs
 from l2lb_lab import topology as topo
+from l2lb_lab.testing import wait_until
 
 LB4, LB6 = "192.168.1.230", "fd00:4c32:6c62::230"
 NO_CLASS = "lab.test/nobody"
 
 
-def wait_until(what: str, check: Callable[[], Any], timeout: float = 60.0, every: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(every)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import json
 import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import kubernetes.client as k8s
@@ -17,19 +17,12 @@ import pytest
 from kubernetes.client.rest import ApiException
 from l2lb_lab import controlplane, lock, procs
 from l2lb_lab import topology as topo
+from l2lb_lab.testing import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 K8S_VERSION = (REPO / "lab/k8s-build/versions.env").read_text().split("K8S_VERSION=")[1].split()[0]
 
 
-def wait_until(what: str, check: Callable[[], object], timeout: float = 60.0, every: float = 0.5) -> object:
-    """Poll check() until it returns something truthy; fail naming what never happened."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(every)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def node_ready(kube, name: str) -> str:
