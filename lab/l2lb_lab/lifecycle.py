@@ -91,7 +91,8 @@ def _api_missing(paths: topo.Paths, needed: tuple[str, ...], probe: str) -> str 
     """None once GET probe answers 200; fails at once if one of needed has exited."""
     dead = [c for c, pid in controlplane.running(paths).items() if pid is None and c in needed]
     if dead:
-        raise LabError(f"{', '.join(dead)} exited: see {paths.logs}/<name>.log")
+        raise LabError(f"{', '.join(dead)} exited: see "
+                       + ", ".join(str(paths.log(name)) for name in dead))
     try:
         status, body = apiclient.get(paths, probe, timeout=1.0)
     except apiclient.ApiError as exc:

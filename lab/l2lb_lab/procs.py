@@ -53,8 +53,17 @@ def start(argv: Sequence[str], *, log: Path, pidfile: Path, netns: str | None = 
     with open(log, "ab") as out:
         proc = subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True, env=env, cwd=cwd)
+    _wait_exec(proc, Path(argv[0]).name)
     pidfile.write_text(f"{proc.pid}\n")
     return proc.pid
+
+
+def _wait_exec(proc: subprocess.Popen, name: str, timeout: float = 2.0) -> None:
+    """Until the child has exec'd (before that its cmdline is still ours, so read_pid would take
+    a healthy start for a dead one), or has exited, or timeout passed."""
+    deadline = time.monotonic() + timeout
+    while name not in cmdline(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
 
 
 def netns_pids(netns: str) -> list[int]:
