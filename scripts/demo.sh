@@ -27,20 +27,19 @@ say "kubectl get service nginx"
 k get service nginx
 [ "${ip:-}" = 192.168.1.240 ] || { echo "expected EXTERNAL-IP 192.168.1.240, got '${ip:-none}'" >&2; exit 1; }
 
-say "The speakers' log lines for the announcement (kubectl logs -l component=speaker -n l2lb-system)"
-sleep 2
-lab logs -n l2lb-system -l component=speaker 2>/dev/null | grep -E "nginx|$ip" | tail -n 12 || true
-
 say "Who answers ARP for $ip, seen from the router (namespace l2lb-client)"
 ip netns exec l2lb-client arping -c 3 -w 3 -I eth0 "$ip" || true
-mac=$(ip netns exec l2lb-client arping -c 1 -w 2 -I eth0 "$ip" | grep -oE '([0-9a-f]{2}:){5}[0-9a-f]{2}' | head -n 1 | tr 'A-F' 'a-f')
+mac=$(ip netns exec l2lb-client arping -c 1 -w 2 -I eth0 "$ip" | grep -ioE '([0-9a-f]{2}:){5}[0-9a-f]{2}' | head -n 1 | tr 'A-F' 'a-f')
 for n in 1 2 3; do
   m=$(ip netns exec "l2lb-node$n" cat /sys/class/net/eth0/address)
   [ "$m" = "$mac" ] && echo "$ip is-at $mac: that is node$n"
 done
 
+say "The speakers' log lines for the announcement (kubectl logs -l component=speaker -n l2lb-system)"
+lab logs -n l2lb-system -l component=speaker 2>/dev/null | grep -E "nginx|$ip" | tail -n 10 || true
+
 say "curl http://$ip  (from the router's namespace)"
-ip netns exec l2lb-client curl -s --max-time 5 "http://$ip" | grep -o 'Welcome to nginx!'
+ip netns exec l2lb-client curl -s --max-time 5 "http://$ip" | grep -o -m1 'Welcome to nginx!' | head -n 1
 
 cat <<MSG
 
