@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from l2lb_agent import kube
+from l2lb_lab.testing import wait_until
 
 REPO = Path(__file__).resolve().parents[2]
 N = 1000
@@ -55,13 +56,6 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def _wait(what: str, check: Any, timeout: float, every: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := check():
-            return result
-        time.sleep(every)
-    raise TimeoutError(f"controller bench: timed out after {timeout:.0f}s waiting for {what}")
 
 
 class _Controller:
@@ -168,7 +162,7 @@ def _baseline(client: kube.KubeClient) -> float:
         return time.monotonic() - started
     finally:
         client.delete(kube.NAMESPACES, ns)
-        _wait(f"namespace {ns} to go", lambda: _gone(client, ns), 300, every=1.0)
+        wait_until(f"namespace {ns} to go", lambda: _gone(client, ns), 300, every=1.0)
 
 
 def _trial(client: kube.KubeClient, kubeconfig: str, log: Path) -> dict[str, float]:
@@ -188,7 +182,8 @@ def _trial(client: kube.KubeClient, kubeconfig: str, log: Path) -> dict[str, flo
     )
     ctl = _Controller(kubeconfig, ns, lb_class, log)
     try:
-        _wait("the controller to lead", lambda: ctl.metric("l2lb_controller_ready") == 1, 30)
+        wait_until("the controller to lead", lambda: ctl.metric("l2lb_controller_ready") == 1, 30,
+                   every=0.05)
         requests_before = ctl.metric("l2lb_controller_api_requests") or 0.0
         alloc_s, tail_s = _allocate_all(client, ns, lb_class)
         time.sleep(1.0)  # let trailing writes (Events) finish before counting
@@ -197,7 +192,8 @@ def _trial(client: kube.KubeClient, kubeconfig: str, log: Path) -> dict[str, flo
         before = _addresses(client, ns)
         ctl.stop()
         ctl = _Controller(kubeconfig, ns, lb_class, log)
-        _wait("the restarted controller to be ready", lambda: ctl.metric("l2lb_controller_ready") == 1, 60)
+        wait_until("the restarted controller to be ready",
+                   lambda: ctl.metric("l2lb_controller_ready") == 1, 60, every=0.05)
         ready_s = time.monotonic() - ctl.started
         time.sleep(1.0)
         after = _addresses(client, ns)
@@ -221,7 +217,7 @@ def _trial(client: kube.KubeClient, kubeconfig: str, log: Path) -> dict[str, flo
     finally:
         ctl.stop()
         client.delete(kube.NAMESPACES, ns)
-        _wait(f"namespace {ns} to go", lambda: _gone(client, ns), 300, every=1.0)
+        wait_until(f"namespace {ns} to go", lambda: _gone(client, ns), 300, every=1.0)
 
 
 def _gone(client: kube.KubeClient, ns: str) -> bool:

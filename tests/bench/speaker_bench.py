@@ -15,7 +15,6 @@ speaker answering for a LoadBalancer IP with the node's kernel answering for its
 from __future__ import annotations
 
 import contextlib
-import signal
 import sys
 import threading
 import time
@@ -83,15 +82,6 @@ def bench_create(c: h.Cluster, trials: int) -> list[float]:
 # -- takeovers --------------------------------------------------------------------------------
 
 
-def _act(c: h.Cluster, lab: Any, how: str, node: str) -> None:
-    if how == "graceful":
-        c.stop(node, signal.SIGTERM)
-    elif how == "sigkill":
-        c.kill(node, signal.SIGKILL)
-    elif how == "node-down":
-        lab.node_down(node)
-    elif how == "api-down":
-        lab.api_down(node)
 
 
 def _heal(c: h.Cluster, lab: Any, how: str, node: str) -> None:
@@ -116,7 +106,7 @@ def bench_takeover(c: h.Cluster, lab: Any, how: str, trials: int, window: float)
             with h.probing(ip, window, PROBE_INTERVAL) as res:
                 time.sleep(0.5)
                 event = time.monotonic()
-                _act(c, lab, how, owner)
+                h.fail_owner(c, lab, how, owner)
             t = h.takeover(res["probes"], event, h.MAC[owner])
             took.append(t if t is not None else float("inf"))
             doubles.append(h.double_windows(res["probes"]))

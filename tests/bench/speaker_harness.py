@@ -219,3 +219,20 @@ def owner_now(ip: str, tries: int = 3) -> list[str]:
     for _, m in run_probe("probe", ip, interval=0.05, duration=0.05 * tries):
         macs.update(m)
     return sorted(macs)
+
+
+FAILURES = ("graceful", "sigkill", "node-down", "api-down")
+
+
+def fail_owner(cluster: Cluster, lab: Any, how: str, node: str) -> None:
+    """Make node's speaker fail in one of FAILURES: SIGTERM, SIGKILL, `lab node-down`, `lab api-down`."""
+    if how == "graceful":
+        cluster.stop(node, signal.SIGTERM)
+    elif how == "sigkill":
+        cluster.kill(node, signal.SIGKILL)
+    elif how == "node-down":
+        lab.node_down(node)
+    elif how == "api-down":
+        lab.api_down(node)
+    else:
+        raise ValueError(f"fail_owner: how must be one of {FAILURES}, got {how!r}")

@@ -91,14 +91,7 @@ def _failover(cluster: h.Cluster, lab, how: str, ip: str, duration: float) -> tu
     with h.probing(ip, duration) as res:
         time.sleep(1.0)
         event = time.monotonic()
-        if how == "graceful":
-            cluster.stop(owner, signal.SIGTERM)
-        elif how == "sigkill":
-            cluster.kill(owner, signal.SIGKILL)
-        elif how == "node-down":
-            lab.node_down(owner)
-        elif how == "api-down":
-            lab.api_down(owner)
+        h.fail_owner(cluster, lab, how, owner)
     probes = res["probes"]
     return h.takeover(probes, event, h.MAC[owner]), h.double_windows(probes), owner
 
