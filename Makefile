@@ -1,5 +1,6 @@
 # l2lb: the two commands are `make demo` and `make test`. Everything else supports them.
 SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -7,10 +8,11 @@ K8S_BUILD := lab/k8s-build/build.sh
 
 .PHONY: venv debs k8s lab-up lab-down lab-status demo test test-unit test-lab lint bench clean
 
-$(STAMP): requirements.txt files/agent/pyproject.toml lab/pyproject.toml
+$(STAMP): requirements.txt constraints.txt files/agent/pyproject.toml lab/pyproject.toml
 	@echo ">> creating $(VENV) with pinned Python packages"
 	@test -x $(PY) || python3 -m venv $(VENV)
-	@$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	@$(VENV)/bin/pip install --disable-pip-version-check --progress-bar off -r requirements.txt -c constraints.txt \
+		| sed -nE '/^(Collecting|Successfully installed)/p' | cut -c1-120
 	@$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps -e files/agent -e lab
 	@touch $(STAMP)
 
