@@ -70,10 +70,6 @@ def merge_patch(func: Callable[..., Any], *args: Any, body: JSON) -> JSON:
     return call(func, *args, body=body, _content_type=MERGE_PATCH)
 
 
-def is_status(exc: Exception, *codes: int) -> bool:
-    return isinstance(exc, ApiException) and exc.status in codes
-
-
 def obj_key(obj: JSON) -> str:
     meta = obj.get("metadata", {})
     return f"{meta.get('namespace', '')}/{meta.get('name', '')}"

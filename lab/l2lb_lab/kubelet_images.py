@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -36,12 +35,6 @@ def image_kind(image: str) -> ImageKind:
     if base.startswith("nginx"):  # nginx:1.27, library/nginx, nginxinc/nginx-unprivileged ...
         return ImageKind.NGINX
     return ImageKind.UNSUPPORTED
-
-
-@dataclass(frozen=True, kw_only=True)
-class ProcessPlan:
-    argv: list[str]
-    env: dict[str, str] = field(default_factory=dict)
 
 
 _VAR = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.\-]*)\)")

@@ -29,6 +29,8 @@ from typing import Any
 from l2lb_agent import kube
 from l2lb_lab.testing import wait_until
 
+from tests.bench import procfs
+
 REPO = Path(__file__).resolve().parents[2]
 N = 1000
 POOL = "10.200.0.0/20"  # 4,096 addresses; the bench class is announced by no speaker
@@ -49,11 +51,6 @@ def _metrics(port: int) -> dict[str, float]:
     return {ln.rpartition(" ")[0]: float(ln.rpartition(" ")[2]) for ln in lines if ln.startswith("l2lb_")}
 
 
-def _rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 
@@ -188,7 +185,7 @@ def _trial(client: kube.KubeClient, kubeconfig: str, log: Path) -> dict[str, flo
         alloc_s, tail_s = _allocate_all(client, ns, lb_class)
         time.sleep(1.0)  # let trailing writes (Events) finish before counting
         per_alloc = ((ctl.metric("l2lb_controller_api_requests") or 0.0) - requests_before) / N
-        rss = _rss_mb(ctl.proc.pid)
+        rss = procfs.rss_mib(ctl.proc.pid) or float("nan")
         before = _addresses(client, ns)
         ctl.stop()
         ctl = _Controller(kubeconfig, ns, lb_class, log)

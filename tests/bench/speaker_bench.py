@@ -14,16 +14,15 @@ speaker answering for a LoadBalancer IP with the node's kernel answering for its
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from l2lb_agent import kube, ownership
 
+from tests.bench import procfs
 from tests.bench import speaker_harness as h
 
 NS = "l2lb-speaker-bench"
@@ -144,13 +143,7 @@ class WriteCounter:
 
 
 def rss_mib(c: h.Cluster) -> list[float]:
-    out = []
-    for proc in c.procs.values():
-        with contextlib.suppress(OSError):
-            for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
-                    out.append(int(line.split()[1]) / 1024)
-    return out
+    return [mib for proc in c.procs.values() if (mib := procfs.rss_mib(proc.pid)) is not None]
 
 
 def bench_writes(c: h.Cluster, services: int, window: float, trials: int) -> tuple[list[float], list[float]]:

@@ -124,10 +124,6 @@ class Allocator:
         a = self._alloc.get(key)
         return a.ips if a else ()
 
-    def pool_of_key(self, key: str) -> str | None:
-        a = self._alloc.get(key)
-        return a.pool if a else None
-
     def request_of(self, key: str) -> Request | None:
         a = self._alloc.get(key)
         return a.request if a else None

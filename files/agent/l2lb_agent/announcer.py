@@ -23,12 +23,10 @@ from __future__ import annotations
 
 import array
 import collections
-import contextlib
 import dataclasses
 import fcntl
 import ipaddress
 import logging
-import os
 import socket
 import struct
 import threading
@@ -392,10 +390,3 @@ class Announcer:
                 self.stats.announcements += 1
         log.debug("gratuitous announcement for %s", ip)
 
-
-def pid_rss_bytes(pid: int | None = None) -> int:
-    """Resident set size of a process (for the benchmark and the RSS metric)."""
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        fields = Path(f"/proc/{pid or os.getpid()}/statm").read_text().split()
-        return int(fields[1]) * os.sysconf("SC_PAGE_SIZE")
-    return 0

@@ -479,10 +479,3 @@ def _slim(obj: dict[str, Any]) -> dict[str, Any]:
 def _rv(obj: Mapping[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("resourceVersion") or "")
 
-
-def list_then_watch(client: KubeClient, res: Resource, handler: Handler | None = None,
-                    **kw: Any) -> Informer:
-    """Build and start an Informer (see its docstring); returns it so the caller can stop() it."""
-    informer = Informer(client, res, handler, **kw)
-    informer.start()
-    return informer
