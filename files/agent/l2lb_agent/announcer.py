@@ -389,4 +389,3 @@ class Announcer:
                 port.send(tpl.announce)
                 self.stats.announcements += 1
         log.debug("gratuitous announcement for %s", ip)
-

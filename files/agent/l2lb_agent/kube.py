@@ -409,10 +409,13 @@ class Informer:
             except Gone:
                 log.info("%s: resourceVersion expired, listing again", self.name)
                 continue
-            except (ApiError, ValueError) as exc:
+            except Exception as exc:  # whatever ends a watch: a dead loop would leave a stale cache
                 if self._stop.is_set():
                     break
-                log.warning("%s: %s; listing again in %.1fs", self.name, exc, delay)
+                if isinstance(exc, ApiError | ValueError):
+                    log.warning("%s: %s; listing again in %.1fs", self.name, exc, delay)
+                else:
+                    log.exception("%s: unexpected failure; listing again in %.1fs", self.name, delay)
                 self._stop.wait(delay * random.uniform(0.8, 1.2))
                 delay = min(delay * 2, 30.0)
 
@@ -478,4 +481,3 @@ def _slim(obj: dict[str, Any]) -> dict[str, Any]:
 
 def _rv(obj: Mapping[str, Any]) -> str:
     return str((obj.get("metadata") or {}).get("resourceVersion") or "")
-

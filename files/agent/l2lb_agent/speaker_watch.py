@@ -3,7 +3,7 @@
 Place in the flow: API server -> ``kube.Informer`` x 4 (kept here) -> handlers in ``speaker``.
 
 Why not just start four informers: the speaker's safety depends on fresh views, so
-* each informer loop runs under a supervisor that restarts it (relist) if it ever raises;
+* each informer relists after any failure (``kube.Informer.run``), so no view goes stale silently;
 * ``restart()`` builds a fresh set, waits until it is synced, then swaps it in and stops the old
   one (the old views keep serving meanwhile, never an empty one). The speaker calls it when its
   own Lease renewals succeed but stop coming back through the Lease watch: the watch
@@ -49,17 +49,7 @@ class Watches:
 
     def _run(self, informers: dict[str, kube.Informer]) -> None:
         for inf in informers.values():
-            threading.Thread(target=self._supervise, args=(inf,), name=inf.name, daemon=True).start()
-
-    def _supervise(self, inf: kube.Informer) -> None:
-        """Run an informer's loop; restart it (relist) if it raises: a dead watch means a stale view."""
-        while not self._stopping.is_set():
-            try:
-                inf.run()
-                return  # stopped on purpose
-            except Exception:
-                log.exception("watch %s failed; restarting it in 0.5s", inf.name)
-                self._stopping.wait(0.5)
+            inf.start()  # its loop relists after any failure, so a watch never dies with a stale view
 
     def start(self) -> None:
         self.informers = self._build()
