@@ -70,3 +70,34 @@ def test_ints_become_floats_and_lease_seconds_round_up() -> None:
     t = timing.LeaseTimings(lease_duration=3, renew_interval=1, fence_margin=0.5)
     assert isinstance(t.lease_duration, float)
     assert timing.LeaseTimings(lease_duration=2.5, renew_interval=0.5).lease_duration_seconds == 3
+
+
+# -- LanTimings (speaker heartbeats) ---------------------------------------------------------
+
+
+def test_lan_defaults() -> None:
+    t = timing.LanTimings()
+    assert (t.heartbeat_interval, t.dead_after, t.handover_delay) == (0.1, 0.4, 0.1)
+    assert t.fence_margin == pytest.approx(0.1)
+    assert t.frames_per_second == pytest.approx(10)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"heartbeat_interval": 0.01}, "heartbeat_interval: must be >= 0.02"),
+        ({"heartbeat_interval": float("nan")}, "heartbeat_interval: expected a finite number"),
+        ({"heartbeat_interval": True}, "heartbeat_interval: expected a finite number"),
+        ({"heartbeat_interval": "0.1"}, "heartbeat_interval: expected a finite number"),
+        ({"dead_after": 0.2}, "dead_after: must be >= 3 x heartbeat_interval"),
+        ({"dead_after": 61}, "dead_after: must be between 0 and 60"),
+        ({"handover_delay": -1}, "handover_delay: must be between 0 and 60"),
+        ({"handover_delay": 0.5}, "handover_delay: must be <= dead_after"),
+        ({"api_stale_after": 0.1}, "api_stale_after: must be >= 0.5"),
+    ],
+    ids=["interval-floor", "nan", "bool", "text", "dead-too-short", "dead-too-long", "negative",
+         "handover-over-dead", "stale-floor"],
+)
+def test_lan_invalid(kwargs: dict, fragment: str) -> None:
+    with pytest.raises(timing.TimingError, match=fragment.replace("(", r"\(")):
+        timing.LanTimings(**kwargs)

@@ -1,31 +1,33 @@
-"""Lease timings: the one definition of every Lease knob (core ring, pure).
+"""Timings: the one definition of every liveness knob (core ring, pure, standalone).
 
-Used by the speaker (heartbeat Leases, self-fencing, takeover) and by the
-controller's leader election. Values are seconds, read from the monotonic clock
+``LeaseTimings``: the controller's leader-election Lease. ``LanTimings``: the speaker's LAN
+heartbeats (membership, fencing, hand-over; see ``membership`` and docs/membership.md).
+This module imports nothing else of the agent, so the Ansible modules validate the role's
+variables with this very code (plugins/module_utils symlinks it).
+
+LeaseTimings (controller leader election). Values are seconds, read from the monotonic clock
 of the process that uses them; no timing here ever compares two hosts' clocks.
 
-How the speaker uses them (see ``speaker`` for the full protocol):
+How a Lease holder uses them:
 
-* every ``renew_interval`` it renews its heartbeat Lease (one API write);
+* every ``renew_interval`` it renews its Lease (one API write);
 * a peer is dead once this speaker has not *seen* its Lease change for
   ``lease_duration`` (the observer's clock starts when the change is seen, which
   is after the peer started that renewal);
-* a speaker whose last successful renewal *started* at ``t`` stops answering at
+* a holder whose last successful renewal *started* at ``t`` stops acting at
   ``t + fence_after`` (= ``lease_duration - fence_margin``), so it is silent before
-  any observer may call it dead, whatever the network delay;
-* a speaker that gains an address from a node that is still alive (join,
-  revival, eligibility change) waits ``handover_delay`` so the old owner, which
-  drops the address as soon as it sees the same change, is silent first.
+  any observer may call it dead, whatever the network delay.
 
-Defaults (lease 2.0 s, renew 0.6 s, margin 0.5 s, handover 0.5 s) meet the goals:
-hard takeover lands between ``lease_duration - renew_interval`` and
-``lease_duration`` after the crash (<= 2.0 s + watch delay, goal 3 s); a speaker cut
-from the API is silent after <= 1.5 s and replaced after ~2 s (goal 10 s), with
-two renewal attempts before it fences; steady state costs 1/0.6 = 1.7 Lease
-writes/s per node whatever the Service count (goal <= 2).
+LanTimings (speaker): every ``heartbeat_interval`` each speaker sends one heartbeat frame per
+announcing interface; a peer is dead ``dead_after`` seconds after its last heartbeat that proved
+it hears us; a speaker answers only until ``fence_margin`` before any peer that proved it hears
+us could call it dead; gaining an address from a live speaker waits ``handover_delay`` (the old
+owner drops it as soon as it sees the same change); a speaker whose API view is older than
+``api_stale_after`` yields to peers whose views are fresh. Defaults (0.1 / 0.4 / 0.1 / 0.1 /
+1.2 s): a dead owner is replaced ~0.3-0.4 s after its last heartbeat, 10 frames/s per node.
 
-Not guaranteed: safety assumes the two monotonic clocks run at about the same
-rate (drift far below ``fence_margin / lease_duration``, i.e. 25 %).
+Not guaranteed: safety assumes the hosts' monotonic clocks run at about the same rate
+(drift far below ``fence_margin / lease_duration`` and ``fence_margin / dead_after``, 25 %).
 """
 
 from __future__ import annotations
@@ -121,3 +123,58 @@ def from_options(lease_duration: float | None = None, renew_interval: float | No
     if renew_interval is not None:
         kwargs["renew_interval"] = renew_interval
     return LeaseTimings(**kwargs)
+
+
+DEFAULT_HEARTBEAT_INTERVAL = 0.1
+DEFAULT_DEAD_AFTER = 0.4
+DEFAULT_LAN_HANDOVER_DELAY = 0.1
+DEFAULT_API_STALE_AFTER = 1.2
+MIN_HEARTBEAT_INTERVAL = 0.02  # 50 frames/s per node and interface: more only burns CPU and LAN
+MAX_SECONDS = 60.0
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LanTimings:
+    """Validated LAN heartbeat timings (seconds); invalid values raise TimingError naming the field."""
+
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    dead_after: float = DEFAULT_DEAD_AFTER
+    handover_delay: float = DEFAULT_LAN_HANDOVER_DELAY
+    api_stale_after: float = DEFAULT_API_STALE_AFTER
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise TimingError(f"{field.name}: expected a finite number of seconds, got {value!r}")
+            if not 0 <= value <= MAX_SECONDS:
+                raise TimingError(f"{field.name}: must be between 0 and {MAX_SECONDS:g} seconds, "
+                                  f"got {value!r}")
+            object.__setattr__(self, field.name, float(value))
+        if self.heartbeat_interval < MIN_HEARTBEAT_INTERVAL:
+            raise TimingError(f"heartbeat_interval: must be >= {MIN_HEARTBEAT_INTERVAL:g} s, "
+                              f"got {self.heartbeat_interval:g}")
+        if self.dead_after < 3 * self.heartbeat_interval:
+            raise TimingError(f"dead_after: must be >= 3 x heartbeat_interval "
+                              f"({3 * self.heartbeat_interval:g}) so two lost frames are not a death, "
+                              f"got {self.dead_after:g}")
+        if self.handover_delay > self.dead_after:
+            raise TimingError(f"handover_delay: must be <= dead_after ({self.dead_after:g}), "
+                              f"got {self.handover_delay:g}")
+        if self.api_stale_after < 0.5:
+            raise TimingError(f"api_stale_after: must be >= 0.5 s, got {self.api_stale_after:g}")
+
+    @property
+    def fence_margin(self) -> float:
+        """How long before a peer may call us dead we stop answering (a quarter of dead_after)."""
+        return self.dead_after / 4
+
+    @property
+    def api_probe_interval(self) -> float:
+        """How often the speaker checks that the API server still answers it (one GET)."""
+        return self.api_stale_after / 3
+
+    @property
+    def frames_per_second(self) -> float:
+        """Heartbeat frames sent per second per node and interface."""
+        return 1.0 / self.heartbeat_interval

@@ -1,0 +1,55 @@
+"""The speakers' shared heartbeat keys: parsing and validation (core ring, pure, standalone).
+
+Place in the flow: Secret ``l2lb-memberlist`` (data key ``keys``, written by the Ansible role)
+-> ``parse_keyring`` -> ``membership`` signs every heartbeat with every key and accepts a
+heartbeat signed by any of them, so a rotation is: write [new, old], wait until every speaker
+has loaded it, write [new]. The Ansible modules validate the role's keys with this same code
+(plugins/module_utils symlinks it), so a key the speakers would refuse never reaches the cluster.
+
+Errors name a key by its position, never by its value (keys are secrets).
+"""
+
+from __future__ import annotations
+
+import re
+
+SECRET_NAME = "l2lb-memberlist"
+SECRET_KEY = "keys"
+MAX_KEYS = 3
+MIN_KEY_CHARS = 32
+MAX_KEY_CHARS = 256
+MAX_TEXT = 4096
+_KEY = re.compile(r"[A-Za-z0-9+/=_-]+")
+
+
+class KeyringError(ValueError):
+    """The keyring text is unusable; the message says which key and why, never the key."""
+
+
+def parse_keyring(text: str) -> tuple[bytes, ...]:
+    """Keys from newline-separated text (blank lines ignored), in order; raises KeyringError."""
+    if not isinstance(text, str):
+        raise KeyringError(f"keys: expected text, got {type(text).__name__}")
+    if len(text) > MAX_TEXT:
+        raise KeyringError(f"keys: {len(text)} characters, at most {MAX_TEXT} allowed")
+    keys = [line.strip() for line in text.splitlines() if line.strip()]
+    if not keys:
+        raise KeyringError("keys: no key given (need 1 to 3 keys, one per line)")
+    if len(keys) > MAX_KEYS:
+        raise KeyringError(f"keys: {len(keys)} keys given, at most {MAX_KEYS} (rotate by removing old ones)")
+    for n, key in enumerate(keys, 1):
+        if not MIN_KEY_CHARS <= len(key) <= MAX_KEY_CHARS:
+            raise KeyringError(f"keys[{n}]: {len(key)} characters, need {MIN_KEY_CHARS}-{MAX_KEY_CHARS} "
+                               "(e.g. `openssl rand -base64 32`)")
+        if not _KEY.fullmatch(key):
+            raise KeyringError(f"keys[{n}]: only letters, digits and + / = _ - are allowed")
+    if len(set(keys)) != len(keys):
+        raise KeyringError("keys: the same key is listed twice")
+    return tuple(k.encode() for k in keys)
+
+
+def format_keyring(keys: list[str] | tuple[str, ...]) -> str:
+    """The Secret's text for keys (validated): one per line."""
+    text = "\n".join(keys) + "\n"
+    parse_keyring(text)
+    return text
