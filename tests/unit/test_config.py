@@ -183,3 +183,74 @@ def test_overlap_detection_matches_brute_force(spans: list[tuple[int, int]]) -> 
             config.load_config(raw)
     else:
         assert len(config.load_config(raw).pools) == len(spans)
+
+
+# -- hostile input (the corpus in tests/corpus is run by test_corpus.py) -------------------------
+
+def test_link_local_pools_load_with_a_warning() -> None:
+    cfg = config.load_config(pools("- name: ll\n  addresses: [169.254.10.0/24, 'fe80::10-fe80::20']\n",
+                                   "- name: ok\n  addresses: [10.0.0.0/30]\n"))
+    assert len(cfg.pools) == 2
+    assert len(cfg.warnings) == 2
+    assert "address-pools[0].addresses[0] = '169.254.10.0/24' is link-local" in cfg.warnings[0]
+    assert "fe80::/10" in cfg.warnings[1]
+    assert config.load_config(TUTORIAL).warnings == ()
+
+
+def test_node_warnings_name_pool_node_and_address() -> None:
+    cfg = config.load_config(TUTORIAL)
+    out = config.node_warnings(cfg, [("node1", "192.168.1.11"), ("node2", "192.168.1.241"), ("x", "junk")])
+    assert out == ["pool 'my-ip-space' contains 192.168.1.241, the InternalIP of node 'node2': a Service "
+                   "given it would take the node's address"]
+
+
+def test_deep_mapping_input_is_a_config_error() -> None:
+    deep: dict[str, object] = {}
+    cur = deep
+    for _ in range(5000):
+        cur["name"] = {}
+        cur = cur["name"]  # type: ignore[assignment]
+    with pytest.raises(config.ConfigError):
+        config.load_config({"address-pools": [deep]})
+
+
+def test_bytes_input_and_bad_utf8() -> None:
+    assert config.load_config(TUTORIAL.encode()).pools[0].name == "my-ip-space"
+    with pytest.raises(config.ConfigError, match="not UTF-8"):
+        config.load_config(b"address-pools: [\xff]\n")
+
+
+def test_yaml_values_keep_their_types() -> None:
+    cfg = config.load_config(pools("- name: '007'\n  addresses: [\"10.0.0.1\"]\n  auto-assign: no\n"
+                                   "  avoid-buggy-ips: True\n"))
+    assert (cfg.pools[0].name, cfg.pools[0].auto_assign, cfg.pools[0].avoid_buggy_ips) == ("007", False, True)
+
+
+_leaf = st.none() | st.booleans() | st.integers() | st.text(max_size=4) | st.just([]) | st.just({})
+_pool_like = st.fixed_dictionaries({"name": _leaf | st.sampled_from(["a", "b c", "x,y"]),
+                                    "addresses": st.lists(st.text(max_size=3), max_size=2) | _leaf},
+                                   optional={"auto-assign": _leaf, "protocol": _leaf, "colour": _leaf})
+
+
+@given(st.dictionaries(st.sampled_from(["address-pools", "peers"]),
+                       st.lists(_pool_like | _leaf, max_size=3) | _leaf, max_size=2))
+def test_fast_schema_check_agrees_with_jsonschema(doc: dict[str, object]) -> None:
+    assert config._fits(config.SCHEMA, doc) == config._VALIDATOR.is_valid(doc)
+
+
+@given(st.lists(st.tuples(st.integers(2**24, 100 * 2**24), st.integers(0, 200)), min_size=1, max_size=30),
+       st.lists(st.integers(0, 2**32 - 1), max_size=30))
+def test_pool_of_bisection_matches_a_linear_scan(spans: list[tuple[int, int]], probes: list[int]) -> None:
+    spans = sorted(spans)
+    kept, last = [], -1
+    for s, n in spans:  # drop overlaps: a valid config has none
+        if s > last:
+            kept.append((s, s + n))
+            last = s + n
+    ip = ipaddress.IPv4Address
+    cfg = config.load_config({"address-pools": [{"name": f"p{i}", "addresses": [f"{ip(a)}-{ip(b)}"]}
+                                                for i, (a, b) in enumerate(kept)]})
+    for probe in probes + [a for a, _b in kept] + [b + 1 for _a, b in kept]:
+        addr = ip(probe % 2**32)
+        linear = next((p for p in cfg.pools if p.contains(addr)), None)
+        assert config.pool_of(cfg, addr) is linear
