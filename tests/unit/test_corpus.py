@@ -3,7 +3,9 @@
 configmaps.json: ConfigMap `config` texts for `config.load_config`. Each entry has `config` (the
 text) or `generate` (head + repeat * times + tail, or `repeat_lines` indented one level more per
 line, for inputs too big to keep literally), the expected `field` and words the message must hold.
-Messages stay bounded whatever the input. Time and memory bounds are measured by
+annotations.json: Services whose annotations / spec.loadBalancerIP the controller must refuse
+(an AllocationFailed Event), with the failure reason and words. Messages stay bounded whatever
+the input. Time and memory bounds are measured by
 tests/bench/config_bench.py, not here.
 """
 
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from l2lb_agent import config
+from l2lb_agent import allocator, config, services
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 
@@ -47,3 +49,38 @@ def test_bad_configmap_is_refused_by_name(case: dict[str, Any]) -> None:
     for word in case["expect"]:
         assert word in message, f"{word!r} not in {message!r}"
     assert len(message) <= config.MAX_MESSAGE + 40
+
+
+# -- Service annotations: request_for -> allocator; every entry fails with its reason, by value ---
+
+POOLS = """
+address-pools:
+- name: default
+  addresses: [192.168.1.240/28, 'fd00::/120']
+- name: buggy
+  addresses: [192.168.2.0/24]
+  avoid-buggy-ips: true
+"""
+
+
+def service(case: dict[str, Any]) -> dict[str, Any]:
+    return {"metadata": {"namespace": "default", "name": "web", "annotations": case.get("annotations", {})},
+            "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}],
+                     **case.get("spec", {})}}
+
+
+def test_annotation_corpus_is_big_enough() -> None:
+    assert len(json.loads((CORPUS / "annotations.json").read_text())) >= 20
+
+
+@pytest.mark.parametrize("case", _cases("annotations.json"))
+def test_bad_annotation_fails_with_reason_and_value(case: dict[str, Any]) -> None:
+    alloc = allocator.Allocator(config.load_config(POOLS))
+    result = alloc.assign("default/web", services.request_for(service(case)))
+    assert not result.ok and result.failure is not None
+    message = result.failure.message
+    assert result.failure.reason.value == case["reason"], message
+    for word in case["expect"]:
+        assert word in message, f"{word!r} not in {message!r}"
+    assert len(message) <= 400
+    assert len(alloc) == 0

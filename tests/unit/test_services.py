@@ -128,3 +128,41 @@ def test_status_junk_ignored_and_ingress_rendering() -> None:
     assert services.ingress_of(ips("10.0.0.1", "fd00::1")) == [
         {"ip": "10.0.0.1", "ipMode": "VIP"}, {"ip": "fd00::1", "ipMode": "VIP"}]
     assert services.key_of(s) == "default/web"
+
+
+LB = {"type": "LoadBalancer"}
+
+
+@pytest.mark.parametrize(
+    ("spec", "claim_unclassed", "ours"),
+    [
+        pytest.param(LB, True, True, id="no-class-claimed"),
+        pytest.param(LB, False, False, id="no-class-not-claimed"),
+        pytest.param({**LB, "loadBalancerClass": ""}, True, True, id="empty-class-claimed"),
+        pytest.param({**LB, "loadBalancerClass": ""}, False, False, id="empty-class-not-claimed"),
+        pytest.param({**LB, "loadBalancerClass": CLASS}, False, True, id="our-class"),
+        pytest.param({**LB, "loadBalancerClass": "other.io/lb"}, True, False, id="other-class"),
+        pytest.param({"type": "NodePort", "loadBalancerClass": CLASS}, True, False, id="not-lb"),
+        pytest.param({}, True, False, id="no-type"),
+    ],
+)
+def test_is_ours(spec: dict[str, Any], claim_unclassed: bool, ours: bool) -> None:
+    assert services.is_ours(spec, CLASS, claim_unclassed) is ours
+
+
+def test_scoped_address_is_never_entered_twice() -> None:
+    from l2lb_agent import config
+
+    pools = {"address-pools": [{"name": "v6", "addresses": ["fd00::/64"]}]}
+    alloc = allocator.Allocator(config.load_config(pools))
+    six = {"ipFamilies": ["IPv6"]}
+    first = alloc.assign("default/a", services.request_for(svc(six, {"l2lb.io/loadBalancerIPs": "fd00::5"})))
+    assert first.ok and first.ips == ips("fd00::5")
+    for raw in ("fd00::5%eth0", "fd00::5%1"):
+        second = alloc.assign("default/b", services.request_for(svc(six, {"l2lb.io/loadBalancerIPs": raw})))
+        assert second.failure is not None and "scoped" in second.failure.message
+    assert len(alloc) == 1 and alloc.ips_of("default/b") == ()
+
+
+def test_scoped_address_in_status_is_ignored() -> None:
+    assert services.status_ips(svc(status_ips=["fd00::5%eth0", "fd00::6"])) == ips("fd00::6")

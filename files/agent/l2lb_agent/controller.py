@@ -169,7 +169,7 @@ class Controller:
     # -- services -------------------------------------------------------------------------------
 
     def _managed(self, svc: Mapping[str, Any]) -> bool:
-        return services.is_managed(svc, self.lb_class, self.claim_unclassed)
+        return services.is_ours(svc.get("spec") or {}, self.lb_class, self.claim_unclassed)
 
     def _managed_keys(self) -> list[str]:
         return [services.key_of(s) for s in self.services.items() if self._managed(s)]
