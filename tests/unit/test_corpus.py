@@ -12,11 +12,12 @@ tests/bench/config_bench.py, not here.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import pytest
-from l2lb_agent import allocator, config, services
+from l2lb_agent import allocator, cli, config, services
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 
@@ -84,3 +85,24 @@ def test_bad_annotation_fails_with_reason_and_value(case: dict[str, Any]) -> Non
         assert word in message, f"{word!r} not in {message!r}"
     assert len(message) <= 400
     assert len(alloc) == 0
+
+
+# -- flags: each bad value is reported under its own flag name, with its env var and value -------
+
+def test_flag_corpus_is_big_enough() -> None:
+    assert len(json.loads((CORPUS / "flags.json").read_text())) >= 20
+
+
+@pytest.mark.parametrize("case", _cases("flags.json"))
+def test_bad_flag_is_named(case: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in [v for v in os.environ if v.startswith("L2LB_")]:
+        monkeypatch.delenv(var)
+    for var, value in case.get("env", {}).items():
+        monkeypatch.setenv(var, value)
+    with pytest.raises(cli.FlagError) as info:
+        cli.validate(cli.build_parser().parse_args(case["argv"]))
+    message = str(info.value)
+    assert message.startswith(case["flag"] + " (env "), message
+    for word in case["expect"]:
+        assert word in message, f"{word!r} not in {message!r}"
+    assert len(message) <= 400

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -36,6 +37,15 @@ METRICS_PORTS = {"controller": 7472, "speaker": 7473}
 # The controller's Lease only guards writes (a takeover delays new allocations, nothing else), so
 # it trades failover speed for tolerance of a slow API server; the speaker keeps timing's defaults.
 CONTROLLER_LEASE_DURATION = 6.0
+# Every renew_interval a replica reads and writes its Lease: below this it floods the API server.
+MIN_RENEW_INTERVAL = 0.2
+# RFC 1123: a label (namespaces) and a subdomain (node names, loadBalancerClass prefixes).
+DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+# A node name goes into the speaker's Lease as a label value, which the API caps at 63 characters;
+# a longer name would be refused on every renewal and fence that node forever: refuse it at start.
+MAX_NODE_NAME = 63
 
 
 class FlagError(Exception):
@@ -96,12 +106,17 @@ _ENV_OF = {
     "metrics_port": "L2LB_METRICS_PORT", "lease_duration": "L2LB_LEASE_DURATION",
     "renew_interval": "L2LB_RENEW_INTERVAL", "log_level": "L2LB_LOG_LEVEL", "workers": "L2LB_WORKERS",
     "node_name": "L2LB_NODE_NAME", "namespace": "L2LB_NAMESPACE", "claim_unclassed": "L2LB_CLAIM_UNCLASSED",
+    "loadbalancer_class": "L2LB_LOADBALANCER_CLASS", "pod_name": "L2LB_POD_NAME",
+    "interfaces": "L2LB_INTERFACES", "metrics_host": "L2LB_METRICS_HOST",
 }
 
 
 def _bad(field: str, value: Any, why: str) -> FlagError:
     flag = "--" + field.replace("_", "-")
-    return FlagError(f"{flag} (env {_ENV_OF.get(field, '-')}) = {value!r}: {why}")
+    shown = repr(value)
+    if len(shown) > 100:  # an env var may hold anything; the message stays one readable line
+        shown = f"{shown[:100]}... ({len(shown)} characters)"
+    return FlagError(f"{flag} (env {_ENV_OF.get(field, '-')}) = {shown}: {why}")
 
 
 def _int(args: argparse.Namespace, field: str, lo: int, hi: int) -> None:
@@ -122,7 +137,7 @@ def _bool(args: argparse.Namespace, field: str) -> None:
     setattr(args, field, raw in ("true", "1", "yes"))
 
 
-def _seconds(args: argparse.Namespace, field: str) -> None:
+def _seconds(args: argparse.Namespace, field: str, floor: float = 0.0) -> None:
     raw = getattr(args, field)
     if raw is None:
         return
@@ -132,7 +147,51 @@ def _seconds(args: argparse.Namespace, field: str) -> None:
         raise _bad(field, raw, "not a number of seconds") from None
     if not 0 < value < 3600:
         raise _bad(field, raw, "must be more than 0 and less than 3600 seconds")
+    if value < floor:
+        raise _bad(field, raw, f"must be at least {floor:g} s: a shorter interval floods the API server")
     setattr(args, field, value)
+
+
+def _name(args: argparse.Namespace, field: str, pattern: re.Pattern[str], limit: int, what: str) -> None:
+    raw = getattr(args, field)
+    value = str(raw or "")
+    if not value:
+        raise _bad(field, raw, "must not be empty")
+    if len(value) > limit:
+        raise _bad(field, raw, f"longer than {limit} characters ({what})")
+    if not pattern.fullmatch(value):
+        raise _bad(field, raw, f"not {what}")
+
+
+def _lb_class(args: argparse.Namespace) -> None:
+    """A label-style name with a prefix, as the API requires of spec.loadBalancerClass."""
+    raw = str(args.loadbalancer_class or "")
+    prefix, _sep, name = raw.rpartition("/")
+    if not (prefix and len(prefix) <= 253 and DNS_SUBDOMAIN.fullmatch(prefix)
+            and len(name) <= 63 and LABEL_NAME.fullmatch(name)):
+        raise _bad("loadbalancer_class", args.loadbalancer_class,
+                   "expected a prefixed label-style name like l2lb.io/layer2")
+
+
+def _interfaces(args: argparse.Namespace) -> None:
+    names = [i.strip() for i in str(args.interfaces or "").split(",") if i.strip()]
+    for name in names:  # the kernel's rules for a network interface name
+        if len(name) > 15 or name in (".", "..") or any(c in name for c in "/:") or not name.isprintable():
+            raise _bad("interfaces", args.interfaces, f"{name!r} is not a network interface name "
+                       "(at most 15 characters, no '/', ':' or spaces)")
+    args.interfaces = names
+
+
+def _timings(args: argparse.Namespace) -> None:
+    """Lease timings; a cross-field refusal is reported under the flag whose value it names."""
+    lease = args.lease_duration
+    if lease is None and args.component == "controller":
+        lease = CONTROLLER_LEASE_DURATION
+    try:
+        args.timings = timing.from_options(lease, args.renew_interval)
+    except timing.TimingError as exc:
+        field = "renew_interval" if str(exc).startswith("renew_interval") else "lease_duration"
+        raise _bad(field, getattr(args, field), str(exc)) from None
 
 
 def validate(args: argparse.Namespace) -> argparse.Namespace:
@@ -140,25 +199,23 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
     if str(args.log_level).lower() not in LOG_LEVELS:
         raise _bad("log_level", args.log_level, f"expected one of {', '.join(LOG_LEVELS)}")
     args.log_level = args.log_level.lower()
-    if not args.namespace:
-        raise _bad("namespace", args.namespace, "must not be empty")
+    _name(args, "namespace", DNS_LABEL, 63, "an RFC 1123 label: lower-case letters, digits and '-'")
     _int(args, "metrics_port", 0, 65535)
     _bool(args, "claim_unclassed")
+    _lb_class(args)
+    if not str(args.pod_name or "").isprintable() or not 0 < len(str(args.pod_name or "")) <= 253:
+        raise _bad("pod_name", args.pod_name, "expected 1-253 printable characters")
     _seconds(args, "lease_duration")
-    _seconds(args, "renew_interval")
-    lease = args.lease_duration
-    if lease is None and args.component == "controller":
-        lease = CONTROLLER_LEASE_DURATION
-    try:
-        args.timings = timing.from_options(lease, args.renew_interval)
-    except timing.TimingError as exc:
-        raise _bad("lease_duration", (args.lease_duration, args.renew_interval), str(exc)) from None
+    _seconds(args, "renew_interval", MIN_RENEW_INTERVAL)
+    _timings(args)
     if args.component == "controller":
         _int(args, "workers", 1, 256)
     else:
         if not args.node_name:
             raise _bad("node_name", args.node_name, "the speaker needs its node's name")
-        args.interfaces = [i.strip() for i in str(args.interfaces or "").split(",") if i.strip()]
+        _name(args, "node_name", DNS_SUBDOMAIN, MAX_NODE_NAME, "an RFC 1123 subdomain that fits a Lease "
+              "label value: lower-case letters, digits, '-' and '.'")
+        _interfaces(args)
     return args
 
 
