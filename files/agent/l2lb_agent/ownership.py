@@ -196,6 +196,8 @@ class Plan:
 
     announce: frozenset[str] = frozenset()
     pending: Mapping[str, float] = dataclasses.field(default_factory=dict)  # ip -> not before (monotonic)
+    # ip -> live nodes that may answer it until they have seen us
+    pending_from: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
     seen_owner: Mapping[str, str | None] = dataclasses.field(default_factory=dict)  # ip -> last desired owner
 
     def next_due(self) -> float | None:
@@ -204,27 +206,50 @@ class Plan:
 
 
 def step(plan: Plan, desired: Mapping[str, str | None], me: str, live: Iterable[str],
-         now: float, delay: float) -> Plan:
-    """The next Plan. desired: ip -> owner; live: nodes whose speaker is live now (incl. me if live)."""
+         now: float, delay: float, seen_by: Iterable[str] | None = None) -> Plan:
+    """The next Plan. desired: ip -> owner; live: nodes whose speaker is live now (incl. me if live).
+
+    Losing is immediate. A gain waits ``delay`` when another live node may still answer the IP:
+    its previous owner, or (with ``seen_by``, the peers that acknowledged this node's current
+    candidacy) the node that owns it in a view without us, until that node is in ``seen_by``.
+    Such a node drops the IP as soon as it sees the same change, so it is silent first.
+    """
     live_set = frozenset(live)
+    acked = None if seen_by is None else frozenset(seen_by)
     announce: set[str] = set()
     pending: dict[str, float] = {}
+    pending_from: dict[str, tuple[str, ...]] = {}
     for ip, owner in desired.items():
         if owner != me:
             continue  # lost (or never ours): stop at once
         if ip in plan.announce:
             announce.add(ip)
             continue
-        due = plan.pending.get(ip)
+        due, waits = plan.pending.get(ip), plan.pending_from.get(ip, ())
         if due is None:
-            before = plan.seen_owner.get(ip)
-            due = now + delay if before not in (None, me) and before in live_set else now
-        if due <= now:
+            waits = _rivals(ip, plan.seen_owner.get(ip), me, live_set, acked)
+            due = now + delay if waits else now
+        blocked = acked is not None and any(w in live_set and w not in acked for w in waits)
+        if due <= now and not blocked:
             announce.add(ip)
-        else:
-            pending[ip] = due
+            continue
+        pending[ip] = max(due, now + 0.01) if blocked else due
+        pending_from[ip] = waits
     return Plan(announce=frozenset(announce), pending=MappingProxyType(pending),
-                seen_owner=MappingProxyType(dict(desired)))
+                pending_from=MappingProxyType(pending_from), seen_owner=MappingProxyType(dict(desired)))
+
+
+def _rivals(ip: str, before: str | None, me: str, live: frozenset[str],
+            acked: frozenset[str] | None) -> tuple[str, ...]:
+    """Live nodes that may be answering ip as we gain it."""
+    rivals = set()
+    if before not in (None, me) and before in live:
+        rivals.add(before)  # it owned ip in our last view
+    if acked is not None:
+        runner = owner_of(ip, live - {me})
+        if runner is not None and runner not in acked:
+            rivals.add(runner)  # it owns ip in any view that lacks us, and has not seen us yet
+    return tuple(sorted(rivals))
 
 
 # -- liveness of speakers ----------------------------------------------------------------------

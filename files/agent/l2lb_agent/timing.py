@@ -170,6 +170,12 @@ class LanTimings:
         return self.dead_after / 4
 
     @property
+    def confirm_fresh(self) -> float:
+        """A peer whose last confirmation of us is older no longer holds our fence while others
+        confirm us (membership._guards); it lapses before that confirmation could fence us."""
+        return self.dead_after - self.fence_margin - self.heartbeat_interval / 2
+
+    @property
     def api_probe_interval(self) -> float:
         """How often the speaker checks that the API server still answers it (one GET)."""
         return self.api_stale_after / 3

@@ -1,0 +1,371 @@
+"""Which speakers are live, judged on the LAN: heartbeats, proofs, fences (core ring, pure).
+
+Place in the flow: ``lanlink`` (raw frames, EtherType ``ETHERTYPE``) -> ``Membership.receive`` /
+``Membership.heartbeat`` -> the speaker asks ``live_candidates``, ``fence`` and ``acked_since``
+-> ``ownership`` -> ``announcer``. No sockets, no clocks: every method takes ``now`` (monotonic
+seconds of this host); only durations ever cross hosts, never timestamps.
+
+Protocol (full rationale and guarantees: docs/membership.md):
+* Every ``heartbeat_interval`` a speaker sends one authenticated heartbeat: its node name,
+  incarnation, sequence number, flags (CANDIDATE, LEAVING, API_FRESH) and one *entry* per peer it
+  heard within ``dead_after``: the peer's last sequence number it heard, how long ago, and whether
+  that heartbeat was a *proof*.
+* A heartbeat from P is a **proof** for me when it acknowledges one of my own heartbeats sent less
+  than ``dead_after`` ago: P is alive *and* hears me now. Replays can never be proofs (they cannot
+  acknowledge a heartbeat I sent after they were recorded), so only proofs change anything: P is
+  live for me until ``dead_after`` after its last proof reached me, and only a proof's flags count.
+* **Fence:** when P's proof says "I proved your heartbeat k", P cannot call me dead before
+  ``sent(k) + dead_after`` (it received k after I sent it). I answer only before
+  ``min over proven peers (sent(k_P)) + dead_after - fence_margin``, so I am silent before any peer
+  that hears me may call me dead, whatever the delays, with no clock shared. A speaker that proves
+  no peer while others are registered is **isolated** and fenced (one-way links end here).
+* **Indirect liveness:** entries from my proven peers say which nodes *they* prove and how long
+  ago; a node they prove stays live for me (with the reporter's age, so no extra delay), so a
+  broken link between two speakers that both reach a third never makes them both answer.
+
+Not guaranteed: agreement across a LAN split into two groups that cannot hear each other at all
+(each group answers for the IPs it ranks; like VRRP, layer 2 cannot do better without a quorum
+that would silence the LAN on every split); safety if the hosts' monotonic clocks run at rates
+that differ by more than ``fence_margin / dead_after`` (25 %).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import hashlib
+import hmac
+import struct
+from collections.abc import Iterable, Mapping
+
+ETHERTYPE = 0x88B5  # IEEE 802 "local experimental" EtherType 1: never routed, never IP
+GROUP_MAC = bytes.fromhex("034c326c6200")  # locally administered multicast: only speakers join it
+MAGIC = b"L2LB"
+VERSION = 1
+MAC_BYTES = 16  # HMAC-SHA256 truncated (RFC 2104 section 5)
+MAX_FRAME = 1500 - 14  # one Ethernet payload
+MAX_NAME = 253
+MAX_KEYS = 3  # signatures per heartbeat (keyring.MAX_KEYS)
+
+FLAG_CANDIDATE = 1  # takes part in owning IPs (synced, keyed, fenced right, API view usable)
+FLAG_LEAVING = 2  # gone silent for good (SIGTERM): take its IPs now
+FLAG_API_FRESH = 4  # its API view is fresh (peers with stale views yield to it)
+
+ENTRY_PROVEN = 1  # the reporter's last heartbeat from that peer was a proof
+ENTRY_CANDIDATE = 2  # ... and that peer's flags said CANDIDATE
+
+_HEAD = struct.Struct("!4sBBB")  # magic, version, flags, name length
+_BODY = struct.Struct("!QIH")  # incarnation, seq, number of entries
+_ENTRY = struct.Struct("!IIHB")  # peer id, seq, age ms, entry flags
+_SIG = struct.Struct("!I16s")  # key id, MAC
+
+
+class Reject(enum.Enum):
+    """Why a heartbeat changed nothing (counted in l2lb_speaker_heartbeats_rejected)."""
+
+    MALFORMED = "malformed"
+    NO_KEYS = "no keys loaded"
+    BAD_MAC = "authentication failed"
+    SELF = "own heartbeat"
+    UNKNOWN_NODE = "unknown node"
+    REPLAY = "replayed or out of order"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Entry:
+    """What a heartbeat's sender says about one peer."""
+
+    peer: int  # node_id of the peer
+    seq: int  # the peer's last heartbeat the sender heard (its last proof when proven)
+    age: float  # seconds since the sender heard that heartbeat
+    proven: bool
+    candidate: bool
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Heartbeat:
+    node: str
+    incarnation: int
+    seq: int
+    flags: int
+    entries: tuple[Entry, ...]
+
+
+def node_id(name: str) -> int:
+    """A node's 32-bit id in entries (names would not fit 100 peers in one frame)."""
+    return int.from_bytes(hashlib.sha256(b"l2lb-node\0" + name.encode()).digest()[:4], "big")
+
+
+def key_id(key: bytes) -> int:
+    return int.from_bytes(hashlib.sha256(b"l2lb-key\0" + key).digest()[:4], "big")
+
+
+def _mac(key: bytes, body: bytes) -> bytes:
+    return hmac.digest(key, body, "sha256")[:MAC_BYTES]
+
+
+def max_entries(name: str, n_keys: int) -> int:
+    """How many entries fit one frame beside the header and n_keys signatures."""
+    fixed = _HEAD.size + len(name.encode()) + _BODY.size + 1 + n_keys * _SIG.size
+    return max(0, (MAX_FRAME - fixed) // _ENTRY.size)
+
+
+def encode(hb: Heartbeat, keys: Iterable[bytes]) -> bytes:
+    """The signed payload (after the Ethernet header). Every key signs, so rotations overlap."""
+    keys = tuple(keys)
+    name = hb.node.encode()
+    entries = hb.entries[: max_entries(hb.node, len(keys))]
+    parts = [_HEAD.pack(MAGIC, VERSION, hb.flags & 0xFF, len(name)), name,
+             _BODY.pack(hb.incarnation, hb.seq & 0xFFFFFFFF, len(entries))]
+    for e in entries:
+        flags = (ENTRY_PROVEN if e.proven else 0) | (ENTRY_CANDIDATE if e.candidate else 0)
+        parts.append(_ENTRY.pack(e.peer, e.seq & 0xFFFFFFFF, min(65535, max(0, round(e.age * 1000))), flags))
+    body = b"".join(parts)
+    sigs = b"".join(_SIG.pack(key_id(k), _mac(k, body)) for k in keys)
+    return body + bytes([len(keys)]) + sigs
+
+
+def decode(payload: bytes, keys: Mapping[int, bytes]) -> Heartbeat | Reject:
+    """Parse and authenticate; keys: key_id -> key. Never raises on any input."""
+    if not keys:
+        return Reject.NO_KEYS
+    try:
+        magic, version, flags, name_len = _HEAD.unpack_from(payload, 0)
+        if magic != MAGIC or version != VERSION or not 0 < name_len <= MAX_NAME:
+            return Reject.MALFORMED
+        pos = _HEAD.size
+        name = payload[pos:pos + name_len].decode("ascii")
+        pos += name_len
+        incarnation, seq, count = _BODY.unpack_from(payload, pos)
+        pos += _BODY.size
+        raw_entries = [_ENTRY.unpack_from(payload, pos + i * _ENTRY.size) for i in range(count)]
+        pos += count * _ENTRY.size
+        body, n_sigs = payload[:pos], payload[pos]
+        if n_sigs > MAX_KEYS:
+            return Reject.MALFORMED  # bounded work per frame: at most MAX_KEYS HMACs
+        sigs = [_SIG.unpack_from(payload, pos + 1 + i * _SIG.size) for i in range(n_sigs)]
+    except (struct.error, IndexError, UnicodeDecodeError):
+        return Reject.MALFORMED
+    if not _authentic(body, sigs, keys):
+        return Reject.BAD_MAC
+    entries = tuple(Entry(peer=p, seq=s, age=a / 1000, proven=bool(f & ENTRY_PROVEN),
+                          candidate=bool(f & ENTRY_CANDIDATE)) for p, s, a, f in raw_entries)
+    return Heartbeat(node=name, incarnation=incarnation, seq=seq, flags=flags, entries=entries)
+
+
+def _authentic(body: bytes, sigs: list[tuple[int, bytes]], keys: Mapping[int, bytes]) -> bool:
+    for kid, mac in sigs:
+        key = keys.get(kid)
+        if key is not None and hmac.compare_digest(_mac(key, body), mac):
+            return True
+    return False
+
+
+# -- the state ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(kw_only=True)
+class Peer:
+    """What this speaker knows of one peer (times: this host's monotonic clock)."""
+
+    incarnation: int
+    seq: int  # last sequence number accepted
+    heard: float  # when that heartbeat arrived
+    proof: float = float("-inf")  # when its last proof arrived
+    proof_seq: int = 0
+    flags: int = 0  # flags of its last proof
+    entries: tuple[Entry, ...] = ()  # entries of its last proof
+    confirmed: float = float("-inf")  # send time of my newest heartbeat it proved (drives my fence)
+    acked_seq: int = -1  # my newest sequence number it proved
+
+
+class Membership:
+    """One speaker's view of the LAN. Not thread-safe: the adapter serialises calls.
+
+    ``me``/``incarnation``/``first_seq`` identify this process; ``first_seq`` is random in
+    production, so an acknowledgement of an earlier incarnation never matches a heartbeat of this one.
+    """
+
+    def __init__(self, me: str, *, incarnation: int, first_seq: int, dead_after: float,
+                 fence_margin: float, confirm_fresh: float) -> None:
+        self.me, self.my_id, self.incarnation = me, node_id(me), incarnation
+        self._seq = first_seq & 0xFFFFFFFF
+        self.dead_after, self.fence_margin, self.confirm_fresh = dead_after, fence_margin, confirm_fresh
+        self.keys: dict[int, bytes] = {}  # key id -> key
+        self.known: dict[int, str] = {}  # node id -> name, from the API's Node list
+        self.registered: frozenset[str] = frozenset()  # speakers registered in the API (not me)
+        self.peers: dict[str, Peer] = {}  # node name -> state
+        self.sent: dict[int, float] = {}  # my seq -> send time (the last few dead_after)
+        self.candidate = False  # set by the speaker: it may own IPs (when fenced right)
+        self.api_fresh = False
+        self.leaving = False
+        self.candidate_since_seq: int | None = None  # first seq that carried CANDIDATE this spell
+        self.rejected: dict[Reject, int] = dict.fromkeys(Reject, 0)
+        self.accepted = 0
+
+    # -- inputs from the API ----------------------------------------------------------------------
+
+    def set_keys(self, keys: Iterable[bytes]) -> None:
+        self.keys = {key_id(k): k for k in keys}
+
+    def set_known(self, nodes: Iterable[str]) -> None:
+        self.known = {node_id(n): n for n in nodes}
+
+    def set_registered(self, speakers: Iterable[str]) -> None:
+        self.registered = frozenset(speakers) - {self.me}
+
+    # -- receiving ---------------------------------------------------------------------------------
+
+    def receive(self, payload: bytes, now: float) -> Reject | None:
+        """Take one heartbeat payload; returns why it was ignored, or None when accepted."""
+        hb = decode(payload, self.keys)
+        if isinstance(hb, Heartbeat):
+            hb = self._admit(hb)
+        if isinstance(hb, Reject):
+            self.rejected[hb] += 1
+            return hb
+        self.accepted += 1
+        peer = self.peers.get(hb.node)
+        if peer is None or hb.incarnation != peer.incarnation:
+            peer = self.peers[hb.node] = Peer(incarnation=hb.incarnation, seq=hb.seq, heard=now)
+        peer.seq, peer.heard = hb.seq, now
+        mine = next((e for e in hb.entries if e.peer == self.my_id), None)
+        sent = self.sent.get(mine.seq) if mine is not None else None
+        if sent is None or now - sent >= self.dead_after:
+            return None  # heard, not a proof: it does not (yet) hear me, or it is a replay
+        peer.proof, peer.proof_seq, peer.flags, peer.entries = now, hb.seq, hb.flags, hb.entries
+        if mine is not None and mine.proven:  # it cannot call me dead before sent + dead_after
+            peer.confirmed = max(peer.confirmed, sent)
+            if peer.acked_seq < 0 or _newer(mine.seq, peer.acked_seq):
+                peer.acked_seq = mine.seq
+        return None
+
+    def _admit(self, hb: Heartbeat) -> Heartbeat | Reject:
+        if hb.node == self.me:
+            return Reject.SELF
+        if self.known.get(node_id(hb.node)) != hb.node:
+            return Reject.UNKNOWN_NODE
+        peer = self.peers.get(hb.node)
+        if peer is not None:
+            if hb.incarnation < peer.incarnation:
+                return Reject.REPLAY
+            if hb.incarnation == peer.incarnation and not _newer(hb.seq, peer.seq):
+                return Reject.REPLAY
+        return hb
+
+    # -- sending -----------------------------------------------------------------------------------
+
+    def heartbeat(self, now: float) -> bytes | None:
+        """The next signed heartbeat payload (None without keys); records its send time."""
+        if not self.keys:
+            return None
+        self._seq = (self._seq + 1) & 0xFFFFFFFF
+        self.sent[self._seq] = now
+        for old in [s for s, t in self.sent.items() if now - t > 2 * self.dead_after]:
+            del self.sent[old]
+        flags = self._flags(now)
+        if flags & FLAG_CANDIDATE and self.candidate_since_seq is None:
+            self.candidate_since_seq = self._seq
+        elif not flags & FLAG_CANDIDATE:
+            self.candidate_since_seq = None
+        hb = Heartbeat(node=self.me, incarnation=self.incarnation, seq=self._seq, flags=flags,
+                       entries=self.entries(now))
+        return encode(hb, self.keys.values())
+
+    def _flags(self, now: float) -> int:
+        flags = FLAG_API_FRESH if self.api_fresh else 0
+        if self.leaving:
+            return flags | FLAG_LEAVING
+        if self.candidate and now < self.fence(now):
+            flags |= FLAG_CANDIDATE
+        return flags
+
+    def entries(self, now: float) -> tuple[Entry, ...]:
+        """One entry per peer heard within dead_after, freshest first (they are cut to fit a frame)."""
+        out = []
+        for name, p in self.peers.items():
+            if now - p.heard >= self.dead_after:
+                continue
+            proven = now - p.proof < self.dead_after
+            cand = proven and bool(p.flags & FLAG_CANDIDATE) and not p.flags & FLAG_LEAVING
+            seq, at = (p.proof_seq, p.proof) if proven else (p.seq, p.heard)
+            out.append(Entry(peer=node_id(name), seq=seq, age=now - at, proven=proven, candidate=cand))
+        out.sort(key=lambda e: e.age)
+        return tuple(out)
+
+    # -- judgements -------------------------------------------------------------------------------
+
+    def proven(self, now: float) -> dict[str, Peer]:
+        """Peers whose last proof is younger than dead_after: alive and hearing me."""
+        return {n: p for n, p in self.peers.items() if now - p.proof < self.dead_after}
+
+    def _guards(self, now: float) -> dict[str, Peer]:
+        """Proven peers that could take an IP from me, so my fence follows their confirmations.
+
+        Never a LEAVING one (it never answers again). While some peers confirm me freshly (within
+        ``confirm_fresh``), a peer whose confirmations went stale is left out before it could fence
+        me: it has stopped hearing me, so it is dead, or hears no one (isolated, so fenced), or
+        still hears a peer that hears me and so sees me live through that peer's entries. Keeping
+        it would darken every IP of the cluster whenever one node dies or loses its receive path.
+        When no peer confirms me freshly, my own send path is the likely fault: all of them count.
+        """
+        proven = {n: p for n, p in self.proven(now).items() if not p.flags & FLAG_LEAVING}
+        fresh = {n: p for n, p in proven.items() if now - p.confirmed < self.confirm_fresh}
+        return fresh or proven
+
+    def _left(self) -> set[str]:
+        return {n for n, p in self.peers.items() if p.flags & FLAG_LEAVING}
+
+    def isolated(self, now: float) -> bool:
+        """I prove no peer although other speakers exist (registered on Ready nodes, or heard lately)."""
+        if self._guards(now):
+            return False
+        left = self._left()
+        heard = any(now - p.heard < 4 * self.dead_after for n, p in self.peers.items() if n not in left)
+        return bool(self.registered - left) or heard
+
+    def fence(self, now: float) -> float:
+        """Monotonic time until which I may answer (0 when I may not)."""
+        if not self.keys or self.isolated(now):
+            return 0.0
+        guards = self._guards(now)
+        if not guards:
+            return float("inf")  # no other speaker exists: nobody can take over from me
+        return max(0.0, min(p.confirmed for p in guards.values()) + self.dead_after - self.fence_margin)
+
+    def live_candidates(self, now: float) -> frozenset[str]:
+        """Other nodes that may own IPs now: proven directly, or proven by a peer I prove."""
+        direct = self.proven(now)
+        live = {n for n, p in direct.items() if p.flags & FLAG_CANDIDATE and not p.flags & FLAG_LEAVING}
+        for reporter in direct.values():
+            for e in reporter.entries:
+                name = self.known.get(e.peer)
+                if name is None or name == self.me or name in direct or not e.proven or not e.candidate:
+                    continue
+                peer = self.peers.get(name)
+                if peer is not None and peer.flags & FLAG_LEAVING and now - peer.proof < self.dead_after:
+                    continue  # it told me itself that it left
+                if now - (reporter.proof - e.age) < self.dead_after:
+                    live.add(name)
+        return frozenset(live)
+
+    def api_fresh_peer(self, now: float) -> bool:
+        """Some proven peer says its API view is fresh."""
+        return any(p.flags & FLAG_API_FRESH for p in self.proven(now).values())
+
+    def acked_since(self, seq: int | None) -> frozenset[str]:
+        """Peers that proved one of my heartbeats numbered seq or later (None: none)."""
+        if seq is None:
+            return frozenset()
+        return frozenset(n for n, p in self.peers.items()
+                         if p.acked_seq >= 0 and not _newer(seq, p.acked_seq))
+
+    def forget(self, now: float, after: float = 60.0) -> None:
+        """Drop peers not heard for `after` seconds (bounded memory across node churn)."""
+        for name in [n for n, p in self.peers.items() if now - p.heard > after]:
+            del self.peers[name]
+
+
+def _newer(a: int, b: int) -> bool:
+    """a comes after b in 32-bit sequence space (RFC 1982 serial arithmetic)."""
+    return a != b and ((a - b) & 0xFFFFFFFF) < 0x80000000

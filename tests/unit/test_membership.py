@@ -1,0 +1,361 @@
+"""membership: the LAN heartbeat protocol on fake time.
+
+Codec tables first, then ordered scenarios on a simulated LAN (per-direction links, pauses,
+forgers) with the safety invariant checked after every 10 ms tick: no IP is ever answered by two
+nodes. Each node runs the speaker's decision loop (membership -> ownership.step -> fence).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+
+import pytest
+from l2lb_agent import membership as mb
+from l2lb_agent import ownership, timing
+
+T = timing.LanTimings()
+KEY = b"k" * 32
+KEY2 = b"n" * 32
+IPS = [f"192.168.1.{i}" for i in range(240, 256)]
+
+
+def member(name: str, keys: tuple[bytes, ...] = (KEY,),
+           known: tuple[str, ...] = ("a", "b", "c")) -> mb.Membership:
+    m = mb.Membership(name, incarnation=1, first_seq=random.Random(name).getrandbits(32),
+                      dead_after=T.dead_after, fence_margin=T.fence_margin,
+                      confirm_fresh=T.confirm_fresh)
+    m.set_keys(keys)
+    m.set_known(known)
+    return m
+
+
+# -- codec -----------------------------------------------------------------------------------
+
+
+def test_round_trip() -> None:
+    entry = mb.Entry(peer=mb.node_id("node2"), seq=9, age=0.031, proven=True, candidate=True)
+    hb = mb.Heartbeat(node="node1", incarnation=7, seq=42, flags=mb.FLAG_CANDIDATE, entries=(entry,))
+    got = mb.decode(mb.encode(hb, [KEY, KEY2]), {mb.key_id(KEY2): KEY2})
+    assert got == dataclasses.replace(hb, entries=(dataclasses.replace(hb.entries[0], age=0.031),))
+
+
+def _sample() -> bytes:
+    hb = mb.Heartbeat(node="node1", incarnation=1, seq=1, flags=0, entries=())
+    return mb.encode(hb, [KEY])
+
+
+@pytest.mark.parametrize(
+    ("payload", "keys", "want"),
+    [
+        (b"", {mb.key_id(KEY): KEY}, mb.Reject.MALFORMED),
+        (b"XXXX" + _sample()[4:], {mb.key_id(KEY): KEY}, mb.Reject.MALFORMED),
+        (_sample()[:20], {mb.key_id(KEY): KEY}, mb.Reject.MALFORMED),
+        (_sample(), {mb.key_id(KEY2): KEY2}, mb.Reject.BAD_MAC),
+        (_sample()[:-1] + bytes([_sample()[-1] ^ 1]), {mb.key_id(KEY): KEY}, mb.Reject.BAD_MAC),
+        (_sample(), {}, mb.Reject.NO_KEYS),
+        (_sample()[:-21] + bytes([200]) + _sample()[-20:], {mb.key_id(KEY): KEY}, mb.Reject.MALFORMED),
+    ],
+    ids=["empty", "magic", "truncated", "other-key", "flipped-mac", "no-keys", "too-many-signatures"],
+)
+def test_decode_rejects(payload: bytes, keys: dict, want: mb.Reject) -> None:
+    assert mb.decode(payload, keys) is want
+
+
+def test_decode_never_raises_on_mutations() -> None:
+    rng = random.Random(7)
+    good = mb.encode(mb.Heartbeat(node="node1", incarnation=1, seq=1, flags=1, entries=tuple(
+        mb.Entry(peer=i, seq=i, age=0.01, proven=True, candidate=True) for i in range(5))), [KEY])
+    keys = {mb.key_id(KEY): KEY}
+    for _ in range(20000):
+        frame = bytearray(good)
+        for _ in range(rng.randint(1, 4)):
+            frame[rng.randrange(len(frame))] = rng.randrange(256)
+        frame = frame[: rng.randint(0, len(frame))] if rng.random() < 0.3 else frame
+        got = mb.decode(bytes(frame), keys)
+        assert isinstance(got, mb.Reject) or bytes(frame) == good or got.node  # authentic only if unchanged
+
+
+def test_entries_are_cut_to_fit_one_frame() -> None:
+    many = tuple(mb.Entry(peer=i, seq=i, age=0, proven=True, candidate=True) for i in range(300))
+    hb = mb.Heartbeat(node="n" * 63, incarnation=1, seq=1, flags=0, entries=many)
+    frame = mb.encode(hb, [KEY, KEY2, KEY])
+    assert len(frame) <= mb.MAX_FRAME
+    assert mb.max_entries("node1", 1) >= 120  # 100-node clusters fit
+
+
+# -- the speaker's loop on a simulated LAN -----------------------------------------------------
+
+
+@dataclasses.dataclass
+class Node:
+    m: mb.Membership
+    phase: int  # its heartbeats go out on ticks where (tick + phase) % 10 == 0
+    plan: ownership.Plan = dataclasses.field(default_factory=ownership.Plan)
+    ready: bool = True  # synced and willing (the speaker's own checks)
+    paused: bool = False
+    inbox: list = dataclasses.field(default_factory=list)  # (deliver at, payload)
+    answering: frozenset[str] = frozenset()
+
+
+class Lan:
+    """Nodes exchanging heartbeats every T.heartbeat_interval, 2 ms latency, links per direction."""
+
+    def __init__(self, names: tuple[str, ...] = ("a", "b", "c")) -> None:
+        self.now = 0.0
+        self.ticks = 0
+        self.nodes = {n: Node(member(n, known=names), phase=3 * i + 1) for i, n in enumerate(names)}
+        for n in self.nodes.values():
+            n.m.set_registered(names)
+        self.cut: set[tuple[str, str]] = set()  # (from, to) links that drop frames
+        self.violations: list[str] = []
+
+    def send(self, src: str, payload: bytes) -> None:
+        for dst, node in self.nodes.items():
+            if dst != src and (src, dst) not in self.cut:
+                node.inbox.append((self.now + 0.002, payload))
+
+    def tick(self) -> None:
+        self.ticks += 1
+        self.now = self.ticks / 100
+        for name, n in self.nodes.items():
+            if n.paused:
+                n.answering = frozenset()
+                continue
+            for _at, payload in [x for x in n.inbox if x[0] <= self.now]:
+                n.m.receive(payload, self.now)
+            n.inbox = [x for x in n.inbox if x[0] > self.now]
+            if (self.ticks + n.phase) % round(T.heartbeat_interval * 100) == 0:
+                n.m.candidate = n.ready
+                payload = n.m.heartbeat(self.now)
+                if payload:
+                    self.send(name, payload)
+            self._sync(name, n)
+        self._check()
+
+    def _sync(self, name: str, n: Node) -> None:
+        now = self.now
+        fence = n.m.fence(now)
+        me_live = n.ready and now < fence and n.m.candidate_since_seq is not None
+        live = n.m.live_candidates(now) | ({name} if me_live else set())
+        desired = {ip: ownership.owner_of(ip, live) for ip in IPS}
+        n.plan = ownership.step(n.plan, desired, name, live, now, T.handover_delay,
+                                seen_by=n.m.acked_since(n.m.candidate_since_seq))
+        n.answering = n.plan.announce if me_live else frozenset()
+
+    def _check(self) -> None:
+        for ip in IPS:
+            who = [name for name, n in self.nodes.items() if ip in n.answering]
+            if len(who) > 1:
+                self.violations.append(f"t={self.now:.2f} {ip} answered by {who}")
+
+    def run(self, seconds: float) -> None:
+        for _ in range(round(seconds / 0.01)):
+            self.tick()
+
+    def owners(self) -> dict[str, list[str]]:
+        return {ip: [name for name, n in self.nodes.items() if ip in n.answering] for ip in IPS}
+
+    def all_answered_once(self) -> bool:
+        return all(len(v) == 1 for v in self.owners().values())
+
+    def silent_for(self, seconds: float) -> float:
+        """Longest time any IP went unanswered while running `seconds` more."""
+        gap: dict[str, float] = dict.fromkeys(IPS, 0.0)
+        worst = 0.0
+        for _ in range(round(seconds / 0.01)):
+            self.tick()
+            for ip, who in self.owners().items():
+                gap[ip] = 0.0 if who else gap[ip] + 0.01
+                worst = max(worst, gap[ip])
+        return worst
+
+
+@pytest.fixture
+def lan() -> Lan:
+    net = Lan()
+    net.run(1.0)
+    assert net.all_answered_once(), net.owners()
+    return net
+
+
+def owner_of_all(net: Lan) -> set[str]:
+    return {who[0] for who in net.owners().values() if who}
+
+
+def test_join_spreads_ips_over_every_node(lan: Lan) -> None:
+    assert owner_of_all(lan) == {"a", "b", "c"}
+    assert not lan.violations
+
+
+def test_death_is_replaced_within_dead_after(lan: Lan) -> None:
+    del lan.nodes["b"]
+    worst = lan.silent_for(1.0)
+    assert lan.all_answered_once() and owner_of_all(lan) == {"a", "c"}
+    assert worst <= T.dead_after + 0.05
+    assert not lan.violations
+
+
+def test_leaving_hands_over_at_once(lan: Lan) -> None:
+    b = lan.nodes["b"]
+    b.ready = False
+    b.answering = frozenset()
+    b.m.leaving = True
+    lan.send("b", b.m.heartbeat(lan.now))
+    del lan.nodes["b"]
+    assert lan.silent_for(0.5) <= 0.03
+    assert lan.all_answered_once() and not lan.violations
+
+
+def test_pause_then_resume_never_double_answers_and_rejoins(lan: Lan) -> None:
+    lan.nodes["b"].paused = True
+    lan.run(5.0)
+    assert owner_of_all(lan) == {"a", "c"}
+    lan.nodes["b"].paused = False
+    lan.run(1.0)
+    assert owner_of_all(lan) == {"a", "b", "c"} and lan.all_answered_once()
+    assert not lan.violations
+
+
+@pytest.mark.parametrize("direction", ["rx", "tx"])
+def test_one_way_loss_ends_with_one_answer_per_ip(lan: Lan, direction: str) -> None:
+    for other in ("a", "c"):
+        lan.cut.add((other, "b") if direction == "rx" else ("b", other))
+    lan.run(2.0)
+    assert "b" not in owner_of_all(lan) and lan.all_answered_once()
+    assert not lan.violations
+    lan.cut.clear()
+    lan.run(1.0)
+    assert owner_of_all(lan) == {"a", "b", "c"} and not lan.violations
+
+
+def test_link_between_two_nodes_cut_both_ways_still_one_answer(lan: Lan) -> None:
+    lan.cut |= {("a", "b"), ("b", "a")}
+    lan.run(2.0)
+    assert lan.all_answered_once() and not lan.violations
+    assert owner_of_all(lan) == {"a", "b", "c"}  # a and b still know each other through c
+
+
+def test_isolated_node_goes_silent(lan: Lan) -> None:
+    lan.cut |= {(x, y) for x in "abc" for y in "abc" if x != y and "a" in (x, y)}
+    lan.run(2.0)
+    assert not lan.nodes["a"].answering
+    assert owner_of_all(lan) == {"b", "c"} and lan.all_answered_once() and not lan.violations
+
+
+def test_replayed_heartbeats_keep_no_dead_node_alive(lan: Lan) -> None:
+    recorded: list[bytes] = []
+    original = lan.send
+
+    def tap(src: str, payload: bytes) -> None:
+        if src == "b":
+            recorded.append(payload)
+        original(src, payload)
+
+    lan.send = tap  # type: ignore[method-assign]
+    lan.run(1.0)
+    del lan.nodes["b"]
+    for i in range(100):  # an attacker replays b's last second over and over, one frame per tick
+        for n in lan.nodes.values():
+            n.inbox.append((lan.now + 0.001, recorded[i % len(recorded)]))
+        lan.tick()
+    assert "b" not in owner_of_all(lan) and lan.all_answered_once()
+    assert lan.nodes["a"].m.rejected[mb.Reject.REPLAY] > 0
+    assert not lan.violations
+
+
+def test_forged_heartbeats_change_nothing(lan: Lan) -> None:
+    forger = member("b", keys=(KEY2,))  # right name, wrong key: a host on the LAN that is not a speaker
+    forger.candidate, forger.leaving = True, True
+    before = lan.owners()
+    for _ in range(50):
+        lan.send("b", forger.heartbeat(lan.now))
+        lan.tick()
+    assert lan.owners() == before and not lan.violations
+    assert lan.nodes["a"].m.rejected[mb.Reject.BAD_MAC] >= 50
+
+
+def test_unknown_node_is_ignored(lan: Lan) -> None:
+    stranger = member("mallory", known=("a", "b", "c", "mallory"))
+    stranger.candidate = True
+    for _ in range(20):
+        lan.send("mallory", stranger.heartbeat(lan.now))
+        lan.tick()
+    assert lan.nodes["a"].m.rejected[mb.Reject.UNKNOWN_NODE] >= 20
+    assert "mallory" not in lan.nodes["a"].m.peers
+
+
+def test_key_rotation_without_outage(lan: Lan) -> None:
+    for n in lan.nodes.values():  # step 1, one node at a time: [new, old]
+        n.m.set_keys((KEY2, KEY))
+        assert lan.silent_for(0.3) == 0.0
+    for n in lan.nodes.values():  # step 2: [new]
+        n.m.set_keys((KEY2,))
+        assert lan.silent_for(0.3) == 0.0
+    assert lan.all_answered_once() and not lan.violations
+
+
+def test_wrong_key_on_one_node_silences_only_it(lan: Lan) -> None:
+    lan.nodes["c"].m.set_keys((KEY2,))
+    lan.run(2.0)
+    assert owner_of_all(lan) == {"a", "b"} and lan.all_answered_once() and not lan.violations
+
+
+def test_no_keys_never_answers() -> None:
+    m = member("a", keys=())
+    m.candidate = True
+    assert m.heartbeat(0.0) is None and m.fence(0.0) == 0.0
+
+
+def test_single_speaker_cluster_answers_alone() -> None:
+    net = Lan(("a",))
+    net.run(0.5)
+    assert net.all_answered_once()
+
+
+def test_api_fresh_flag_is_carried() -> None:
+    net = Lan()
+    net.nodes["b"].m.api_fresh = True
+    net.run(1.0)
+    assert net.nodes["a"].m.api_fresh_peer(net.now) and not net.nodes["b"].m.api_fresh_peer(net.now)
+
+
+def test_sequence_wraps() -> None:
+    assert mb._newer(0, 0xFFFFFFFF) and not mb._newer(0xFFFFFFFF, 0) and not mb._newer(5, 5)
+
+
+def test_state_is_bounded() -> None:
+    m = member("a")
+    for i in range(1000):
+        m.heartbeat(i * 0.1)
+    assert len(m.sent) <= 2 * T.dead_after / 0.1 + 2
+    m.peers["ghost"] = mb.Peer(incarnation=1, seq=1, heard=0.0)
+    m.forget(100.0)
+    assert "ghost" not in m.peers
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_single_faults_never_double_answer(seed: int) -> None:
+    """One fault at a time (a node's rx or tx cut, a link cut both ways, a pause), 20 s each seed."""
+    rng = random.Random(seed)
+    net = Lan(("a", "b", "c", "d", "e"))
+    net.run(1.0)
+    names = list(net.nodes)
+    for _ in range(20):
+        victim, other = rng.sample(names, 2)
+        fault = rng.choice(["rx", "tx", "link", "pause"])
+        if fault == "rx":
+            net.cut |= {(o, victim) for o in names if o != victim}
+        elif fault == "tx":
+            net.cut |= {(victim, o) for o in names if o != victim}
+        elif fault == "link":
+            net.cut |= {(victim, other), (other, victim)}
+        else:
+            net.nodes[victim].paused = True
+        net.run(rng.uniform(0.05, 1.0))
+        net.cut.clear()
+        net.nodes[victim].paused = False
+        net.run(rng.uniform(0.05, 1.0))
+    net.run(1.5)
+    assert not net.violations, net.violations[:5]
+    assert net.all_answered_once()
