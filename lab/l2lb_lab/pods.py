@@ -26,13 +26,11 @@ from typing import Any
 
 from kubernetes import client
 
-from . import kubelet_api as api
-from . import kubelet_container as kc
-from . import kubelet_events as events_mod
-from . import kubelet_images as images
-from . import kubelet_process as proc
-from . import kubelet_status as st
-from . import kubelet_token as tokens
+from .kubelet import api, images, tokens
+from .kubelet import container as kc
+from .kubelet import events as events_mod
+from .kubelet import process as proc
+from .kubelet import status as st
 
 log = logging.getLogger("kubelet.pods")
 

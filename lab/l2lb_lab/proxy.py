@@ -3,7 +3,7 @@
 Where it sits: kubelet.py starts `Proxy`, which watches Services and EndpointSlices and,
 after every change, computes with the pure `wanted()` which LB IPs this node accepts and
 which TCP relays it runs, then applies that (addresses on the dummy `kube-lb0`, relays in
-kubelet_relay).  Pods share the node's network namespace, so a local endpoint already
+kubelet/relay.py).  Pods share the node's network namespace, so a local endpoint already
 listens on the node; an LB IP on kube-lb0 is enough for the kernel to deliver to it.
 
 Rules, per Service of type LoadBalancer and per ingress IP (status.loadBalancer.ingress[].ip):
@@ -34,8 +34,7 @@ from typing import Any
 
 from kubernetes import client
 
-from . import kubelet_api as api
-from . import kubelet_relay as relay
+from .kubelet import api, relay
 
 log = logging.getLogger("kubelet.proxy")
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from l2lb_lab import kubelet_images as images
-from l2lb_lab import kubelet_node as node
-from l2lb_lab import kubelet_probe as probe
-from l2lb_lab import kubelet_status as st
 from l2lb_lab import proxy
+from l2lb_lab.kubelet import images as images
+from l2lb_lab.kubelet import node as node
+from l2lb_lab.kubelet import probe as probe
+from l2lb_lab.kubelet import status as st
 
 POD = {
     "metadata": {"name": "speaker-x", "namespace": "l2lb-system", "uid": "0123456789abcdef",

@@ -19,10 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import kubelet_images as images
-from . import kubelet_probe as probe
-from . import kubelet_process as proc
-from . import kubelet_status as st
+from . import images, probe
+from . import process as proc
+from . import status as st
 
 log = logging.getLogger("kubelet.container")
 

@@ -1,6 +1,6 @@
 """Pod Events as a kubelet records them (Started, Killing, BackOff, Unhealthy, Failed).
 
-Where it sits: pods.py and kubelet_container.py call `Recorder.pod_event()`; a single
+Where it sits: pods.py and container.py call `Recorder.pod_event()`; a single
 background thread writes the Events, so a slow or cut API never stalls a Pod worker.
 Best effort by design: when the queue is full or the API refuses, the Event is dropped
 (logged at debug level).  `kubectl describe pod` then reads like on a real node.
@@ -16,7 +16,7 @@ from typing import Any
 
 from kubernetes import client
 
-from . import kubelet_api as api
+from . import api
 
 log = logging.getLogger("kubelet.events")
 

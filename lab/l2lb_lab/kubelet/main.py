@@ -5,7 +5,7 @@ Where it sits: `lab up` starts
         --node-ip 192.168.1.1N --node-ipv6 fd00:4c32:6c62::1N \\
         --state-dir <repo>/.lab/nodes/nodeN --repo-root <repo>
 inside netns l2lb-nodeN, as root.  It wires three parts that each run on their own threads:
-kubelet_node.NodeAgent (Node registration, status, kube-node-lease heartbeat),
+node.NodeAgent (Node registration, status, kube-node-lease heartbeat),
 pods.PodManager (the Pods bound to this node, fed by a list+watch with
 fieldSelector spec.nodeName=NODE) and proxy.Proxy (kube-proxy's part for LoadBalancer IPs).
 
@@ -14,7 +14,7 @@ kubelet, like a real kubelet restart (`lab node-down`/`lab down` kill the netns'
 processes anyway).  When its own source files change (the lab runs from a live checkout)
 it re-executes itself in place once the new code imports (`--no-reload` turns that off).
 Logs go to stderr; container output to <state-dir>/pods/<ns>_<name>_<uid8>/<container>.log.
-Events (Started, BackOff, Unhealthy, Killing, Failed) come from kubelet_events.
+Events (Started, BackOff, Unhealthy, Killing, Failed) come from events.py.
 """
 
 from __future__ import annotations
@@ -29,12 +29,11 @@ import threading
 
 from kubernetes import client
 
-from . import kubelet_api as api
-from . import kubelet_events as events_mod
-from . import kubelet_node as node_mod
-from . import kubelet_token as tokens
-from . import pods as pods_mod
-from . import proxy as proxy_mod
+from .. import pods as pods_mod
+from .. import proxy as proxy_mod
+from . import PACKAGE, api, tokens
+from . import events as events_mod
+from . import node as node_mod
 
 log = logging.getLogger("kubelet")
 
@@ -111,9 +110,9 @@ def main(argv: list[str] | None = None) -> int:
 def _code_stamp() -> tuple[tuple[str, float], ...]:
     """Modification times of the kubelet's own modules (the lab runs from a live checkout)."""
     here = os.path.dirname(os.path.abspath(__file__))
-    names = sorted(n for n in os.listdir(here) if n.endswith(".py")
-                   and (n.startswith("kubelet") or n in ("pods.py", "proxy.py")))
-    return tuple((n, os.stat(os.path.join(here, n)).st_mtime) for n in names)
+    files = [os.path.join(here, n) for n in os.listdir(here) if n.endswith(".py")]
+    files += [os.path.join(os.path.dirname(here), n) for n in ("pods.py", "proxy.py")]
+    return tuple((f, os.stat(f).st_mtime) for f in sorted(files) if os.path.exists(f))
 
 
 def _reexec_if_importable() -> None:
@@ -122,14 +121,14 @@ def _reexec_if_importable() -> None:
     A developer's edit then reaches a running lab without `lab down`; a half-written file
     that does not import is skipped until the next change.
     """
-    check = subprocess.run([sys.executable, "-c", f"import {__spec__.name}"], capture_output=True,
+    check = subprocess.run([sys.executable, "-c", f"import {PACKAGE}.main"], capture_output=True,
                            text=True, timeout=60, check=False)
     if check.returncode != 0:
         log.warning("kubelet code changed but does not import; not reloading: %s", check.stderr[-300:])
         return
     log.info("kubelet code changed: re-executing (Pods keep running and are adopted)")
     logging.shutdown()
-    os.execv(sys.executable, [sys.executable, "-m", __spec__.name, *sys.argv[1:]])
+    os.execv(sys.executable, [sys.executable, "-m", PACKAGE, *sys.argv[1:]])
 
 
 def _pod_informer(args: argparse.Namespace, manager: pods_mod.PodManager) -> api.Informer:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from kubernetes import client
 
-from . import kubelet_api as api
+from . import api
 
 log = logging.getLogger("kubelet.node")
 

@@ -17,7 +17,7 @@ import signal
 import subprocess
 from dataclasses import asdict, dataclass
 
-from . import kubelet_status as st
+from . import status as st
 
 # $0 is the exit-code file, "$@" the container's argv.
 _WRAPPER = 'trap : TERM INT; "$@"; rc=$?; echo "$rc" > "$0"; exit "$rc"'

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-from . import kubelet_api as api
+from . import api
 
 log = logging.getLogger("kubelet.token")
 
