@@ -193,10 +193,12 @@ class Allocator:
             kept = self._keepable(key, req, candidate)
             if kept is not None:
                 return self._commit(key, req, kept)
+        # what it held no longer fits: free it first, so the search may hand the key its own old
+        # addresses (else a second identical call would find them free and answer differently)
+        self.release(key)
         result = self._allocate(key, req)
         if result.ok:
             return self._commit(key, req, result.ips)
-        self.release(key)  # what it held no longer fits and nothing does: it holds nothing
         return result
 
     def _commit(self, key: str, req: Request, ips: Iterable[IP]) -> Result:
