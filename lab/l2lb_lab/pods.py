@@ -162,7 +162,7 @@ class PodWorker:
         else:
             argv = self._prepare_nginx(container)
         cwd = container.get("workingDir") or self.dir
-        return kc.Launch(argv=argv, env=env, cwd=cwd if os.path.isdir(cwd) else self.dir)
+        return kc.Launch(argv=argv, env=env, cwd=cwd if os.path.isdir(cwd) else self.dir, pod=pod)
 
     def _with_ips(self, pod: dict[str, Any]) -> dict[str, Any]:
         ips = [{"ip": ip} for ip in (self.ctx.ipv4, self.ctx.ipv6)]

@@ -4,8 +4,11 @@ Where it sits: pods.py's PodWorker owns one `ContainerRunner` per container and 
 `step()` on every tick, then `view()` to build the Pod status.  The runner persists its
 state (process record, restart count, last termination) to `<pod dir>/<name>.state.json`
 so a restarted kubelet adopts running processes instead of starting them twice, and
-restarts those that vanished while it was down.  It does not run init containers, start
-probes or lifecycle hooks (the lab's Pods have none).
+restarts those that vanished while it was down.  l2lb-agent containers run under runc
+(runtime.py) unless main.py chose the process runtime; a container that runc or the
+securityContext refuses stays Waiting with the kubelet's reason, one that exits reports its
+termination message (terminationMessagePath, or the log's tail with FallbackToLogsOnError).
+It does not run init containers, start probes or lifecycle hooks (the lab's Pods have none).
 """
 
 from __future__ import annotations
@@ -19,13 +22,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import images, probe
+from . import images, oci, probe, runtime
 from . import process as proc
 from . import status as st
 
 log = logging.getLogger("kubelet.container")
 
 STABLE_SECONDS = 600  # a container that ran this long starts its back-off afresh
+CONFIG_RETRY = 5.0  # seconds between tries of a container the runtime refused
+LOG_TAIL_BYTES = 16384
+_runtime: runtime.Runc | None = None  # set once by main.py before any Pod starts; None: processes
+
+
+def use_runtime(chosen: runtime.Runc | None) -> None:
+    """Run l2lb-agent containers with runc (`chosen`) or, with None, as checkout processes."""
+    global _runtime
+    _runtime = chosen
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,6 +49,7 @@ class Launch:
     cwd: str
     waiting_reason: str = ""  # non-empty: do not start, stay Waiting with this reason
     waiting_message: str = ""
+    pod: dict[str, Any] | None = None  # the Pod, for the container runtime (securityContext, volumes)
 
 
 class ContainerRunner:
@@ -54,6 +67,8 @@ class ContainerRunner:
         self._state_path = os.path.join(pod_dir, f"{self.name}.state.json")
         self._exit_path = os.path.join(pod_dir, f"{self.name}.exit")
         self.proc: proc.Proc | None = None
+        agent = images.image_kind(spec.get("image", "")) is images.ImageKind.AGENT
+        self._runc = _runtime is not None and agent
         self.state: st.JSON = st.waiting("ContainerCreating")
         self.last_state: st.JSON = {}
         self.restart_count = 0
@@ -120,9 +135,23 @@ class ContainerRunner:
                 self.notify("Failed", launch.waiting_message, True)
             self.state = new
             return
+        runc = ("", "")
+        if self._runc and launch.pod is not None and _runtime is not None:
+            run_id = f"{self._uid8}-{self.name}-{self.restart_count}"
+            try:
+                argv = _runtime.prepare(pod=launch.pod, container=self.spec, env=launch.env,
+                                        pod_dir=self.pod_dir, run_id=run_id)
+            except oci.SpecError as exc:
+                self.next_start = time.time() + CONFIG_RETRY
+                self._start(Launch(argv=[], env={}, cwd="", waiting_reason=exc.reason,
+                                   waiting_message=str(exc)), now_iso)
+                return
+            launch = Launch(argv=argv, env={"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")},
+                            cwd=self.pod_dir)
+            runc = (_runtime.root, run_id)
         try:
             self.proc = proc.Proc.spawn(launch.argv, launch.env, launch.cwd, self.log_path, self._exit_path,
-                                        now_iso)
+                                        now_iso, runc=runc)
         except OSError as exc:
             log.warning("%s: cannot start %s: %s", self.name, launch.argv[0], exc)
             self.state = st.waiting("RunContainerError", f"cannot start {launch.argv[0]}: {exc}")
@@ -147,7 +176,7 @@ class ContainerRunner:
         self._after_exit(code, started, now_iso)
 
     def _after_exit(self, code: int, started: str, finished: str) -> None:
-        term = st.terminated(code, started, finished, self.container_id())
+        term = self._terminated(code, started, finished)
         self.readiness = self.liveness = None
         self.kill_at = 0.0
         restart = self.restart_policy == "Always" or (self.restart_policy == "OnFailure" and code != 0)
@@ -167,6 +196,18 @@ class ContainerRunner:
         self.notify("BackOff", f"Back-off {delay:.0f}s restarting failed container {self.name} "
                     f"(exit code {code})", True)
         self._save()
+
+    def _terminated(self, code: int, started: str, finished: str) -> st.JSON:
+        """The terminated state with a kubelet's reason and message."""
+        if self._runc:
+            failed = runtime.start_error(os.path.join(self.pod_dir, f"{self.name}.runc.log"))
+            if failed:  # runc could not start the process: the container never ran
+                return st.terminated(128, started, finished, self.container_id(), reason="StartError",
+                                     message=failed)
+        message = st.termination_message(
+            _tail(os.path.join(self.pod_dir, f"{self.name}.termination-log")), _tail(self.log_path),
+            self.spec.get("terminationMessagePolicy", "File"), code)
+        return st.terminated(code, started, finished, self.container_id(), message=message)
 
     # -- probes ----------------------------------------------------------------------
     def _arm_probes(self, now: float) -> None:
@@ -208,7 +249,7 @@ class ContainerRunner:
         return self.proc is not None and self.proc.poll() is None
 
     def container_id(self) -> str:
-        return f"lab://{self._uid8}-{self.name}-{self.restart_count}"
+        return f"{'runc' if self._runc else 'lab'}://{self._uid8}-{self.name}-{self.restart_count}"
 
     def ready(self) -> bool:
         if self.proc is None or "running" not in self.state:
@@ -226,6 +267,15 @@ class ContainerRunner:
             container_id=self.container_id() if self.proc or "terminated" in self.state else "",
             will_restart=not self.done,
         )
+
+
+def _tail(path: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.path.getsize(path) - LOG_TAIL_BYTES))
+            return f.read().decode("utf-8", errors="replace")
+    except OSError:
+        return ""
 
 
 def _parse_time(text: str) -> float:

@@ -31,7 +31,8 @@ from kubernetes import client
 
 from .. import pods as pods_mod
 from .. import proxy as proxy_mod
-from . import PACKAGE, api, tokens
+from . import PACKAGE, api, runtime, tokens
+from . import container as container_mod
 from . import events as events_mod
 from . import node as node_mod
 
@@ -54,6 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-proxy", action="store_true", help="do not play kube-proxy on this node")
     p.add_argument("--no-reload", dest="reload", action="store_false",
                    help="do not re-execute when the kubelet's source files change")
+    p.add_argument("--runtime", choices=(runtime.RUNC, runtime.PROCESS), default=None,
+                   help=f"how l2lb-agent containers run (default: env {runtime.RUNTIME_ENV}, else "
+                   f"{runtime.DEFAULT})")
     p.add_argument("--log-level", default=os.environ.get("L2LB_LAB_LOG_LEVEL", "info"))
     return p.parse_args(argv)
 
@@ -70,6 +74,14 @@ def main(argv: list[str] | None = None) -> int:
         log.warning("--repo-root %s has no .venv/bin/python: l2lb-agent Pods will fail to start",
                     args.repo_root)
     os.makedirs(os.path.join(args.state_dir, "pods"), exist_ok=True)
+    try:
+        chosen = args.runtime or runtime.selected()
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
+    container_mod.use_runtime(runtime.Runc(os.path.abspath(args.repo_root), os.path.abspath(args.state_dir))
+                              if chosen == runtime.RUNC else None)
+    log.info("l2lb-agent containers run with %s", chosen)
 
     identity = node_mod.NodeIdentity(name=args.node, ipv4=args.node_ip, ipv6=args.node_ipv6)
     ctx = pods_mod.NodeContext(node=args.node, ipv4=args.node_ip, ipv6=args.node_ipv6,

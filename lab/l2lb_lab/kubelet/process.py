@@ -6,6 +6,9 @@ kubelet can exit without taking its Pods down (like a real kubelet restart).  A 
 /bin/sh wrapper records the exit code in a file: a restarted kubelet that adopted the
 process (it is no longer its child, so it cannot wait() for it) still reports the exit
 code truthfully.  The wrapper traps TERM/INT only to defer them; its child gets defaults.
+A runc container is the same wrapper around `runc run` (runtime.py): runc forwards signals to
+the container, but SIGKILL of runc would orphan the container, so `signal()` also asks runc
+to kill it (the record keeps runc's root and the container id for an adopting kubelet).
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ class ProcRecord:
     pid: int
     start_ticks: int  # /proc/<pid>/stat field 22, guards against pid reuse
     started_at: str
+    runc_root: str = ""  # set for runc containers: `runc --root <runc_root> kill <runc_id>`
+    runc_id: str = ""
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
@@ -52,7 +57,7 @@ class Proc:
 
     @classmethod
     def spawn(cls, argv: list[str], env: dict[str, str], cwd: str, log_path: str,
-              exit_path: str, started_at: str) -> Proc:
+              exit_path: str, started_at: str, runc: tuple[str, str] = ("", "")) -> Proc:
         """Start argv; OSError (e.g. missing binary) propagates to the caller."""
         if os.path.exists(exit_path):
             os.unlink(exit_path)
@@ -61,7 +66,8 @@ class Proc:
                                      stdin=devnull, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True, close_fds=True)
         info = _stat(popen.pid)
-        record = ProcRecord(pid=popen.pid, start_ticks=info[1] if info else 0, started_at=started_at)
+        record = ProcRecord(pid=popen.pid, start_ticks=info[1] if info else 0, started_at=started_at,
+                            runc_root=runc[0], runc_id=runc[1])
         return cls(record, exit_path, popen)
 
     @classmethod
@@ -108,6 +114,10 @@ class Proc:
 
     def signal(self, sig: signal.Signals) -> None:
         """Signal the container's whole process group (its session leader is the wrapper)."""
+        if sig == signal.SIGKILL and self.record.runc_id:
+            with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+                subprocess.run(["runc", "--root", self.record.runc_root, "kill", self.record.runc_id, "KILL"],
+                               capture_output=True, timeout=10, check=False)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.record.pid, sig)
 
@@ -137,6 +147,7 @@ def record_from(data: object) -> ProcRecord | None:
         return None
     try:
         return ProcRecord(pid=int(data["pid"]), start_ticks=int(data["start_ticks"]),
-                          started_at=str(data["started_at"]))
+                          started_at=str(data["started_at"]), runc_root=str(data.get("runc_root", "")),
+                          runc_id=str(data.get("runc_id", "")))
     except (KeyError, TypeError, ValueError):
         return None

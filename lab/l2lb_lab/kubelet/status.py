@@ -53,18 +53,34 @@ def running(started_at: str) -> JSON:
     return {"running": {"startedAt": started_at}}
 
 
-def terminated(exit_code: int, started_at: str, finished_at: str, container_id: str = "") -> JSON:
+def terminated(exit_code: int, started_at: str, finished_at: str, container_id: str = "", *,
+               reason: str = "", message: str = "") -> JSON:
     body: JSON = {
         "exitCode": exit_code,
-        "reason": "Completed" if exit_code == 0 else "Error",
+        "reason": reason or ("Completed" if exit_code == 0 else "Error"),
         "startedAt": started_at,
         "finishedAt": finished_at,
     }
+    if message:
+        body["message"] = message
     if exit_code > 128:
         body["signal"] = exit_code - 128
     if container_id:
         body["containerID"] = container_id
     return {"terminated": body}
+
+
+MESSAGE_FILE_MAX = 4096  # bytes of terminationMessagePath a kubelet reports
+MESSAGE_LOG_LINES, MESSAGE_LOG_MAX = 80, 2048  # FallbackToLogsOnError: the log's tail
+
+
+def termination_message(file_text: str, log_text: str, policy: str, exit_code: int) -> str:
+    """state.terminated.message as a kubelet fills it from the termination log or the logs."""
+    message = file_text[-MESSAGE_FILE_MAX:].strip()
+    if not message and policy == "FallbackToLogsOnError" and exit_code != 0:
+        tail = "\n".join(log_text.splitlines()[-MESSAGE_LOG_LINES:])
+        message = tail[-MESSAGE_LOG_MAX:].strip()
+    return message
 
 
 def pod_phase(views: list[ContainerView]) -> str:

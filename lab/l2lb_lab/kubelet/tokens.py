@@ -6,6 +6,9 @@ to the Pod, so RBAC applies to the agent exactly as in a cluster.  Like the real
 it asks for 3607 s, which an API server with --service-account-extend-token-expiration
 (the default) turns into a long-lived token, and still renews at 80 % of the requested
 lifetime.  The file is replaced atomically, so a reader never sees half of it.
+It also fills `<pod dir>/serviceaccount/` (token, ca.crt, namespace: what the projected
+kube-api-access volume holds in a cluster), which runtime.py bind-mounts read-only at
+/var/run/secrets/kubernetes.io/serviceaccount; files are 0644 like the volume's defaultMode.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class PodCredentials:
         self._ns, self._pod, self._uid = meta["namespace"], meta["name"], meta["uid"]
         self.service_account = pod["spec"].get("serviceAccountName") or "default"
         self.path = os.path.join(pod_dir, "kubeconfig")
+        self.sa_dir = os.path.join(pod_dir, "serviceaccount")
         self._renew_at = 0.0
         self._retry_at = 0.0  # after a failed TokenRequest, do not hammer the API
 
@@ -100,11 +104,19 @@ class PodCredentials:
 
     def _write(self, token: str) -> None:
         user = f"system:serviceaccount:{self._ns}:{self.service_account}"
-        text = yaml.safe_dump(pod_kubeconfig(self._server, self._ca, token, user))
-        tmp = f"{self.path}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, self.path)
+        os.makedirs(self.sa_dir, mode=0o755, exist_ok=True)
+        _atomic(os.path.join(self.sa_dir, "ca.crt"), base64.b64decode(self._ca).decode(), 0o644)
+        _atomic(os.path.join(self.sa_dir, "namespace"), self._ns, 0o644)
+        _atomic(os.path.join(self.sa_dir, "token"), token, 0o644)
+        _atomic(self.path, yaml.safe_dump(pod_kubeconfig(self._server, self._ca, token, user)), 0o600)
         log.info("%s/%s: wrote kubeconfig for ServiceAccount %s", self._ns, self._pod, self.service_account)
 
+
+def _atomic(path: str, text: str, mode: int) -> None:
+    """Replace path in one rename: a reader (or a bind mount of the directory) never sees half."""
+    tmp = f"{path}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
