@@ -11,8 +11,13 @@ leadership. On becoming leader the worker builds a fresh allocator from the Serv
 (Services that hold addresses first, oldest first) before anything new is assigned, so a valid
 address is never moved. With no ConfigMap nothing is assigned and nothing is removed. An invalid
 ConfigMap leaves the last good config in force (log, Warning Event `InvalidConfig`, metric
-`l2lb_config_stale 1`). Failed Services wait in `_pending` and are retried when addresses free up
-or the config changes.
+`l2lb_config_stale 1`); a valid one with warnings (link-local pools, a pool holding a node's
+InternalIP) gets a Warning Event `ConfigWarning` per warning. Failed Services wait in `_pending`
+and are retried when addresses free up or the config changes. A failed status write puts its
+Service back in the queue after a per-key exponential backoff (writers.KeyQueue, 1 s doubling to
+5 min, jittered): one Warning Event `StatusWriteFailed` per failure streak, the counter
+`l2lb_status_write_failures_total` and the gauge `l2lb_services_write_backoff`; IPAllocated is sent
+once per address change, not once per attempt.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ import threading
 import time
 from collections.abc import Mapping
 from typing import Any
+
+import prometheus_client
 
 from . import allocator, config, kube, leader, metrics, services
 from .writers import KeyQueue, Writers
@@ -46,6 +53,13 @@ class Controller:
         self.claim_unclassed = claim_unclassed
         self.metrics = metrics.ControllerMetrics(registry) if registry else metrics.ControllerMetrics()
         self.metrics.api_requests.set_function(lambda: client.request_count)
+        reg = registry or prometheus_client.REGISTRY
+        self.write_failures = prometheus_client.Counter(
+            "l2lb_status_write_failures", "Service status writes that failed (each is retried with backoff)",
+            registry=reg)
+        self.write_backoff = prometheus_client.Gauge(
+            "l2lb_services_write_backoff", "Services whose status write failed and waits for a retry",
+            registry=reg)
         self.queue = KeyQueue()
         self.services = kube.Informer(client, kube.SERVICES, self._on_service, name="services")
         self.configmaps = kube.Informer(client, kube.CONFIGMAPS, lambda *_args: self.queue.put(CONFIG),
@@ -54,7 +68,7 @@ class Controller:
         self.elector = leader.LeaderElector(client, namespace, LEASE, identity, timings,
                                             on_start=lambda: self.queue.put(LEADERSHIP),
                                             on_stop=self._on_lost)
-        self.writers = Writers(workers, self.elector.is_leader, self._write_failed)
+        self.writers = Writers(workers, self.elector.is_leader, self._write_failed, self._write_ok)
         self.event_writers = Writers(EVENT_WRITERS, self.elector.is_leader, self._write_failed)
         self.config: config.Config | None = None  # last good config
         self.alloc: allocator.Allocator | None = None  # only while leading with a config
@@ -63,6 +77,7 @@ class Controller:
         self._pending: set[str] = set()  # keys that failed; retried when addresses free
         self._failed: dict[str, str] = {}  # key -> last failure message (one Event per new message)
         self._written: dict[str, list[dict[str, str]]] = {}  # key -> ingress last written
+        self._evented: dict[str, list[dict[str, str]]] = {}  # key -> ingress IPAllocated was sent for
         self._warned: set[str] = set()  # keys warned about addresses outside every pool
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -152,12 +167,25 @@ class Controller:
         log.info("config loaded: %s", ", ".join(f"{p.name} ({', '.join(r.text for r in p.addresses)})"
                                                 for p in new.pools) or "no pools")
         self._event(cm, "Normal", "ConfigLoaded", f"loaded {len(new.pools)} address pool(s)")
+        for warning in (*new.warnings, *config.node_warnings(new, self._node_ips())):
+            log.warning("config: %s", warning)
+            self._event(cm, "Warning", "ConfigWarning", warning)
         if self.alloc is None:
             self.queue.put(LEADERSHIP)
             return
         for key in self.alloc.set_config(new):
             self._warned.discard(key)  # warn again under the new config
         self.queue.put_many(self._managed_keys())
+
+    def _node_ips(self) -> list[tuple[str, str]]:
+        """(node, InternalIP) of every Node: one LIST per config change; [] when RBAC forbids it."""
+        try:
+            nodes, _rv = self.client.list(kube.NODES)
+        except kube.ApiError as exc:
+            log.info("cannot list Nodes (%s): pools are not checked against node addresses", exc)
+            return []
+        return [(str(n["metadata"].get("name")), str(a.get("address"))) for n in nodes
+                for a in (n.get("status") or {}).get("addresses") or [] if a.get("type") == "InternalIP"]
 
     def _refuse(self, cm: Mapping[str, Any], why: str) -> None:
         self._config_error = why
@@ -190,6 +218,7 @@ class Controller:
         self._pending.clear()
         self._failed.clear()
         self._written.clear()
+        self._evented.clear()
         self._warned.clear()
         managed = [s for s in self.services.items() if self._managed(s)]
         managed.sort(key=lambda s: (not services.status_ips(s), s["metadata"].get("creationTimestamp", ""),
@@ -227,6 +256,7 @@ class Controller:
         self._pending.discard(key)
         self._failed.pop(key, None)
         self._written.pop(key, None)
+        self._evented.pop(key, None)
         self._warned.discard(key)
 
     def _sync_service(self, svc: dict[str, Any]) -> None:
@@ -250,7 +280,9 @@ class Controller:
             where = f"from pool {result.pool}" if result.pool else "outside every pool (kept)"
             log.info("%s: assigned %s %s", key, ips, where)
             self._write_status(svc, desired)
-            self._event(svc, "Normal", "IPAllocated", f"Assigned IP {ips} {where}")
+            if self._evented.get(key) != desired:  # a retried write is not a new allocation
+                self._evented[key] = desired
+                self._event(svc, "Normal", "IPAllocated", f"Assigned IP {ips} {where}")
         if result.outside_pools and key not in self._warned:
             self._warned.add(key)
             ips = ", ".join(str(ip) for ip in result.ips if not config.contains(self.config, ip))
@@ -297,9 +329,24 @@ class Controller:
             ns, full, type_, reason, message, COMPONENT), report=False, priority=1)
 
     def _write_failed(self, key: str, exc: kube.ApiError) -> None:
-        """A write failed (not NotFound): forget what we wrote and look at the Service again soon."""
+        """A status write failed (not NotFound; writer thread): forget what we wrote and look at the
+        Service again after its backoff; warn once per failure streak."""
         self._written.pop(key, None)
-        threading.Timer(1.0, self.queue.put, (key,)).start()
+        failures, delay = self.queue.put_later(key)
+        self.write_failures.inc()
+        if failures > 1:
+            log.debug("%s: status write failed %d times in a row; next try in %.1fs", key, failures, delay)
+            return
+        log.warning("%s: status write failed (%s); retrying with backoff, first in %.1fs", key, exc, delay)
+        svc = self.services.get(key)
+        if svc is not None:
+            self._event(svc, "Warning", "StatusWriteFailed", f"could not write the Service status ({exc}); "
+                        "retrying with backoff (at most every 5 minutes)")
+
+    def _write_ok(self, key: str) -> None:
+        failures = self.queue.forget(key)
+        if failures:
+            log.info("%s: status written after %d failed attempt(s)", key, failures)
 
     def _update_metrics(self) -> None:
         if self.alloc is None:
@@ -307,6 +354,7 @@ class Controller:
         self.metrics.set_pools(self.alloc.stats())
         self.metrics.allocated.set(len(self.alloc))
         self.metrics.outside_pools.set(len(self._warned))
+        self.write_backoff.set(self.queue.failing())
 
 
 def _ingress(svc: Mapping[str, Any]) -> list[dict[str, str]]:

@@ -1,7 +1,11 @@
 """Work plumbing for the controller: a deduplicating key queue and sharded parallel writers.
 
 Component ring (threads, no decisions). `KeyQueue` coalesces repeated keys so a burst of watch
-events for one Service is handled once. `Writers` runs API writes on N threads; a key always maps
+events for one Service is handled once. A key whose write failed is queued again by
+`put_later(key)` after a per-key exponential backoff (BACKOFF_BASE doubling to BACKOFF_CAP, with
+jitter so a fleet of failures does not retry in step); `forget(key)` ends the streak. Delayed keys
+wait in a heap inside the queue: no thread or timer per failure, one entry per key.
+`Writers` runs API writes on N threads; a key always maps
 to the same thread, so the writes of one Service keep their order while different Services are
 written in parallel; status writes go before Events. Every write re-checks `may_write()` (leadership)
 just before it is sent. Not guaranteed: delivery; a failed write is reported to `on_error`.
@@ -9,10 +13,13 @@ just before it is sent. Not guaranteed: delivery; a failed write is reported to 
 
 from __future__ import annotations
 
+import heapq
 import itertools
 import logging
 import queue
+import random
 import threading
+import time
 import zlib
 from collections.abc import Callable, Iterable
 
@@ -21,12 +28,28 @@ from . import kube
 log = logging.getLogger(__name__)
 
 
-class KeyQueue:
-    """FIFO of distinct keys: putting a key already waiting does nothing."""
+BACKOFF_BASE = 1.0  # seconds before the first retry of a failed key
+BACKOFF_CAP = 300.0  # the longest wait between two retries (5 minutes)
 
-    def __init__(self) -> None:
-        self._items: dict[str, None] = {}  # insertion-ordered set
+
+def backoff_delay(failures: int, jitter: float, base: float = BACKOFF_BASE,
+                  cap: float = BACKOFF_CAP) -> float:
+    """Seconds to wait after the failures-th failure in a row; jitter in [0, 1) takes off up to half."""
+    return min(cap, base * 2 ** min(max(failures - 1, 0), 32)) * (1 - jitter / 2)
+
+
+class KeyQueue:
+    """FIFO of distinct keys: putting a key already waiting does nothing. Keys put_later wait in a
+    heap until due; the clock and the jitter source are injectable for tests."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic,
+                 jitter: Callable[[], float] = random.random) -> None:
+        self._items: dict[str, None] = {}  # insertion-ordered set of ready keys
+        self._later: list[tuple[float, str]] = []  # heap of (due, key); stale when _due disagrees
+        self._due: dict[str, float] = {}  # key -> when it is due again
+        self._failures: dict[str, int] = {}  # key -> failures in a row
         self._cond = threading.Condition()
+        self._clock, self._jitter = clock, jitter
 
     def put(self, key: str) -> None:
         with self._cond:
@@ -39,16 +62,57 @@ class KeyQueue:
                 self._items[key] = None
             self._cond.notify()
 
-    def get(self, timeout: float) -> str | None:
+    def put_later(self, key: str) -> tuple[int, float]:
+        """Count a failure of key and queue it after its backoff; returns (failures in a row, delay)."""
         with self._cond:
-            if not self._cond.wait_for(lambda: self._items, timeout):
-                return None
-            key = next(iter(self._items))
-            del self._items[key]
-            return key
+            n = self._failures.get(key, 0) + 1
+            self._failures[key] = n
+            delay = backoff_delay(n, self._jitter())
+            due = self._clock() + delay
+            if key not in self._due or due < self._due[key]:
+                self._due[key] = due
+                heapq.heappush(self._later, (due, key))
+            self._cond.notify()
+            return n, delay
+
+    def forget(self, key: str) -> int:
+        """End key's failure streak; returns how many failures it had."""
+        with self._cond:
+            return self._failures.pop(key, 0)
+
+    def failing(self) -> int:
+        """Keys in a failure streak."""
+        with self._cond:
+            return len(self._failures)
+
+    def get(self, timeout: float) -> str | None:
+        deadline = self._clock() + timeout
+        with self._cond:
+            while True:
+                self._promote()
+                if self._items:
+                    key = next(iter(self._items))
+                    del self._items[key]
+                    return key
+                now = self._clock()
+                if now >= deadline:
+                    return None
+                wake = min(deadline, self._later[0][0]) if self._later else deadline
+                self._cond.wait(max(0.0, wake - now))
+
+    def _promote(self) -> None:
+        """Move due delayed keys to the ready set (under the lock)."""
+        now = self._clock()
+        while self._later and self._later[0][0] <= now:
+            due, key = heapq.heappop(self._later)
+            if self._due.get(key) == due:
+                del self._due[key]
+                self._items[key] = None
 
     def empty(self) -> bool:
+        """No key is ready now (keys waiting for their backoff do not count)."""
         with self._cond:
+            self._promote()
             return not self._items
 
 
@@ -64,9 +128,10 @@ class Writers:
     """
 
     def __init__(self, n: int, may_write: Callable[[], bool],
-                 on_error: Callable[[str, kube.ApiError], None]) -> None:
+                 on_error: Callable[[str, kube.ApiError], None],
+                 on_success: Callable[[str], None] = lambda key: None) -> None:
         self._queues: list[queue.PriorityQueue[_Item]] = [queue.PriorityQueue() for _i in range(n)]
-        self._may_write, self._on_error = may_write, on_error
+        self._may_write, self._on_error, self._on_success = may_write, on_error, on_success
         self._seq = itertools.count()
         self._threads: list[threading.Thread] = []
 
@@ -83,7 +148,7 @@ class Writers:
             t.join(2)
 
     def submit(self, key: str, job: Job, report: bool = True, priority: int = 0) -> None:
-        """Run job on key's writer thread; report=True sends failures to on_error."""
+        """Run job on key's writer thread; report=True sends failures to on_error, success to on_success."""
         shard = zlib.crc32(key.encode()) % len(self._queues)
         self._queues[shard].put((priority, next(self._seq), key, job, report))
 
@@ -97,6 +162,8 @@ class Writers:
                 continue
             try:
                 job()
+                if report:
+                    self._on_success(key)
             except kube.NotFound:
                 pass  # the object is gone; its deletion is handled from the watch
             except kube.ApiError as exc:
