@@ -158,22 +158,30 @@ def test_crashing_container_restarts_with_crashloopbackoff(kube, namespace):
 
 
 AGENT_SCRIPT = """
-import json, os, sys
-import kubernetes
-from kubernetes.client.rest import ApiException
-kubernetes.config.load_kube_config()
-api = kubernetes.client.ApiClient()
-review = kubernetes.client.V1SelfSubjectReview()
-who = kubernetes.client.AuthenticationV1Api(api).create_self_subject_review(review)
-try:
-    kubernetes.client.CoreV1Api(api).list_namespaced_secret("kube-system")
-    secrets = 200
-except ApiException as exc:
-    secrets = exc.status
+import json, os, sys, urllib.error, urllib.request
+from l2lb_agent import kubeconfig
+cfg = kubeconfig.resolve()
+def call(method, path, body=None):
+    req = urllib.request.Request(cfg.server + path, method=method, data=body and json.dumps(body).encode(),
+                                 headers={"Authorization": "Bearer " + cfg.token.get(),
+                                          "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, context=cfg.ssl_context, timeout=10) as resp:
+            return resp.status, json.load(resp)
+    except urllib.error.HTTPError as exc:
+        return exc.code, {}
+review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+_, who = call("POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", review)
+secrets, _ = call("GET", "/api/v1/namespaces/kube-system/secrets")
 keys = ("MY_NODE", "MY_POD", "MY_NS", "MY_IP", "MY_HOST_IP", "MY_SA", "COMBINED", "KUBECONFIG")
-print(json.dumps({"env": {k: os.environ.get(k) for k in keys}, "argv": sys.argv[1:],
-                  "user": who.status.user_info.username, "secrets": secrets}))
+print(json.dumps({"env": {k: os.environ.get(k) for k in keys}, "argv": sys.argv[1:], "source": cfg.source,
+                  "user": who["status"]["userInfo"]["username"], "secrets": secrets}))
 """
+
+
+def runs_in_runc(pod: dict[str, Any]) -> bool:
+    """The kubelet reports runc:// container IDs for containers it runs with runc."""
+    return container_status(pod).get("containerID", "").startswith("runc://")
 
 
 def test_agent_image_gets_downward_api_env_and_a_serviceaccount_token(lab, kube, namespace):
@@ -195,9 +203,12 @@ def test_agent_image_gets_downward_api_env_and_a_serviceaccount_token(lab, kube,
     assert container_status(pod)["state"]["terminated"]["exitCode"] == 0
     out = json.loads(log.strip().splitlines()[-1])
     host = node_of(pod)
+    # In a container the token is the mounted ServiceAccount volume; as a process, a kubeconfig.
+    kubeconfig = None if runs_in_runc(pod) else str(pod_dir(lab, pod) / "kubeconfig")
     assert out["env"] == {"MY_NODE": host.name, "MY_POD": "agent", "MY_NS": namespace, "MY_IP": host.ipv4,
                           "MY_HOST_IP": host.ipv4, "MY_SA": "default", "COMBINED": f"agent@{host.name}",
-                          "KUBECONFIG": str(pod_dir(lab, pod) / "kubeconfig")}
+                          "KUBECONFIG": kubeconfig}
+    assert out["source"].startswith("in-cluster" if kubeconfig is None else "kubeconfig")
     assert out["argv"] == [f"--node={host.name}", "$(MY_NODE)"]
     assert out["user"] == f"system:serviceaccount:{namespace}:default"
     assert out["secrets"] == 403  # RBAC applies: the default ServiceAccount has no roles
@@ -347,3 +358,93 @@ def test_failing_liveness_probe_restarts_the_container(kube, namespace):
         return cs if cs.get("restartCount", 0) >= 1 else None
     cs = wait_until("a restart caused by the liveness probe", restarted, timeout=45)
     assert "terminated" in cs["lastState"]
+
+
+# -- the agent image under runc: what a cluster's container runtime applies ---------------------
+PROBE_SCRIPT = """
+import json, os, sys
+status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines() if ":" in line)
+try:
+    open("/written-by-the-container", "w").close()
+    root_write = "ok"
+except OSError as exc:
+    root_write = exc.strerror
+with open("/sys/fs/cgroup/memory/memory.limit_in_bytes") as f:
+    memory = int(f.read())
+print(json.dumps({"uid": os.getuid(), "gid": os.getgid(), "python": os.path.realpath(sys.executable),
+                  "cap_eff": status["CapEff"].strip(), "cap_bnd": status["CapBnd"].strip(),
+                  "no_new_privs": status["NoNewPrivs"].strip(), "seccomp": status["Seccomp"].strip(),
+                  "root_write": root_write, "memory": memory,
+                  "sbom": os.path.exists("/usr/share/l2lb/sbom.txt"),
+                  "token": os.path.exists("/var/run/secrets/kubernetes.io/serviceaccount/token")}))
+"""
+NET_RAW_BIT = 1 << 13
+
+
+def _finished(kube, ns: str, name: str) -> dict[str, Any]:
+    return wait_until(f"Pod {name} to finish", lambda: (p := raw_pod(kube, ns, name))["status"].get(
+        "phase") in ("Succeeded", "Failed") and p, timeout=120)
+
+
+def _need_runc(pod: dict[str, Any]) -> None:
+    if not runs_in_runc(pod):
+        pytest.skip("the lab kubelet runs agent Pods as processes (L2LB_LAB_RUNTIME=process)")
+
+
+@pytest.mark.parametrize("uid, caps", [(65532, {"drop": ["ALL"]}),
+                                       (0, {"drop": ["ALL"], "add": ["NET_RAW"]})],
+                         ids=["controller-like", "speaker-like"])
+def test_agent_container_gets_the_pods_security_context_and_memory_limit(lab, kube, namespace, uid, caps):
+    security = {"runAsUser": uid, "runAsNonRoot": uid != 0, "allowPrivilegeEscalation": False,
+                "readOnlyRootFilesystem": True, "capabilities": caps}
+    create_pod(kube, namespace, "sc", {"image": "ghcr.io/l2lb/l2lb-agent:0.1.0", "command": ["python3", "-c"],
+                                       "args": [PROBE_SCRIPT], "securityContext": security,
+                                       "resources": {"limits": {"memory": "96Mi"}}},
+               restartPolicy="Never", securityContext={"seccompProfile": {"type": "RuntimeDefault"}})
+    pod = _finished(kube, namespace, "sc")
+    _need_runc(pod)
+    log = (pod_dir(lab, pod) / "main.log").read_text()
+    assert pod["status"]["phase"] == "Succeeded", log
+    out = json.loads(log.strip().splitlines()[-1])
+    assert (out["uid"], out["gid"]) == (uid, 65532 if uid else 0)
+    assert out["python"] == "/usr/bin/python3.11" and out["sbom"] and out["token"]  # the image's python
+    bounding = NET_RAW_BIT if caps.get("add") else 0
+    assert int(out["cap_bnd"], 16) == bounding  # everything else dropped
+    assert int(out["cap_eff"], 16) == (bounding if uid == 0 else 0)  # a non-root user holds none
+    assert out["no_new_privs"] == "1" and out["seccomp"] == "2"  # 2: a seccomp filter is installed
+    assert out["root_write"] == "Read-only file system"
+    assert out["memory"] == 96 * 2**20
+
+
+def test_run_as_non_root_refuses_a_root_user_with_the_kubelets_reason(kube, namespace):
+    create_pod(kube, namespace, "rootish", {"image": "ghcr.io/l2lb/l2lb-agent:0.1.0",
+                                            "securityContext": {"runAsNonRoot": True, "runAsUser": 0}})
+
+    def refused() -> dict[str, Any] | None:
+        waiting = container_status(raw_pod(kube, namespace, "rootish")).get("state", {}).get("waiting", {})
+        return waiting if waiting.get("reason") == "CreateContainerConfigError" else None
+    waiting = wait_until("CreateContainerConfigError", refused, timeout=60)
+    assert "runAsNonRoot and image will run as root" in waiting["message"]
+    assert raw_pod(kube, namespace, "rootish")["status"]["phase"] == "Pending"
+
+
+def test_speaker_without_net_raw_crashes_with_the_error_in_the_pod_status(lab, kube, namespace):
+    env = [{"name": "L2LB_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+           {"name": "L2LB_NAMESPACE", "value": namespace},
+           {"name": "L2LB_LOADBALANCER_CLASS", "value": NO_CLASS}]
+    security = {"runAsUser": 0, "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+                "capabilities": {"drop": ["ALL"]}}  # the speaker's, less NET_RAW
+    create_pod(kube, namespace, "mute", {"image": "ghcr.io/l2lb/l2lb-agent:0.1.0", "args": ["speaker"],
+                                         "env": env, "securityContext": security,
+                                         "terminationMessagePolicy": "FallbackToLogsOnError"},
+               hostNetwork=True)
+
+    def crashed() -> dict[str, Any] | None:
+        cs = container_status(raw_pod(kube, namespace, "mute"))
+        return cs if "terminated" in cs.get("lastState", {}) else None
+    cs = wait_until("the speaker to crash", crashed, timeout=90)
+    _need_runc(raw_pod(kube, namespace, "mute"))
+    last = cs["lastState"]["terminated"]
+    assert last["exitCode"] == 2 and last["reason"] == "Error"
+    assert "CAP_NET_RAW" in last["message"] and "Operation not permitted" in last["message"], last
+    assert not cs["ready"]

@@ -138,6 +138,41 @@ def own_netns() -> str | None:
     return None
 
 
+def cgroup_mounts(proc_self_cgroup: str) -> list[tuple[str, str, str]]:
+    """(fstype, options, mountpoint) for each hierarchy this process is in (pure).
+
+    `ip netns exec` mounts a fresh sysfs on /sys in the kubelet's own mount namespace, which
+    hides /sys/fs/cgroup; runc needs the hierarchies back, mounted as the host has them.
+    """
+    v1 = []
+    unified = False
+    for line in proc_self_cgroup.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        if parts[0] == "0" and not parts[1]:
+            unified = True
+        elif parts[1]:
+            point = parts[1].removeprefix("name=")
+            v1.append(("cgroup", parts[1], f"/sys/fs/cgroup/{point}"))
+    if v1:
+        return [("tmpfs", "mode=755", "/sys/fs/cgroup"), *v1]
+    return [("cgroup2", "", "/sys/fs/cgroup")] if unified else []
+
+
+def ensure_cgroups() -> None:
+    """Mount the cgroup hierarchies in this mount namespace unless some are there already."""
+    with open("/proc/self/mountinfo", encoding="utf-8") as f:
+        if any(" - cgroup" in line for line in f):
+            return
+    with open("/proc/self/cgroup", encoding="utf-8") as f:
+        wanted = cgroup_mounts(f.read())
+    for fstype, options, point in wanted:
+        os.makedirs(point, exist_ok=True)
+        argv = ["mount", "-t", fstype, *(["-o", options] if options else []), fstype, point]
+        subprocess.run(argv, check=True, capture_output=True, timeout=30)
+
+
 def _kernel() -> tuple[int, int]:
     parts = platform.release().split(".")
     try:
@@ -154,10 +189,18 @@ class Runc:
         self.images = ImageStore(repo)
         self.netns = own_netns()
         self._seccomp: dict[str, Any] | None = None
+        self._cgroups = False
 
     def prepare(self, *, pod: dict[str, Any], container: dict[str, Any], env: dict[str, str],
                 pod_dir: str, run_id: str) -> list[str]:
         """The bundle for this start of the container and the argv that runs it; SpecError if refused."""
+        if not self._cgroups:
+            try:
+                ensure_cgroups()
+            except (OSError, subprocess.CalledProcessError) as exc:
+                raise oci.SpecError(f"cannot mount the cgroup hierarchies for runc: {exc}",
+                                    reason="RunContainerError") from exc
+            self._cgroups = True
         image = self.images.current()
         user = oci.parse_user((image.config.get("config") or {}).get("User", ""), image.passwd, image.group)
         sec = oci.security(pod, container, user, image.passwd)
