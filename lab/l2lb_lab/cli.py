@@ -12,7 +12,8 @@ from . import controlplane, faults, lan, lifecycle, lock, logs, status
 from . import topology as topo
 
 EPILOG = """verbs:
-  up                  start the lab or reuse what runs (idempotent; also undoes node-down/api-down)
+  up [--nodes N]      start the lab or reuse what runs (idempotent; also undoes node-down/api-down);
+                      N nodes (default 3, or as last time); a different N starts afresh
   down                stop every lab process, remove the namespaces and .lab
   status              what runs (exit 0 only when the whole lab is healthy)
   kubectl ARGS...     the lab's kubectl with .lab/kubeconfig
@@ -20,7 +21,9 @@ EPILOG = """verbs:
   node-up NODE        link back, forwarder and kubelet restarted
   api-down NODE       cut only NODE's path to the API server (LAN stays up)
   api-up NODE         restore it
-  exec NS CMD...      run CMD inside client, node1..3 (or l2lb-<name>)
+  api-freeze          stop the whole control plane (SIGSTOP of kube-apiserver and etcd)
+  api-thaw            resume it
+  exec NS CMD...      run CMD inside client, node1..N (or l2lb-<name>)
   logs [-n NS] [-l SEL] [POD] [--tail N]   container output of Pods (the lab's `kubectl logs`)
 """
 
@@ -29,15 +32,20 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lab", description="l2lb's local lab", epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="verb", required=True, metavar="VERB")
-    sub.add_parser("up").add_argument("--timeout", type=float, default=90.0,
+    up = sub.add_parser("up")
+    up.add_argument("--nodes", type=int, default=None,
+                    help=f"number of nodes (default: as last time, else {topo.DEFAULT_NODE_COUNT})")
+    up.add_argument("--timeout", type=float, default=90.0,
                                       help="seconds to wait for the API and Ready nodes")
     sub.add_parser("down")
     sub.add_parser("status")
     sub.add_parser("kubectl").add_argument("args", nargs=argparse.REMAINDER)
     for verb in ("node-down", "node-up", "api-down", "api-up"):
-        sub.add_parser(verb).add_argument("node", help="node1, node2 or node3")
+        sub.add_parser(verb).add_argument("node", help="node1 .. nodeN")
+    sub.add_parser("api-freeze")
+    sub.add_parser("api-thaw")
     ex = sub.add_parser("exec")
-    ex.add_argument("ns", help="client, node1..3 or l2lb-<name>")
+    ex.add_argument("ns", help="client, node1..N or l2lb-<name>")
     ex.add_argument("cmd", nargs=argparse.REMAINDER)
     lg = sub.add_parser("logs")
     lg.add_argument("-n", "--namespace", default="default")
@@ -61,7 +69,7 @@ def _exec_in(ns: str, cmd: list[str]) -> None:
     os.execvp("ip", ["ip", "netns", "exec", host.netns, *cmd])
 
 
-MUTATING = ("up", "down", "node-down", "node-up", "api-down", "api-up")
+MUTATING = ("up", "down", "node-down", "node-up", "api-down", "api-up", "api-freeze", "api-thaw")
 
 
 @contextlib.contextmanager
@@ -109,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace) -> int:
     if args.verb == "up":
-        lifecycle.up(timeout=args.timeout)
+        lifecycle.up(timeout=args.timeout, nodes=args.nodes)
     elif args.verb == "down":
         lifecycle.down()
     elif args.verb == "status":
@@ -120,6 +128,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         _exec_in(args.ns, args.cmd)
     elif args.verb == "logs":
         return logs.show(args.namespace, args.selector, args.pod, args.tail)
+    elif args.verb in ("api-freeze", "api-thaw"):
+        getattr(faults, args.verb.replace("-", "_"))()
     else:
         getattr(faults, args.verb.replace("-", "_"))(args.node)
     return 0

@@ -13,7 +13,15 @@ from pathlib import Path
 
 from . import topology as topo
 
-ALL_NETNS = (topo.LAN_NS, *(h.netns for h in topo.HOSTS))
+NODE_NETNS_PREFIX = "l2lb-node"
+
+
+def all_netns() -> tuple[str, ...]:
+    """Every lab namespace: the LAN's, the hosts', and any node namespace left by a larger lab."""
+    listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
+    extra = [ln.split()[0] for ln in listed.splitlines()
+             if ln.startswith(NODE_NETNS_PREFIX) and ln.split()[0] not in {h.netns for h in topo.HOSTS}]
+    return (topo.LAN_NS, *(h.netns for h in topo.HOSTS), *sorted(extra))
 
 
 def arp_sysctls(dev: str) -> list[str]:
@@ -42,7 +50,7 @@ def sysctl(netns: str, *settings: str) -> None:
 
 def is_complete() -> bool:
     """All namespaces exist and every host is plugged into the bridge."""
-    if not all(netns_exists(n) for n in ALL_NETNS):
+    if not all(netns_exists(n) for n in (topo.LAN_NS, *(h.netns for h in topo.HOSTS))):
         return False
     ports = subprocess.run(["ip", "-n", topo.LAN_NS, "-o", "link", "show", "master", topo.BRIDGE],
                            capture_output=True, text=True, check=False).stdout
@@ -96,7 +104,7 @@ def _add_dummy(ns: str) -> None:
 def delete() -> list[str]:
     """Remove every lab namespace that exists (their processes must be gone); return the names removed."""
     removed = []
-    for name in reversed(ALL_NETNS):
+    for name in reversed(all_netns()):
         if netns_exists(name):
             run("ip", "netns", "del", name)
             removed.append(name)

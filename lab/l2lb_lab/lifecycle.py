@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -56,16 +57,24 @@ def _core_running(paths: topo.Paths) -> bool:
 
 
 def _has_remains(paths: topo.Paths) -> bool:
-    return paths.state.exists() or any(lan.netns_exists(n) for n in lan.ALL_NETNS)
+    return paths.state.exists() or any(lan.netns_exists(n) for n in lan.all_netns())
 
 
-def up(timeout: float = 90.0) -> None:
+def up(timeout: float = 90.0, nodes: int | None = None) -> None:
     preflight()
     t0 = time.monotonic()
     paths = topo.Paths(topo.repo_root())
+    if nodes is not None and nodes != len(topo.NODES):
+        if _has_remains(paths):
+            say(f"changing the lab from {len(topo.NODES)} to {nodes} nodes: starting afresh")
+            down(quiet=True)
+        topo.set_node_count(nodes)
     bindir = controlplane.locate_binaries(paths)
     if _core_running(paths):
         say("control plane already running: reusing it")
+        for pid in controlplane.running(paths).values():  # undo `lab api-freeze`
+            if pid is not None:
+                os.kill(pid, signal.SIGCONT)
     else:
         if _has_remains(paths):
             say("cleaning the remains of a previous lab")
@@ -77,6 +86,7 @@ def up(timeout: float = 90.0) -> None:
         say(f"started {name}")
     nodeprocs.ensure_host_forwarder(paths)
     _ensure_lan(paths)
+    topo.node_count_file(paths.repo).write_text(f"{len(topo.NODES)}\n")
     wait_for("kube-apiserver /readyz", lambda: _api_missing(paths, controlplane.STORE, "/readyz"), timeout)
     for name in controlplane.start_missing(paths, bindir, controlplane.CONTROLLERS):
         say(f"started {name}")
@@ -102,11 +112,11 @@ def _api_missing(paths: topo.Paths, needed: tuple[str, ...], probe: str) -> str 
 
 def _ensure_lan(paths: topo.Paths) -> None:
     if not lan.is_complete():
-        leftovers = [p for n in lan.ALL_NETNS for p in procs.netns_pids(n)]
+        leftovers = [p for n in lan.all_netns() for p in procs.netns_pids(n)]
         procs.stop(leftovers)
         lan.delete()
         lan.create()
-        say("LAN created: br0 in l2lb-lan; l2lb-client, l2lb-node1..3")
+        say(f"LAN created: br0 in l2lb-lan; l2lb-client, l2lb-node1..{len(topo.NODES)}")
     for host in topo.HOSTS:
         if not lan.port_is_up(host):
             lan.set_port(host, True)
@@ -125,7 +135,7 @@ def _ensure_nodes(paths: topo.Paths, timeout: float) -> None:
     started = [h.name for h in topo.NODES if nodeprocs.ensure_kubelet(paths, h)]
     if started:
         say(f"started kubelets: {', '.join(started)}")
-    wait_for("3 Ready nodes", lambda: _nodes_missing(paths), timeout)
+    wait_for(f"{len(topo.NODES)} Ready nodes", lambda: _nodes_missing(paths), timeout)
 
 
 def _nodes_missing(paths: topo.Paths) -> str | None:
@@ -144,7 +154,7 @@ def _sweep(paths: topo.Paths, rounds: int = 3) -> list[int]:
     """Stop what is still in the lab's namespaces or names .lab/ on its command line, until none is
     found (a process may be starting as we look); return pids that survived SIGKILL."""
     for _ in range(rounds):
-        found = [p for n in lan.ALL_NETNS for p in procs.netns_pids(n)]
+        found = [p for n in lan.all_netns() for p in procs.netns_pids(n)]
         found += procs.pids_mentioning(str(paths.state))
         if not found:
             return []
@@ -157,7 +167,7 @@ def _sweep(paths: topo.Paths, rounds: int = 3) -> list[int]:
 def down(quiet: bool = False) -> None:
     preflight()
     paths = topo.Paths(topo.repo_root())
-    left = procs.stop([p for n in lan.ALL_NETNS for p in procs.netns_pids(n)])
+    left = procs.stop([p for n in lan.all_netns() for p in procs.netns_pids(n)])
     left += controlplane.stop(paths)
     host_fwd = procs.read_pid(paths.pidfile(nodeprocs.forwarder_name(None)), nodeprocs.FORWARDER)
     left += procs.stop([host_fwd] if host_fwd else [])

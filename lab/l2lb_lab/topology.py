@@ -12,7 +12,7 @@ from pathlib import Path
 LAN_NS = "l2lb-lan"
 BRIDGE = "br0"
 CLIENT_NS = "l2lb-client"
-NODE_NAMES = ("node1", "node2", "node3")
+NODE_NAMES: tuple[str, ...] = ("node1", "node2", "node3")  # rebound by set_node_count
 LAN_V4_PREFIX = 24
 LAN_V6_PREFIX = 64
 IFACE = "eth0"
@@ -32,7 +32,7 @@ SA_ISSUER = "https://kubernetes.default.svc.cluster.local"
 class Host:
     """One namespace on the LAN: the client or a node."""
 
-    name: str  # short name: "client" or "node1".."node3" (= Kubernetes node name)
+    name: str  # short name: "client" or "node1".."nodeN" (= Kubernetes node name)
     netns: str
     ipv4: str
     ipv6: str
@@ -52,8 +52,35 @@ def _host(name: str, last: int) -> Host:
 
 
 CLIENT = _host("client", 1)
-NODES = tuple(_host(n, 11 + i) for i, n in enumerate(NODE_NAMES))
-HOSTS = (CLIENT, *NODES)
+DEFAULT_NODE_COUNT = 3
+MAX_NODE_COUNT = 60  # 192.168.1.11-70: far below the pools the demo and tests use (.240+)
+
+
+def node_count_file(root: Path | None = None) -> Path:
+    """Where `lab up --nodes N` records N, so every later `lab` command sees the same nodes."""
+    return (root or repo_root()) / ".lab" / "node-count"
+
+
+def _recorded_count() -> int:
+    try:
+        n = int(node_count_file().read_text().strip())
+    except (OSError, ValueError):
+        return DEFAULT_NODE_COUNT
+    return n if 1 <= n <= MAX_NODE_COUNT else DEFAULT_NODE_COUNT
+
+
+def set_node_count(n: int) -> None:
+    """Rebind NODE_NAMES / NODES / HOSTS for n nodes (node1..nodeN, 192.168.1.11..)."""
+    global NODE_NAMES, NODES, HOSTS
+    if not 1 <= n <= MAX_NODE_COUNT:
+        raise ValueError(f"--nodes: expected 1-{MAX_NODE_COUNT}, got {n}")
+    NODE_NAMES = tuple(f"node{i}" for i in range(1, n + 1))
+    NODES = tuple(_host(name, 11 + i) for i, name in enumerate(NODE_NAMES))
+    HOSTS = (CLIENT, *NODES)
+
+
+NODES: tuple[Host, ...] = ()
+HOSTS: tuple[Host, ...] = ()
 
 
 def find_host(name: str) -> Host:
@@ -77,6 +104,9 @@ def repo_root() -> Path:
     """The checkout holding this package (installed editable), or $L2LB_REPO."""
     env = os.environ.get("L2LB_REPO")
     return Path(env).resolve() if env else Path(__file__).resolve().parents[2]
+
+
+set_node_count(_recorded_count())
 
 
 @dataclass(frozen=True)

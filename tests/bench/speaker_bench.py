@@ -55,7 +55,7 @@ def _ensure_all(c: h.Cluster) -> None:
     for node in h.NODES:
         if not c.alive(node):
             c.start(node)
-    c.wait_leases(h.NODES)
+    c.wait_ready(h.NODES)
     time.sleep(1.2)  # every speaker live in every view (one renewal + the hand-over delay)
 
 
@@ -231,7 +231,7 @@ def run(trials: int = 20, lab: Any = None) -> list[dict[str, Any]]:
     started = time.monotonic()
     try:
         c.start_all()
-        c.wait_leases(h.NODES)
+        c.wait_ready(h.NODES)
         rows.append(row("speaker: Service created -> first ARP answer", "s", bench_create(c, trials),
                         "<= 0.5"))
         all_doubles: list[float] = []

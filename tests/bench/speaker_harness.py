@@ -10,10 +10,11 @@ Services' status is written here (no controller needed); EndpointSlices are writ
 
 from __future__ import annotations
 
+import base64
 import contextlib
-import datetime as dt
 import json
 import os
+import secrets
 import signal
 import subprocess
 import time
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from l2lb_agent import kube
+from l2lb_agent.speaker_watch import SECRETS
 
 REPO = Path(__file__).resolve().parents[2]
 PY = str(REPO / ".venv/bin/python")
@@ -53,6 +55,16 @@ class Cluster:
     def setup(self) -> None:
         with contextlib.suppress(kube.AlreadyExists):
             self.api.create(kube.NAMESPACES, {"metadata": {"name": self.ns}})
+        self.set_keys([secrets.token_urlsafe(32)])
+
+    def set_keys(self, keys: list[str]) -> None:
+        """The heartbeat keyring of this cluster's speakers (Secret l2lb-memberlist)."""
+        data = {"keys": base64.b64encode(("\n".join(keys) + "\n").encode()).decode()}
+        body = {"metadata": {"name": "l2lb-memberlist", "namespace": self.ns}, "type": "Opaque", "data": data}
+        try:
+            self.api.create(SECRETS, body, self.ns)
+        except kube.AlreadyExists:
+            self.api.patch(SECRETS, "l2lb-memberlist", {"data": data}, self.ns)
 
     def teardown(self) -> None:
         self.stop_all()
@@ -95,7 +107,7 @@ class Cluster:
     def start(self, node: str, *, log_level: str = "info") -> subprocess.Popen:
         self.stop(node)
         self.logdir.mkdir(parents=True, exist_ok=True)
-        log = open(self.logdir / f"test-speaker-{self.ns}-{node}.log", "ab")  # noqa: SIM115
+        log = open(self.log_of(node), "ab")  # noqa: SIM115
         cmd = ["ip", "netns", "exec", f"l2lb-{node}", PY, "-m", "l2lb_agent", "speaker",
                "--kubeconfig", KUBECONFIG, "--namespace", self.ns, "--node-name", node,
                "--loadbalancer-class", CLASS, "--metrics-port", "0", "--log-level", log_level,
@@ -136,29 +148,34 @@ class Cluster:
         proc = self.procs.get(node)
         return proc is not None and proc.poll() is None
 
-    def lease_ages(self) -> dict[str, float]:
-        """node -> seconds since its heartbeat Lease's renewTime (one host: one wall clock)."""
-        items, _ = self.api.list(kube.LEASES, self.ns, label_selector="l2lb.io/role=speaker-heartbeat")
-        now = dt.datetime.now(dt.UTC)
-        out = {}
-        for lease in items:
-            renew = (lease.get("spec") or {}).get("renewTime")
-            node = lease["metadata"]["labels"].get("l2lb.io/node")
-            if renew and node:
-                out[node] = (now - dt.datetime.fromisoformat(renew.replace("Z", "+00:00"))).total_seconds()
-        return out
+    def log_of(self, node: str) -> Path:
+        return self.logdir / f"test-speaker-{self.ns}-{node}.log"
 
-    def wait_leases(self, nodes: Iterable[str], timeout: float = 60.0) -> None:
-        """Until every node's speaker runs and has renewed its Lease within the last second."""
+    def live_view(self, node: str) -> set[str]:
+        """The live speakers node's speaker last logged (its "live speakers:" line)."""
+        try:
+            lines = self.log_of(node).read_text(errors="replace").splitlines()
+        except OSError:
+            return set()
+        for line in reversed(lines):
+            if "live speakers: " in line:
+                names = line.split("live speakers: ", 1)[1].split(",")
+                return {n.strip() for n in names if n.strip()} - {"none"}
+            if "speaker " in line and "heartbeat" in line:
+                return set()  # this run has not logged a view yet
+        return set()
+
+    def wait_ready(self, nodes: Iterable[str], timeout: float = 60.0) -> None:
+        """Until every node's speaker runs and sees every one of nodes live (LAN membership)."""
         want = set(nodes)
         deadline = time.monotonic() + timeout
         while True:
-            ages = self.lease_ages()
-            if all(self.alive(n) and ages.get(n, 99.0) < 1.0 for n in want):
+            views = {n: self.live_view(n) for n in want}
+            if all(self.alive(n) and views[n] >= want for n in want):
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"speakers {sorted(want)} not all renewing; Lease ages {ages}")
-            time.sleep(0.2)
+                raise TimeoutError(f"speakers {sorted(want)} do not all see each other: {views}")
+            time.sleep(0.1)
 
 
 # -- client-side probing -------------------------------------------------------------------------

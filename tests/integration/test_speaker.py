@@ -40,7 +40,7 @@ def cluster(lab: object, kube: object) -> Iterator[h.Cluster]:
     c = h.Cluster(NS)
     c.setup()
     c.start_all()
-    c.wait_leases(h.NODES)
+    c.wait_ready(h.NODES)
     try:
         yield c
     finally:
@@ -53,7 +53,7 @@ def all_up(cluster: h.Cluster, lab: object) -> h.Cluster:
     for node in h.NODES:
         if not cluster.alive(node):
             cluster.start(node)
-    cluster.wait_leases(h.NODES)
+    cluster.wait_ready(h.NODES)
     wait_ready_nodes(None)
     time.sleep(1.0)  # handover delay + a renewal, so every speaker sees every other as live
     return cluster

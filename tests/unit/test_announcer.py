@@ -58,22 +58,21 @@ def test_choose_interfaces_default_and_configured(tmp_path: Path) -> None:
 
 
 def test_speaker_metrics_exposed_from_plain_counters() -> None:
-    import types
-
-    from l2lb_agent import frames, speaker, speaker_lease, timing
+    from l2lb_agent import frames, membership, speaker, speaker_metrics, timing
     from prometheus_client import CollectorRegistry, generate_latest
 
-    ann = announcer.Announcer([])
-    ann.stats.answered["arp"] += 3
-    ann.stats.dropped[frames.Verdict.NOT_OWNED] += 2
-    beat = speaker_lease.Heartbeat(None, "ns", "node1", "pod", timing.LeaseTimings(), lambda *_: None)  # type: ignore[arg-type]
-    beat.failures = 4
+    sp = speaker.Speaker(None, None, namespace="ns", node="node1", identity="pod",  # type: ignore[arg-type]
+                         lb_class="l2lb.io/layer2", t=timing.LanTimings(), interfaces=[])
+    sp.announcer.stats.answered["arp"] += 3
+    sp.announcer.stats.dropped[frames.Verdict.NOT_OWNED] += 2
+    sp.members.rejected[membership.Reject.BAD_MAC] += 4
     reg = CollectorRegistry()
-    reg.register(speaker._Collector(types.SimpleNamespace(announcer=ann, heartbeat=beat)))  # type: ignore[arg-type]
+    reg.register(speaker_metrics.Collector(sp))
     text = generate_latest(reg).decode()
     assert 'l2lb_speaker_requests_answered_total{kind="arp"} 3.0' in text
     assert 'l2lb_speaker_frames_dropped_total{reason="not_owned"} 2.0' in text
-    assert "l2lb_speaker_lease_renew_failures_total 4.0" in text
+    assert 'l2lb_speaker_heartbeats_rejected_total{reason="bad_mac"} 4.0' in text
     assert "l2lb_speaker_owned_ips 0.0" in text
-    assert "l2lb_speaker_fenced 1.0" in text  # never renewed: silent
+    assert "l2lb_speaker_fenced 1.0" in text  # no keys, never started: silent
+    assert "l2lb_speaker_keys_loaded 0.0" in text
     assert "l2lb_speaker_garps_sent_total 0.0" in text

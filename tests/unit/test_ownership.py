@@ -215,27 +215,63 @@ def test_step_drops_ips_that_vanish() -> None:
     assert own.step(plan, {}, "node1", {"node1"}, 0.1, 0.5).announce == frozenset()
 
 
-# -- liveness ----------------------------------------------------------------------------------
+# -- rivals must have seen us; Ready not trusted when no live node has it ------------------------
 
 
-def test_liveness_expires_only_when_watch_caught_up() -> None:
-    lv = own.Liveness(lease_duration=2.0, fence_after=1.5)
-    lv.changed("node2", 10.0)
-    assert lv.is_live("node2", 11.9)
-    assert lv.is_live("node2", 12.5)  # expired, but our own renewals have not been seen since
-    lv.own_renewal_seen(11.4)  # started before node2's fence: node2 may still be answering
-    assert lv.is_live("node2", 12.5)
-    lv.own_renewal_seen(11.6)
-    assert not lv.is_live("node2", 12.5)
-    assert not lv.is_live("node2", 12.0) and lv.is_live("node2", 11.99)
-    assert lv.live(12.5) == frozenset()
+def test_step_waits_until_the_rival_saw_our_candidacy() -> None:
+    ip = "192.168.1.240"
+    me, rival = "b", "a"
+    plan = own.step(own.Plan(), {ip: rival}, me, {me, rival}, 0.0, 0.1, seen_by=set())
+    plan = own.step(plan, {ip: me}, me, {me, rival}, 0.0, 0.1, seen_by=set())
+    assert ip not in plan.announce and plan.pending_from[ip] == (rival,)
+    plan = own.step(plan, {ip: me}, me, {me, rival}, 0.5, 0.1, seen_by=set())
+    assert ip not in plan.announce  # the delay passed, but the rival has not acknowledged us
+    plan = own.step(plan, {ip: me}, me, {me, rival}, 0.5, 0.1, seen_by={rival})
+    assert ip in plan.announce
 
 
-def test_liveness_delete_is_immediate_and_change_revives() -> None:
-    lv = own.Liveness(lease_duration=2.0, fence_after=1.5)
-    lv.changed("node2", 0.0)
-    lv.deleted("node2")
-    assert not lv.is_live("node2", 0.1)
-    lv.changed("node2", 0.2)
-    assert lv.live(0.3) == {"node2"}
-    assert not lv.is_live("never-seen", 0.3)
+def test_step_gain_from_a_dead_owner_is_immediate_when_the_runner_up_saw_us() -> None:
+    ip = "192.168.1.240"
+    plan = own.step(own.Plan(), {ip: "dead"}, "b", {"b", "c", "dead"}, 0.0, 0.1, seen_by={"c", "dead"})
+    plan = own.step(plan, {ip: "b"}, "b", {"b", "c"}, 1.0, 0.1, seen_by={"c"})
+    assert ip in plan.announce
+
+
+def test_step_cold_start_waits_for_a_runner_up_that_has_not_seen_us() -> None:
+    ip = "192.168.1.240"
+    runner = own.owner_of(ip, {"a", "c"})
+    plan = own.step(own.Plan(), {ip: "zz"}, "zz", {"zz", "a", "c"}, 0.0, 0.1, seen_by=set())
+    if own.owner_of(ip, {"zz", "a", "c"}) == "zz":
+        assert ip not in plan.announce and plan.pending_from[ip] == (runner,)
+
+
+def node(name: str, ready: bool, labels: dict | None = None) -> dict:
+    return {"metadata": {"name": name, "labels": labels or {}},
+            "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "Unknown"}]}}
+
+
+@pytest.mark.parametrize(
+    ("nodes", "live", "want"),
+    [
+        ([node("a", True), node("b", False)], {"a", "b"}, {"a"}),
+        ([node("a", False), node("b", False)], {"a", "b"}, {"a", "b"}),
+        ([node("a", False), node("b", False, {own.EXCLUDE_LABEL: ""})], {"a", "b"}, {"a"}),
+        ([node("a", False)], set(), set()),
+    ],
+    ids=["ready-trusted", "all-notready-after-restart", "exclusion-still-applies", "nobody-live"],
+)
+def test_eligible_nodes(nodes: list, live: set, want: set) -> None:
+    assert own.eligible_nodes(nodes, live) == want
+
+
+@pytest.mark.parametrize(
+    ("cls", "claim", "served"),
+    [(None, True, True), (None, False, False), ("l2lb.io/layer2", False, True),
+     ("metallb.io/x", True, False)],
+    ids=["classless-claimed", "classless-not-claimed", "our-class", "foreign-class"],
+)
+def test_service_view_follows_is_ours(cls: str | None, claim: bool, served: bool) -> None:
+    svc = {"metadata": {"namespace": "d", "name": "s"},
+           "spec": {"type": "LoadBalancer", **({"loadBalancerClass": cls} if cls else {})},
+           "status": {"loadBalancer": {"ingress": [{"ip": "192.168.1.240"}]}}}
+    assert (own.service_view(svc, "l2lb.io/layer2", claim) is not None) is served

@@ -244,23 +244,22 @@ class Port:
     def _handle(self, sock: socket.socket, mac: bytes, stats: Stats, frame: bytes) -> None:
         snap = self.snap
         d = frames.decide(frame, mac, snap.owned4, snap.owned6)
-        verdict = d.verdict
-        if verdict in frames.ANSWERS and time.monotonic() >= snap.fence:
-            verdict = frames.Verdict.FENCED
+        verdict, reply = d.verdict, b""
         if verdict is frames.Verdict.ANSWER_ARP:
-            sock.send(frames.arp_reply(snap.owned4[d.target].reply, d.peer_mac, d.peer_ip))
-            stats.answered["arp"] += 1
+            reply, kind = frames.arp_reply(snap.owned4[d.target].reply, d.peer_mac, d.peer_ip), "arp"
         elif verdict is frames.Verdict.ANSWER_NS:
-            sock.send(frames.na_reply(snap.owned6[d.target].reply, d.peer_mac, d.peer_ip))
-            stats.answered["ns"] += 1
+            reply, kind = frames.na_reply(snap.owned6[d.target].reply, d.peer_mac, d.peer_ip), "ns"
         elif verdict is frames.Verdict.ANSWER_DAD:
-            sock.send(snap.owned6[d.target].announce)
-            stats.answered["dad"] += 1
-        else:
+            reply, kind = snap.owned6[d.target].announce, "dad"
+        if reply and time.monotonic() >= self.snap.fence:  # checked last, right before the send
+            verdict, reply = frames.Verdict.FENCED, b""
+        if not reply:
             stats.dropped[verdict] += 1
             if log.isEnabledFor(logging.DEBUG):
                 log.debug("%s: dropped %d-byte frame: %s", self.ifname, len(frame), verdict.value)
             return
+        sock.send(reply)
+        stats.answered[kind] += 1
         if log.isEnabledFor(logging.DEBUG):
             _log_answer(self.ifname, d, mac)
 
@@ -294,6 +293,10 @@ class Announcer:
     def owned(self) -> frozenset[str]:
         return self._owned
 
+    @property
+    def interfaces(self) -> list[str]:
+        return [port.ifname for port in self.ports]
+
     def start(self) -> None:
         for port in self.ports:
             port.start(frames.bpf_program(set(), set()))
@@ -313,8 +316,18 @@ class Announcer:
         """Stop answering at once (SIGTERM, fence)."""
         self.set_fence(0.0)
 
+    def extend_fence(self, deadline: float) -> None:
+        """Move a fence that still holds further out; never revives a fenced announcer (set_fence does)."""
+        if deadline <= self._fence or time.monotonic() >= self._fence:
+            return
+        with self._lock:
+            if time.monotonic() < self._fence < deadline:
+                self._fence = deadline
+                for port in self.ports:
+                    port.snap = dataclasses.replace(port.snap, fence=deadline)
+
     def set_fence(self, deadline: float) -> None:
-        """Answers are allowed until this monotonic time (the speaker's lease fence)."""
+        """Answers are allowed until this monotonic time (the speaker's membership fence)."""
         with self._lock:
             self._fence = deadline
             for port in self.ports:

@@ -28,7 +28,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from . import metrics, timing
+from . import keyring, metrics, timing
 
 log = logging.getLogger("l2lb_agent")
 
@@ -99,7 +99,25 @@ def build_parser() -> argparse.ArgumentParser:
                      help="this node's Kubernetes name [L2LB_NODE_NAME; required]")
     spk.add_argument("--interfaces", default=_env("L2LB_INTERFACES", ""),
                      help="comma list of LAN interfaces [L2LB_INTERFACES; default: all suitable]")
+    _speaker_lan(spk)
     return parser
+
+
+def _speaker_lan(spk: argparse.ArgumentParser) -> None:
+    """The speaker's LAN membership flags; defaults come from timing.LanTimings (one definition)."""
+    d = timing.LanTimings()
+    spk.add_argument("--heartbeat-interval", default=_env("L2LB_HEARTBEAT_INTERVAL"),
+                     help="seconds between LAN heartbeats "
+                     f"[L2LB_HEARTBEAT_INTERVAL; default {d.heartbeat_interval:g}]")
+    spk.add_argument("--dead-after", default=_env("L2LB_DEAD_AFTER"),
+                     help="a peer not heard for this many seconds is dead "
+                     f"[L2LB_DEAD_AFTER; default {d.dead_after:g}]")
+    spk.add_argument("--handover-delay", default=_env("L2LB_HANDOVER_DELAY"),
+                     help="seconds a node waits before taking an IP from a live node "
+                     f"[L2LB_HANDOVER_DELAY; default {d.handover_delay:g}]")
+    spk.add_argument("--memberlist-secret", default=_env("L2LB_MEMBERLIST_SECRET", keyring.SECRET_NAME),
+                     help="Secret holding the heartbeat keys (data key 'keys') "
+                     f"[L2LB_MEMBERLIST_SECRET; default {keyring.SECRET_NAME}]")
 
 
 _ENV_OF = {
@@ -108,6 +126,8 @@ _ENV_OF = {
     "node_name": "L2LB_NODE_NAME", "namespace": "L2LB_NAMESPACE", "claim_unclassed": "L2LB_CLAIM_UNCLASSED",
     "loadbalancer_class": "L2LB_LOADBALANCER_CLASS", "pod_name": "L2LB_POD_NAME",
     "interfaces": "L2LB_INTERFACES", "metrics_host": "L2LB_METRICS_HOST",
+    "heartbeat_interval": "L2LB_HEARTBEAT_INTERVAL", "dead_after": "L2LB_DEAD_AFTER",
+    "handover_delay": "L2LB_HANDOVER_DELAY", "memberlist_secret": "L2LB_MEMBERLIST_SECRET",
 }
 
 
@@ -216,7 +236,28 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
         _name(args, "node_name", DNS_SUBDOMAIN, MAX_NODE_NAME, "an RFC 1123 subdomain that fits a Lease "
               "label value: lower-case letters, digits, '-' and '.'")
         _interfaces(args)
+        _lan_timings(args)
+        _name(args, "memberlist_secret", DNS_SUBDOMAIN, 253, "an RFC 1123 subdomain (a Secret name)")
     return args
+
+
+def _lan_timings(args: argparse.Namespace) -> None:
+    """The speaker's heartbeat timings; a refusal is reported under the flag it names."""
+    fields = ("heartbeat_interval", "dead_after", "handover_delay")
+    for field in fields:
+        raw = getattr(args, field)
+        if raw is None:
+            continue
+        try:
+            setattr(args, field, float(str(raw).strip().removesuffix("s")))
+        except ValueError:
+            raise _bad(field, raw, "not a number of seconds") from None
+    given = {f: getattr(args, f) for f in fields if getattr(args, f) is not None}
+    try:
+        args.lan_timings = timing.LanTimings(**given)
+    except timing.TimingError as exc:
+        field = next((f for f in fields if str(exc).startswith(f)), "heartbeat_interval")
+        raise _bad(field, getattr(args, field), str(exc)) from None
 
 
 def setup_logging(level: str) -> None:

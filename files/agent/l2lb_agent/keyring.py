@@ -11,7 +11,11 @@ Errors name a key by its position, never by its value (keys are secrets).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
+from collections.abc import Mapping
+from typing import Any
 
 SECRET_NAME = "l2lb-memberlist"
 SECRET_KEY = "keys"
@@ -53,3 +57,15 @@ def format_keyring(keys: list[str] | tuple[str, ...]) -> str:
     text = "\n".join(keys) + "\n"
     parse_keyring(text)
     return text
+
+
+def from_secret(secret: Mapping[str, Any]) -> tuple[bytes, ...]:
+    """Keys from a Secret object as the API returns it (base64 ``data``); raises KeyringError."""
+    raw = (secret.get("data") or {}).get(SECRET_KEY)
+    if not isinstance(raw, str):
+        raise KeyringError(f"Secret has no data key {SECRET_KEY!r}")
+    try:
+        text = base64.b64decode(raw, validate=True).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError):
+        raise KeyringError(f"data.{SECRET_KEY}: not base64 of ASCII text") from None
+    return parse_keyring(text)

@@ -202,6 +202,7 @@ class Membership:
         self.candidate_since_seq: int | None = None  # first seq that carried CANDIDATE this spell
         self.rejected: dict[Reject, int] = dict.fromkeys(Reject, 0)
         self.accepted = 0
+        self.changes = 0  # bumped when a peer is newly proven or its flags change: worth a sync now
 
     # -- inputs from the API ----------------------------------------------------------------------
 
@@ -233,6 +234,8 @@ class Membership:
         sent = self.sent.get(mine.seq) if mine is not None else None
         if sent is None or now - sent >= self.dead_after:
             return None  # heard, not a proof: it does not (yet) hear me, or it is a replay
+        if now - peer.proof >= self.dead_after or peer.flags != hb.flags:
+            self.changes += 1
         peer.proof, peer.proof_seq, peer.flags, peer.entries = now, hb.seq, hb.flags, hb.entries
         if mine is not None and mine.proven:  # it cannot call me dead before sent + dead_after
             peer.confirmed = max(peer.confirmed, sent)

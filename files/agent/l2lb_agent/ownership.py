@@ -18,7 +18,7 @@ Algorithm:
   as soon as it sees the same change, so it is silent first); gaining from a dead node or
   from nobody is immediate.
 
-Not guaranteed here: liveness itself (the speaker judges Leases) and agreement while the
+Not guaranteed here: liveness itself (``membership`` judges it on the LAN) and agreement while the
 speakers' watches disagree (the hand-over delay covers the usual watch delay).
 Inputs are copied; outputs are frozen.
 """
@@ -32,6 +32,8 @@ import ipaddress
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
+
+from . import services
 
 EXCLUDE_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
@@ -108,24 +110,38 @@ def _condition(obj: Mapping[str, Any], kind: str) -> str | None:
     return None
 
 
-def node_eligible(node: Mapping[str, Any]) -> tuple[bool, str]:
+def node_ready(node: Mapping[str, Any]) -> bool:
+    return _condition(node, "Ready") == "True"
+
+
+def node_eligible(node: Mapping[str, Any], trust_ready: bool = True) -> tuple[bool, str]:
     """(eligible, reason) for a Node dict."""
     labels = (node.get("metadata") or {}).get("labels") or {}
     if EXCLUDE_LABEL in labels:
         return False, f"labelled {EXCLUDE_LABEL}"
-    if _condition(node, "Ready") != "True":
+    if trust_ready and not node_ready(node):
         return False, "not Ready"
     if _condition(node, "NetworkUnavailable") == "True":
         return False, "NetworkUnavailable"
     return True, "eligible"
 
 
-def service_view(svc: Mapping[str, Any], lb_class: str) -> ServiceView | None:
-    """The ServiceView of a LoadBalancer Service this speaker serves, else None."""
+def eligible_nodes(nodes: Iterable[Mapping[str, Any]], live: Iterable[str]) -> frozenset[str]:
+    """Names of eligible nodes. When no live speaker's node is Ready, Ready is not trusted: every
+    node NotReady at once is the control plane's doing (a restart, an outage), not the nodes'."""
+    nodes = list(nodes)
+    live_set = frozenset(live)
+    names = frozenset(str((n.get("metadata") or {}).get("name")) for n in nodes if node_eligible(n)[0])
+    if names & live_set or not live_set:
+        return names
+    return frozenset(str((n.get("metadata") or {}).get("name")) for n in nodes
+                     if node_eligible(n, trust_ready=False)[0])
+
+
+def service_view(svc: Mapping[str, Any], lb_class: str, claim_unclassed: bool = True) -> ServiceView | None:
+    """The ServiceView of a LoadBalancer Service this speaker serves (``services.is_ours``), else None."""
     spec = svc.get("spec") or {}
-    if spec.get("type") != "LoadBalancer":
-        return None
-    if spec.get("loadBalancerClass") not in (None, "", lb_class):
+    if not services.is_ours(spec, lb_class, claim_unclassed):
         return None
     ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
     ips = (canonical_ip(str(i.get("ip", ""))) for i in ingress if isinstance(i, Mapping) and i.get("ip"))
@@ -233,7 +249,7 @@ def step(plan: Plan, desired: Mapping[str, str | None], me: str, live: Iterable[
         if due <= now and not blocked:
             announce.add(ip)
             continue
-        pending[ip] = max(due, now + 0.01) if blocked else due
+        pending[ip] = due
         pending_from[ip] = waits
     return Plan(announce=frozenset(announce), pending=MappingProxyType(pending),
                 pending_from=MappingProxyType(pending_from), seen_owner=MappingProxyType(dict(desired)))
@@ -250,44 +266,3 @@ def _rivals(ip: str, before: str | None, me: str, live: frozenset[str],
         if runner is not None and runner not in acked:
             rivals.add(runner)  # it owns ip in any view that lacks us, and has not seen us yet
     return tuple(sorted(rivals))
-
-
-# -- liveness of speakers ----------------------------------------------------------------------
-
-
-class Liveness:
-    """Which speakers are live, judged only from Lease changes seen here (monotonic clock).
-
-    A peer is dead once its Lease has not been seen changing for ``lease_duration`` AND this
-    speaker has seen, through the same watch, one of its own renewals that started at least
-    ``fence_after`` after the peer's last seen change: the watch is then known to be caught up
-    past any renewal that could still keep the peer answering, so a stalled watch never makes
-    a live peer look dead. A deleted Lease (graceful hand-over) means dead at once.
-    Mutable: owned by the speaker's event thread; ``live()`` returns a frozen set.
-    """
-
-    def __init__(self, lease_duration: float, fence_after: float) -> None:
-        self._duration = lease_duration
-        self._fence_after = fence_after
-        self.seen: dict[str, float] = {}  # node -> monotonic time its Lease was last seen changing
-        self.own_seen_start = float("-inf")  # start time of the newest own renewal seen in the watch
-
-    def changed(self, node: str, now: float) -> None:
-        self.seen[node] = now
-
-    def deleted(self, node: str) -> None:
-        self.seen.pop(node, None)
-
-    def own_renewal_seen(self, started: float) -> None:
-        self.own_seen_start = max(self.own_seen_start, started)
-
-    def is_live(self, node: str, now: float) -> bool:
-        seen = self.seen.get(node)
-        if seen is None:
-            return False
-        expired = now - seen >= self._duration
-        caught_up = self.own_seen_start >= seen + self._fence_after
-        return not (expired and caught_up)
-
-    def live(self, now: float) -> frozenset[str]:
-        return frozenset(n for n in self.seen if self.is_live(n, now))

@@ -1,30 +1,33 @@
 """The speaker: which LoadBalancer IPs this node announces, and announcing them (component ring).
 
-Flow: watches (Services, EndpointSlices, Nodes, heartbeat Leases; ``speaker_watch``) mark the
-state dirty -> the sync loop (one thread, every ``TICK`` or on change) computes
-``ownership.choose`` over eligible live speakers -> ``ownership.step`` (hand-over delay) ->
-``announcer.Announcer.update`` -> ARP/NDP on the LAN. ``speaker_lease.Heartbeat`` renews this
-node's Lease and moves the answering fence forward (``Announcer.set_fence``).
+Flow: LAN heartbeats (``lanlink`` -> ``membership``) say which speakers are live; watches
+(``speaker_watch``: Services, EndpointSlices, Nodes, registrations, keys) give the desired state;
+the sync loop (every ``TICK`` or on change) computes ``ownership.choose`` over the live eligible
+candidates -> ``ownership.step`` (hand-over) -> ``announcer.Announcer`` -> ARP/NDP on the LAN.
+``speaker_registry.Registry`` keeps this node's registration Lease and probes the API server.
 
-This node counts itself live only while its fence holds and, after any silent spell (and at
-start), once it has seen its own renewal come back through the Lease watch, so it never acts
-on views older than its Lease. If renewals succeed but stop coming back through the watch for
-lease_duration, the watches are rebuilt (a hung watch connection).
-
-Guarantees, with ``timing.LeaseTimings``:
-* never two owners: a speaker answers only before its fence (last renewal start +
-  lease_duration - fence_margin); peers call it dead only after lease_duration without seeing
-  its Lease change (``ownership.Liveness``), so it is silent first;
-* SIGTERM: stop answering, stop renewing, delete the Lease (peers take over at once), exit;
-* API writes in steady state: one Lease renewal per renew_interval, whatever the Service count
-  (``nodeAssigned`` Events only when this node gains an IP).
-Fails closed with a logged reason: not synced, Lease not renewed, node not eligible.
+Liveness never needs the API server (docs/membership.md has the full protocol):
+* a peer is live while its heartbeats prove it hears us; it is gone ``dead_after`` later;
+* this node answers only before its fence (``Membership.fence``): peers that hear it confirm
+  its heartbeats, so it is silent before any of them may call it dead; a node that proves no
+  peer while others are registered is cut off and silent;
+* it is a *candidate* (flag CANDIDATE in its heartbeats) only while synced, keyed, with carrier
+  on an interface, and not holding a stale API view while a peer's view is fresh. It becomes a
+  candidate only after its fence holds, and drops candidacy only after it has gone silent, so
+  a peer that sees the flag drop takes over at once, and one that sees it rise yields first;
+* a global API outage changes nothing (every view is equally stale, every speaker keeps its last
+  one and LAN liveness still replaces a dead node); a node whose own API view is stale while a
+  peer's is fresh hands its IPs over (silent first, then the flag, then peers take over);
+* SIGTERM: silent, LEAVING heartbeats (peers take over at once), registration deleted, exit.
+Fails closed with a logged reason: not synced, no keys, no carrier, cut off, stale view.
+Not guaranteed: a pause between the last fence check and the send system call itself.
 """
 
 from __future__ import annotations
 
 import logging
 import queue
+import secrets
 import threading
 import time
 from argparse import Namespace
@@ -32,77 +35,116 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import prometheus_client
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from . import announcer, kube, kubeconfig, ownership, speaker_lease, speaker_watch, timing
+from . import (
+    announcer,
+    keyring,
+    kube,
+    kubeconfig,
+    lanlink,
+    membership,
+    ownership,
+    speaker_metrics,
+    speaker_registry,
+    speaker_watch,
+    timing,
+)
 
 log = logging.getLogger(__name__)
 
-TICK = 0.05  # seconds between liveness checks of the sync loop
+TICK = 0.02  # seconds between liveness checks of the sync loop
 
 
 class Speaker:
-    """Wires watches, heartbeat, ownership and announcer. start() / run_until(stop) / shutdown()."""
+    """Wires heartbeats, watches, ownership and announcer. start() / run_until(stop) / shutdown()."""
 
-    def __init__(self, client: kube.KubeClient, lease_client: kube.KubeClient, *, namespace: str, node: str,
-                 identity: str, lb_class: str, t: timing.LeaseTimings, interfaces: Iterable[str]) -> None:
+    def __init__(self, client: kube.KubeClient, probe_client: kube.KubeClient, *, namespace: str,
+                 node: str, identity: str, lb_class: str, t: timing.LanTimings, interfaces: Iterable[str],
+                 secret: str = "l2lb-memberlist", claim_unclassed: bool = True) -> None:
         self.client, self.ns, self.node, self.lb_class, self.t = client, namespace, node, lb_class, t
+        self.claim_unclassed = claim_unclassed
         self.announcer = announcer.Announcer(interfaces)
-        self.heartbeat = speaker_lease.Heartbeat(lease_client, namespace, node, identity, t, self._renewed)
-        self.liveness = ownership.Liveness(t.lease_duration, t.fence_after)
+        self.link = lanlink.LanLink(self.announcer.interfaces, self._on_frame)
+        self.members = membership.Membership(
+            node, incarnation=time.time_ns(), first_seq=secrets.randbits(32), dead_after=t.dead_after,
+            fence_margin=t.fence_margin, confirm_fresh=t.confirm_fresh)
+        self._mlock = threading.Lock()  # membership is touched by receive, heartbeat and sync threads
+        self.registry = speaker_registry.Registry(probe_client, namespace, node, identity, t)
+        self.watches = speaker_watch.Watches(client, namespace, secret, self._changed,
+                                             self._registration_changed, self._keys_changed)
         self.plan = ownership.Plan()
         self.choices: Mapping[str, ownership.Choice] = {}
+        self.ready, self.not_ready_why = False, "starting"
+        self.keys_loaded = False
+        self.keyring_errors = 0
+        self._stop_beat = threading.Event()
+        self._beat_now = threading.Event()
         self._wake = threading.Event()
         self._dirty = True
+        self._seen_changes = -1
         self._last_live: frozenset[str] | None = None
         self._last_desired: dict[str, str | None] = {}
-        self._live_lock = threading.Lock()  # liveness is written by the Lease watch, read by sync
         self._events: queue.Queue[tuple[str, str]] = queue.Queue(maxsize=10000)  # (service key, ip)
-        self.watches = speaker_watch.Watches(client, namespace, self._changed, self._lease_changed)
-        self._watch_epoch = 0.0  # monotonic time the current watches were (re)started
+        self._last_beat = self._last_sync = float("inf")  # monotonic; inf until started
 
-    # -- watch handlers ------------------------------------------------------------------
+    # -- inputs ------------------------------------------------------------------------------
+
+    def _on_frame(self, payload: bytes, _ifname: str) -> None:
+        now = time.monotonic()
+        with self._mlock:
+            self.members.receive(payload, now)
+            fence = self.members.fence(now)
+            changed = self.members.changes != self._seen_changes
+        self.announcer.extend_fence(fence)
+        if changed:
+            self._wake.set()
 
     def _changed(self, _kind: str, _new: Any, _old: Any) -> None:
         self._dirty = True
         self._wake.set()
 
-    def _lease_changed(self, kind: str, new: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
-        now = time.monotonic()
-        node = speaker_lease.lease_node(new or old or {})
-        if node is None:
-            return
-        with self._live_lock:
-            if kind == "DELETED":
-                self.liveness.deleted(node)
-                log.info("speaker %s released its Lease", node)
-            else:
-                self.liveness.changed(node, now)
-                seq = speaker_lease.lease_seq(new or {})
-                started = self.heartbeat.started(seq) if node == self.node and seq is not None else None
-                if started is not None:
-                    self.liveness.own_renewal_seen(started)
-        self._wake.set()
+    def _registration_changed(self, kind: str, new: Any, old: dict[str, Any] | None) -> None:
+        if kind == "DELETED" and speaker_registry.lease_node(old or {}) == self.node:
+            log.warning("registration Lease of %s deleted by someone else: writing it again", self.node)
+            self.registry.lost()
+        self._changed(kind, new, old)
 
-    def _renewed(self, fence: float, revived: bool) -> None:
-        self.announcer.set_fence(fence)
-        if revived:
-            self._wake.set()
+    def _keys_changed(self, kind: str, new: dict[str, Any] | None, _old: Any) -> None:
+        if kind == "DELETED":
+            log.error("Secret with the heartbeat keys was deleted: keeping the keys loaded before (%s)",
+                      "some" if self.keys_loaded else "none: silent")
+            return
+        try:
+            keys = keyring.from_secret(new or {})
+        except keyring.KeyringError as exc:
+            self.keyring_errors += 1
+            log.error("heartbeat keys unusable (%s); %s", exc,
+                      "keeping the keys loaded before" if self.keys_loaded else "silent until fixed")
+            return
+        with self._mlock:
+            self.members.set_keys(keys)
+        if not self.keys_loaded:
+            log.info("heartbeat keys loaded (%d)", len(keys))
+        self.keys_loaded = True
+        self._wake.set()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self, sync_timeout: float = 60.0, stop: threading.Event | None = None) -> bool:
-        """Open sockets, start watches, wait until synced, then start the heartbeat."""
+        """Open sockets, start watches, wait until synced, then register and beat."""
         self.announcer.start()
-        self._watch_epoch = time.monotonic()
+        self.link.start()
         self.watches.start()
         missing = self.watches.wait_synced(sync_timeout, lambda: stop is not None and stop.is_set())
         if missing is not None:
             log.error("watch %s not synced; not announcing", missing)
             return False
-        self._sync(time.monotonic())  # a view without ourselves first: gains from live peers wait
-        self.heartbeat.start()
-        threading.Thread(target=self._event_loop, name="speaker-events", daemon=True).start()
+        if not self.keys_loaded:
+            log.error("no heartbeat keys (Secret missing or invalid): silent, trusting no peer")
+        self._last_beat = self._last_sync = time.monotonic()
+        self.registry.start()
+        for target, name in ((self._beat_loop, "heartbeat"), (self._event_loop, "speaker-events")):
+            threading.Thread(target=target, name=name, daemon=True).start()
         return True
 
     def run_until(self, stop: threading.Event) -> None:
@@ -110,75 +152,129 @@ class Speaker:
             self._wake.wait(TICK)
             self._wake.clear()
             try:
-                self._watchdog(time.monotonic())
                 self._sync(time.monotonic())
             except Exception:
                 log.exception("sync failed; silencing until the next one succeeds")
-                self.announcer.update(())
+                self.announcer.silence()
 
     def shutdown(self) -> None:
-        """Graceful hand-over: silent first, then the Lease goes, then the rest."""
+        """Graceful hand-over: silent first, then LEAVING on the LAN, then the registration goes."""
         self.announcer.silence()
-        self.heartbeat.stop()
-        self.heartbeat.release()
+        self._stop_beat.set()
+        with self._mlock:
+            self.members.leaving = True
+        for _ in range(3):  # three frames: one lost frame must not turn a hand-over into a timeout
+            self._beat(time.monotonic())
+            time.sleep(0.005)
+        self.registry.stop()
+        self.registry.release()
+        self.link.stop()
         self.announcer.stop()
         self.watches.stop()
 
-    def _watchdog(self, now: float) -> None:
-        """Restart the watches when our renewals succeed but stop coming back through the Lease watch."""
-        seen = max(self.liveness.own_seen_start, self._watch_epoch)
-        unseen = next((s for s in list(self.heartbeat.ok_starts) if s > seen), None)
-        if unseen is not None and now - unseen > self.t.lease_duration:
-            log.warning("own Lease renewal of %.1fs ago not seen in the watch: restarting the watches",
-                        now - unseen)
-            self._watch_epoch = now
-            self.watches.restart()
+    # -- heartbeats ----------------------------------------------------------------------------
+
+    def _beat_loop(self) -> None:
+        while not self._stop_beat.is_set():
+            began = time.monotonic()
+            self._beat(began)
+            self._beat_now.wait(max(0.0, self.t.heartbeat_interval - (time.monotonic() - began)))
+            self._beat_now.clear()
+
+    def healthy(self) -> bool:
+        """For /healthz (the liveness probe): the heartbeat and sync threads are still turning."""
+        now = time.monotonic()
+        return now - self._last_beat < 10 * self.t.heartbeat_interval + 1 and now - self._last_sync < 5.0
+
+    def _beat(self, now: float) -> None:
+        self._last_beat = now
+        with self._mlock:
+            self.members.candidate = self.ready
+            self.members.api_fresh = self.registry.fresh(now)
+            payload = self.members.heartbeat(now)
+        if payload is not None:
+            self.link.send(payload)
 
     # -- the sync step -----------------------------------------------------------------------
 
-    def live_nodes(self, now: float) -> frozenset[str]:
-        with self._live_lock:
-            live = set(self.liveness.live(now))
-            # Our own liveness is our fence, and, after a silent spell (or at start), having seen
-            # our renewal come back through the Lease watch: the views we decide on are fresh.
-            fresh = self.liveness.own_seen_start >= self.heartbeat.live_since
-        live.discard(self.node)
-        if self.heartbeat.valid(now) and fresh:
-            live.add(self.node)
-        return frozenset(live)
+    def _readiness(self, now: float, peer_fresh: bool) -> tuple[bool, str]:
+        if not self.keys_loaded:
+            return False, "no heartbeat keys"
+        if not self.link.up():
+            return False, "no announcing interface has carrier"
+        if not self.registry.fresh(now) and peer_fresh:
+            return False, "my API view is stale while a peer's is fresh"
+        return True, "ready"
 
-    def _desired(self, live: frozenset[str]) -> dict[str, str | None]:
-        lb = self.lb_class
-        views = [v for v in (ownership.service_view(s, lb) for s in self.watches.items("services")) if v]
-        slices: dict[str, list[dict[str, Any]]] = {}  # service key -> its EndpointSlices
-        for sl in self.watches.items("slices"):
-            key = ownership.slice_service_key(sl)
-            if key:
-                slices.setdefault(key, []).append(sl)
-        endpoints = {v.key: ownership.endpoints_of(slices.get(v.key, ())) for v in views}
-        eligible = {n["metadata"]["name"] for n in self.watches.items("nodes")
-                    if ownership.node_eligible(n)[0]}
-        self.choices = ownership.choose(views, endpoints, live & eligible)
-        return {ip: c.owner for ip, c in self.choices.items()}
+    def _set_ready(self, ready: bool, why: str) -> None:
+        if ready == self.ready:
+            return
+        if not ready:
+            self.announcer.silence()  # silent before the flag drops: peers take over at once
+        self.ready, self.not_ready_why = ready, why
+        log.info("%s", "candidate again" if ready else f"not a candidate: {why}")
+        self._beat_now.set()
 
     def _sync(self, now: float) -> None:
-        live = self.live_nodes(now)
+        self._last_sync = now
+        with self._mlock:
+            self._refresh_members()
+            fence = self.members.fence(now)
+            peers = self.members.live_candidates(now)
+            since = self.members.candidate_since_seq
+            seen_by = self.members.acked_since(since)
+            self._set_ready(*self._readiness(now, self.members.api_fresh_peer(now)))
+            self._seen_changes = self.members.changes
+        me_live = self.ready and now < fence and since is not None
+        live = peers | {self.node} if me_live else peers
         if self._dirty or live != self._last_live:
             self._dirty = False
             if live != self._last_live:
                 log.info("live speakers: %s", ", ".join(sorted(live)) or "none")
             self._last_live = live
             self._last_desired = self._desired(live)
-        elif (self.plan.next_due() or float("inf")) > now:
+        self.plan = ownership.step(self.plan, self._last_desired, self.node, live, now,
+                                   self.t.handover_delay, seen_by=seen_by)
+        if not me_live:
+            self.announcer.silence()
+            self._apply(frozenset())
             return
-        self.plan = ownership.step(self.plan, self._last_desired, self.node, live, now, self.t.handover_delay)
-        gained, lost = self.announcer.update(self.plan.announce)
+        self._apply(self.plan.announce)
+        self.announcer.set_fence(fence)
+
+    def _refresh_members(self) -> None:
+        """Known nodes and registered speakers, from the watches (under the membership lock)."""
+        if not self._dirty:
+            return
+        nodes = self.watches.items("nodes")
+        self.members.set_known(n["metadata"]["name"] for n in nodes)
+        ready = {n["metadata"]["name"] for n in nodes if ownership.node_ready(n)}
+        registered = {speaker_registry.lease_node(r) for r in self.watches.items("registrations")}
+        self.members.set_registered(n for n in registered if n in ready)
+
+    def _apply(self, owned: frozenset[str]) -> None:
+        gained, lost = self.announcer.update(owned)
         for ip in sorted(lost):
             log.info("stopped announcing %s (owner now: %s)", ip, self._last_desired.get(ip) or "nobody")
         for ip in sorted(gained):
             log.info("announcing %s from %s", ip, self.node)
             for svc in self.choices[ip].services if ip in self.choices else ():
                 self._queue_event(svc, ip)
+        if gained or lost:
+            self.registry.publish(owned)
+
+    def _desired(self, live: frozenset[str]) -> dict[str, str | None]:
+        views = [v for v in (ownership.service_view(s, self.lb_class, self.claim_unclassed)
+                             for s in self.watches.items("services")) if v]
+        slices: dict[str, list[dict[str, Any]]] = {}  # service key -> its EndpointSlices
+        for sl in self.watches.items("slices"):
+            key = ownership.slice_service_key(sl)
+            if key:
+                slices.setdefault(key, []).append(sl)
+        endpoints = {v.key: ownership.endpoints_of(slices.get(v.key, ())) for v in views}
+        eligible = ownership.eligible_nodes(self.watches.items("nodes"), live)
+        self.choices = ownership.choose(views, endpoints, live & eligible)
+        return {ip: c.owner for ip, c in self.choices.items()}
 
     # -- events ------------------------------------------------------------------------------
 
@@ -202,40 +298,9 @@ class Speaker:
                 log.warning("nodeAssigned Event for %s not written: %s", svc_key, exc)
 
 
-class _Collector:
-    """Speaker metrics read from plain counters at scrape time (the hot path touches no lock)."""
-
-    def __init__(self, speaker: Speaker) -> None:
-        self.s = speaker
-
-    def collect(self) -> Iterable[Any]:
-        s, stats = self.s, self.s.announcer.stats
-        yield GaugeMetricFamily("l2lb_speaker_owned_ips", "IPs this node announces now",
-                                value=len(s.announcer.owned))
-        answered = CounterMetricFamily("l2lb_speaker_requests_answered", "ARP/NDP requests answered",
-                                       labels=["kind"])
-        for kind in ("arp", "ns", "dad"):
-            answered.add_metric([kind], stats.answered[kind])
-        yield answered
-        dropped = CounterMetricFamily("l2lb_speaker_frames_dropped", "Frames not answered, by reason",
-                                      labels=["reason"])
-        for verdict, n in sorted(stats.dropped.items(), key=lambda kv: kv[0].name):
-            dropped.add_metric([verdict.name.lower()], n)
-        yield dropped
-        yield CounterMetricFamily("l2lb_speaker_garps_sent", "Gratuitous ARP / unsolicited NA sent",
-                                  value=stats.announcements)
-        yield CounterMetricFamily("l2lb_speaker_lease_renew_failures", "Heartbeat Lease renewals that failed",
-                                  value=s.heartbeat.failures)
-        yield CounterMetricFamily("l2lb_speaker_lease_writes", "Heartbeat Lease writes sent",
-                                  value=s.heartbeat.writes)
-        yield GaugeMetricFamily("l2lb_speaker_fenced",
-                                "1 while the Lease is not renewed and the speaker is silent",
-                                value=0 if s.heartbeat.valid(time.monotonic()) else 1)
-
-
 def run(args: Namespace) -> int:
     """Entry point from cli: run until args.stop is set, then hand over."""
-    t: timing.LeaseTimings = getattr(args, "timings", None) or timing.LeaseTimings()
+    t: timing.LanTimings = getattr(args, "lan_timings", None) or timing.LanTimings()
     try:
         interfaces = announcer.choose_interfaces(args.interfaces or ())
     except ValueError as exc:
@@ -246,19 +311,20 @@ def run(args: Namespace) -> int:
         return 2
     try:
         client = kube.KubeClient.from_config(args.kubeconfig, getattr(args, "context", None))
-        lease_client = kube.KubeClient.from_config(  # a renewal answered after the fence is useless
-            args.kubeconfig, getattr(args, "context", None),
-            connect_timeout=t.request_timeout, read_timeout=t.request_timeout)
+        timeout = t.api_stale_after / 2  # a probe answered after the view went stale is useless
+        probe_client = kube.KubeClient.from_config(args.kubeconfig, getattr(args, "context", None),
+                                                   connect_timeout=timeout, read_timeout=timeout)
     except kubeconfig.KubeConfigError as exc:
         log.error("%s", exc)
         return 2
-    sp = Speaker(client, lease_client, namespace=args.namespace, node=args.node_name,
+    sp = Speaker(client, probe_client, namespace=args.namespace, node=args.node_name,
                  identity=getattr(args, "pod_name", None) or args.node_name, lb_class=args.loadbalancer_class,
-                 t=t, interfaces=interfaces)
-    log.info("speaker %s: lease %.2fs, renew %.2fs, fence after %.2fs, interfaces %s", args.node_name,
-             t.lease_duration, t.renew_interval, t.fence_after, ", ".join(interfaces))
-    prometheus_client.REGISTRY.register(_Collector(sp))
-    args.health = lambda: sp.heartbeat.valid(time.monotonic())
+                 t=t, interfaces=interfaces, secret=getattr(args, "memberlist_secret", "l2lb-memberlist"),
+                 claim_unclassed=getattr(args, "claim_unclassed", True))
+    log.info("speaker %s: heartbeat %.2fs, dead after %.2fs, hand-over %.2fs, interfaces %s", args.node_name,
+             t.heartbeat_interval, t.dead_after, t.handover_delay, ", ".join(interfaces))
+    prometheus_client.REGISTRY.register(speaker_metrics.Collector(sp))
+    args.health = sp.healthy
     try:
         if sp.start(stop=args.stop):
             sp.run_until(args.stop)

@@ -1,0 +1,70 @@
+"""The speaker's Prometheus metrics, read from plain counters at scrape time (adapter ring).
+
+Place in the flow: ``speaker.Speaker`` (announcer stats, membership counters, registry) ->
+``Collector.collect`` on each scrape of /metrics. The hot paths only bump plain ints.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from . import membership
+
+
+class Collector:
+    """Speaker metrics (registered once per process)."""
+
+    def __init__(self, speaker: Any) -> None:  # a speaker.Speaker (no import: it sits above us)
+        self.s = speaker
+
+    def collect(self) -> Iterable[Any]:
+        yield from self._answers()
+        yield from self._membership()
+
+    def _answers(self) -> Iterable[Any]:
+        s, stats = self.s, self.s.announcer.stats
+        yield GaugeMetricFamily("l2lb_speaker_owned_ips", "IPs this node announces now",
+                                value=len(s.announcer.owned))
+        answered = CounterMetricFamily("l2lb_speaker_requests_answered", "ARP/NDP requests answered",
+                                       labels=["kind"])
+        for kind in ("arp", "ns", "dad"):
+            answered.add_metric([kind], stats.answered[kind])
+        yield answered
+        dropped = CounterMetricFamily("l2lb_speaker_frames_dropped", "Frames not answered, by reason",
+                                      labels=["reason"])
+        for verdict, n in sorted(stats.dropped.items(), key=lambda kv: kv[0].name):
+            dropped.add_metric([verdict.name.lower()], n)
+        yield dropped
+        yield CounterMetricFamily("l2lb_speaker_garps_sent", "Gratuitous ARP / unsolicited NA sent",
+                                  value=stats.announcements)
+
+    def _membership(self) -> Iterable[Any]:
+        s, m, now = self.s, self.s.members, time.monotonic()
+        yield CounterMetricFamily("l2lb_speaker_heartbeats_sent", "LAN heartbeat frames sent",
+                                  value=s.link.sent)
+        yield CounterMetricFamily("l2lb_speaker_heartbeats_accepted", "LAN heartbeats accepted",
+                                  value=m.accepted)
+        rejected = CounterMetricFamily("l2lb_speaker_heartbeats_rejected",
+                                       "LAN heartbeats ignored, by reason (forged, replayed...)",
+                                       labels=["reason"])
+        for reason in membership.Reject:
+            rejected.add_metric([reason.name.lower()], m.rejected[reason])
+        yield rejected
+        yield GaugeMetricFamily("l2lb_speaker_live_peers", "Peers proven live on the LAN now",
+                                value=len(m.proven(now)))
+        yield GaugeMetricFamily("l2lb_speaker_candidate", "1 while this node takes part in owning IPs",
+                                value=1 if s.ready else 0)
+        yield GaugeMetricFamily("l2lb_speaker_fenced", "1 while this node may not answer",
+                                value=0 if now < m.fence(now) and s.ready else 1)
+        yield GaugeMetricFamily("l2lb_speaker_api_fresh", "1 while this node's view of the API is fresh",
+                                value=1 if s.registry.fresh(now) else 0)
+        yield GaugeMetricFamily("l2lb_speaker_keys_loaded", "1 once heartbeat keys are loaded",
+                                value=1 if s.keys_loaded else 0)
+        yield CounterMetricFamily("l2lb_speaker_keyring_errors", "Unusable heartbeat key Secrets seen",
+                                  value=s.keyring_errors)
+        yield CounterMetricFamily("l2lb_speaker_api_writes", "Registration Lease writes sent",
+                                  value=s.registry.writes)

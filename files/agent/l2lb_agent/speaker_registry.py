@@ -1,0 +1,149 @@
+"""The speaker's registration Lease and its view of the API server (component ring).
+
+Place in the flow: ``Registry`` thread -> Lease ``l2lb-speaker-<node>`` in the l2lb namespace
+(labels ``l2lb.io/role: speaker-heartbeat``, ``l2lb.io/node``) -> peers' registration watches
+(``speaker_watch``) and ``l2lb_info``.
+
+What the Lease is for now: not liveness (that is on the LAN, ``membership``), but
+* registration: which speakers exist, so a speaker that hears none of them knows it is cut off;
+* who announces what: annotation ``l2lb.io/announcing`` lists the IPs this node answers for,
+  written at most once per ``MIN_WRITE_GAP`` and only when the set changed (exact and durable,
+  unlike Events);
+* the API probe: one GET of the Lease every ``api_probe_interval`` tells whether this node's view
+  of the desired state is fresh (``fresh(now)``); a speaker with a stale view yields to fresh peers.
+Writes: one create at start (and again if someone deletes the Lease), one update per change of
+the announced set, one delete on shutdown. Reads: ~2.5 GETs/s. None grow with the Service count.
+Not guaranteed: the annotation lags the truth by up to MIN_WRITE_GAP + one request.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from . import kube, timing
+
+log = logging.getLogger(__name__)
+
+ROLE_LABEL = "l2lb.io/role"
+ROLE = "speaker-heartbeat"
+NODE_LABEL = "l2lb.io/node"
+ANNOUNCING = "l2lb.io/announcing"
+MIN_WRITE_GAP = 1.0  # seconds between annotation writes of one node
+
+
+def lease_name(node: str) -> str:
+    return f"l2lb-speaker-{node}"
+
+
+def lease_node(lease: dict[str, Any]) -> str | None:
+    """The node a registration Lease belongs to."""
+    return ((lease.get("metadata") or {}).get("labels") or {}).get(NODE_LABEL)
+
+
+def announced(lease: dict[str, Any]) -> list[str]:
+    """The IPs a registration says its node announces."""
+    raw = ((lease.get("metadata") or {}).get("annotations") or {}).get(ANNOUNCING) or ""
+    return [ip for ip in raw.split(",") if ip]
+
+
+def lease_body(node: str, namespace: str, identity: str, ips: frozenset[str],
+               base: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The registration to write (base: the Lease last read, to keep its resourceVersion)."""
+    body: dict[str, Any] = dict(base or {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease"})
+    meta = dict(body.get("metadata") or {})
+    meta.update(name=lease_name(node), namespace=namespace)
+    meta["labels"] = {**(meta.get("labels") or {}), ROLE_LABEL: ROLE, NODE_LABEL: node}
+    meta["annotations"] = {**(meta.get("annotations") or {}), ANNOUNCING: ",".join(sorted(ips))}
+    body["metadata"] = meta
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    body["spec"] = {**(body.get("spec") or {}), "holderIdentity": identity, "renewTime": now}
+    body["spec"].setdefault("acquireTime", now)
+    return body
+
+
+class Registry:
+    """Registration, announced IPs and API freshness, on one thread. start() / release() / stop()."""
+
+    def __init__(self, client: kube.KubeClient, namespace: str, node: str, identity: str,
+                 t: timing.LanTimings) -> None:
+        self._client, self._ns, self._node, self._identity, self._t = client, namespace, node, identity, t
+        self.last_ok = float("-inf")  # monotonic time of the last answered probe
+        self.writes = 0
+        self.probes = 0
+        self.failures = 0
+        self._want: frozenset[str] = frozenset()  # IPs to publish
+        self._written: frozenset[str] | None = None  # IPs the Lease says (None: unknown)
+        self._last: dict[str, Any] | None = None  # the Lease as last read or written
+        self._last_write = float("-inf")
+        self._stop = threading.Event()
+        self._kick = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def fresh(self, now: float) -> bool:
+        return now - self.last_ok < self._t.api_stale_after
+
+    def publish(self, ips: frozenset[str]) -> None:
+        """The IPs this node announces now (written soon, rate limited)."""
+        self._want = ips
+        self._kick.set()
+
+    def lost(self) -> None:
+        """Someone deleted our Lease: write it again at once."""
+        self._last, self._written = None, None
+        self._kick.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="speaker-registry", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._kick.set()
+        if self._thread is not None:
+            self._thread.join(2 * self._t.api_stale_after)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            began = time.monotonic()
+            try:
+                self.sync_once(began)
+            except kube.ApiError as exc:
+                self.failures += 1
+                log.debug("registration %s: %s", lease_name(self._node), exc)
+            self._kick.wait(max(0.0, self._t.api_probe_interval - (time.monotonic() - began)))
+            self._kick.clear()
+
+    def sync_once(self, began: float) -> None:
+        """One probe (a GET), plus a write when the Lease is missing or its IPs are out of date."""
+        name = lease_name(self._node)
+        self.probes += 1
+        try:
+            self._last = self._client.get(kube.LEASES, name, self._ns)
+            self._written = frozenset(announced(self._last))
+        except kube.NotFound:
+            self._last, self._written = None, None
+        self.last_ok = max(self.last_ok, began)  # the API answered a request sent at `began`
+        want = self._want
+        if (self._last is not None and self._written == want) or began - self._last_write < MIN_WRITE_GAP:
+            return
+        body = lease_body(self._node, self._ns, self._identity, want, self._last)
+        self.writes += 1
+        self._last_write = began
+        if self._last is None:
+            self._last = self._client.create(kube.LEASES, body, self._ns)
+        else:
+            self._last = self._client.replace(kube.LEASES, name, body, self._ns)
+        self._written = want
+
+    def release(self) -> None:
+        """Delete the registration (shutdown): the node is no longer a speaker."""
+        try:
+            self._client.delete(kube.LEASES, lease_name(self._node), self._ns)
+        except kube.NotFound:
+            pass
+        except kube.ApiError as exc:
+            log.warning("registration %s not deleted (%s)", lease_name(self._node), exc)
