@@ -48,6 +48,7 @@ class Result:
     changed: bool
     before: dict[str, t.Any] | None
     after: dict[str, t.Any] | None
+    key: tuple[str, str, str, str | None] | None = None  # apiVersion, kind, name, namespace
 
 
 def comparable(obj: t.Mapping[str, t.Any] | None) -> dict[str, t.Any] | None:
@@ -130,6 +131,28 @@ class Kube:
             raise KubeError(f"cannot list {kind} in {where}: {_describe(error)}") from error
         return list(found.to_dict().get("items", []))
 
+    def serves(self, api_version: str, kind: str) -> bool:
+        """Whether the API server knows this kind at this version."""
+        try:
+            self.client.resources.get(api_version=api_version, kind=kind)
+        except dynamic_exceptions.ResourceNotFoundError:
+            return False
+        return True
+
+    def list_namespace_contents(self, namespace: str) -> list[dict[str, t.Any]]:
+        """Every object in the namespace, of every listable kind (preferred versions only)."""
+        found: list[dict[str, t.Any]] = []
+        for resource in _listable(self.client.resources):
+            try:
+                listed = resource.get(namespace=namespace).to_dict()
+            except dynamic_exceptions.NotFoundError:
+                continue
+            except _api_errors() as error:
+                raise KubeError(f"cannot list {resource.kind} in {namespace}: {_describe(error)}") from error
+            for item in listed.get("items") or []:
+                found.append({**item, "apiVersion": resource.group_version, "kind": resource.kind})
+        return found
+
     def apply(self, manifest: t.Mapping[str, t.Any]) -> Result:
         """Server-side apply; in check mode a server dry run. changed = live differs from result."""
         api_version, kind = manifest["apiVersion"], manifest["kind"]
@@ -166,7 +189,18 @@ class Kube:
             return Result(ref, False, None, None)
         except _api_errors() as error:
             raise KubeError(f"cannot delete {ref}: {_describe(error)}") from error
-        return Result(ref, True, comparable(live), None)
+        return Result(ref, True, comparable(live), None, (api_version, kind, name, namespace))
+
+
+def _listable(resources: t.Iterable[t.Any]) -> list[t.Any]:
+    """Namespaced, listable top-level resources of each group's preferred version."""
+    chosen: dict[tuple[str, str], t.Any] = {}
+    for item in resources:
+        for resource in item if isinstance(item, list) else [item]:
+            if (getattr(resource, "preferred", False) and getattr(resource, "namespaced", False)
+                    and "list" in (getattr(resource, "verbs", None) or []) and "/" not in resource.name):
+                chosen.setdefault((resource.group, resource.name), resource)
+    return list(chosen.values())
 
 
 def diff(results: t.Iterable[Result], dump: t.Callable[[t.Any], str], check_mode: bool) -> dict[str, str]:

@@ -11,17 +11,20 @@ objects in apply order (dependencies first).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import typing as t
+
+from ansible_collections.l2lb.layer2.plugins.module_utils import l2lb_keyring, rbac
 
 VERSION = "0.1.0"
 DEFAULT_NAMESPACE = "l2lb-system"
 DEFAULT_IMAGE = f"ghcr.io/l2lb/l2lb-agent:{VERSION}"
 DEFAULT_LOADBALANCER_CLASS = "l2lb.io/layer2"
-CONFIG_MAP_NAME = "config"
+CONFIG_MAP_NAME = rbac.CONFIG_MAP_NAME
 CONFIG_MAP_KEY = "config"
-CONTROLLER = "controller"
-SPEAKER = "speaker"
+CONTROLLER = rbac.CONTROLLER
+SPEAKER = rbac.SPEAKER
 CONTROLLER_METRICS_PORT = 7472
 SPEAKER_METRICS_PORT = 7473
 # The speaker hands over on SIGTERM at once; a short grace keeps a rollout's gap small.
@@ -29,24 +32,48 @@ SPEAKER_GRACE_SECONDS = 5
 CONTROL_PLANE_TAINTS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 PULL_POLICIES = ("Always", "IfNotPresent", "Never")
+DEFAULT_RESOURCES: dict[str, dict[str, str]] = {"requests": {"cpu": "25m", "memory": "64Mi"},
+                                                "limits": {"memory": "256Mi"}}
+MEMBERLIST_SECRET = l2lb_keyring.SECRET_NAME
+MANAGED_BY = "l2lb-ansible"
+# Set only when l2lb itself created the namespace: uninstall never deletes one it did not create.
+CREATED_BY_ANNOTATION = "l2lb.io/created-by"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Settings:
-    """What an operator may choose about the installation (the role's variables)."""
+    """What an operator may choose about the installation (the role's variables).
+
+    Timings left None are not rendered, so the agent's own default applies (one definition:
+    l2lb_agent.timing). A metrics host left "" is the Pod's IP from the downward API.
+    """
 
     namespace: str = DEFAULT_NAMESPACE
     image: str = DEFAULT_IMAGE
     image_pull_policy: str = "IfNotPresent"
+    image_pull_secrets: tuple[str, ...] = ()
     controller_replicas: int = 2
     speaker_node_selector: t.Mapping[str, str] = dataclasses.field(default_factory=dict)
     tolerations: tuple[t.Mapping[str, t.Any], ...] = ()
     loadbalancer_class: str = DEFAULT_LOADBALANCER_CLASS
     interfaces: tuple[str, ...] = ()
     log_level: str = "info"
-    # None: the agent's own default applies (one definition of the Lease timings).
+    # Controller leader election only (the speaker's liveness is on the LAN).
     lease_duration: float | None = None
     renew_interval: float | None = None
+    # Speaker LAN heartbeats.
+    heartbeat_interval: float | None = None
+    dead_after: float | None = None
+    handover_delay: float | None = None
+    controller_metrics_host: str = ""
+    speaker_metrics_host: str = ""
+    controller_priority_class: str = "system-cluster-critical"
+    speaker_priority_class: str = "system-node-critical"
+    controller_resources: t.Mapping[str, t.Any] = dataclasses.field(
+        default_factory=lambda: copy.deepcopy(DEFAULT_RESOURCES))
+    speaker_resources: t.Mapping[str, t.Any] = dataclasses.field(
+        default_factory=lambda: copy.deepcopy(DEFAULT_RESOURCES))
+    speaker_lease_guard: bool = True
 
 
 def name_of(component: str) -> str:
@@ -59,7 +86,7 @@ def common_labels() -> dict[str, str]:
         "app.kubernetes.io/name": "l2lb",
         "app.kubernetes.io/part-of": "l2lb",
         "app.kubernetes.io/version": VERSION,
-        "app.kubernetes.io/managed-by": "l2lb-ansible",
+        "app.kubernetes.io/managed-by": MANAGED_BY,
     }
 
 
@@ -82,8 +109,16 @@ def _meta(name: str, namespace: str | None, component: str | None = None) -> dic
     return meta
 
 
+def is_managed(obj: t.Mapping[str, t.Any] | None) -> bool:
+    """True when l2lb's Ansible content applied this object (its managed-by label)."""
+    labels = ((obj or {}).get("metadata") or {}).get("labels") or {}
+    return labels.get("app.kubernetes.io/managed-by") == MANAGED_BY
+
+
 def namespace(settings: Settings) -> dict[str, t.Any]:
-    return {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(settings.namespace, None)}
+    meta = _meta(settings.namespace, None)
+    meta["annotations"] = {CREATED_BY_ANNOTATION: MANAGED_BY}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta}
 
 
 def service_account(settings: Settings, component: str) -> dict[str, t.Any]:
@@ -94,64 +129,20 @@ def service_account(settings: Settings, component: str) -> dict[str, t.Any]:
     }
 
 
-def _rule(groups: list[str], resources: list[str], verbs: list[str]) -> dict[str, list[str]]:
-    return {"apiGroups": groups, "resources": resources, "verbs": verbs}
+def _field_env(name: str, path: str) -> dict[str, t.Any]:
+    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
 
 
-READ = ["get", "list", "watch"]
-EVENTS = _rule([""], ["events"], ["create", "patch"])
-
-# component -> (cluster-wide rules, rules inside the l2lb namespace)
-RULES: dict[str, tuple[list[dict[str, list[str]]], list[dict[str, list[str]]]]] = {
-    CONTROLLER: (
-        [
-            _rule([""], ["services"], READ),
-            _rule([""], ["services/status"], ["update", "patch"]),
-            EVENTS,
-        ],
-        [
-            _rule([""], ["configmaps"], READ),
-            # Leader election: one Lease, created on first start then renewed.
-            _rule(["coordination.k8s.io"], ["leases"], [*READ, "create", "update", "patch"]),
-        ],
-    ),
-    SPEAKER: (
-        [
-            _rule([""], ["services", "nodes"], READ),
-            _rule(["discovery.k8s.io"], ["endpointslices"], READ),
-            EVENTS,
-        ],
-        [
-            _rule([""], ["configmaps"], READ),
-            # Heartbeat Leases: each speaker writes its own, reads the others', deletes on hand-over.
-            _rule(["coordination.k8s.io"], ["leases"], [*READ, "create", "update", "delete"]),
-        ],
-    ),
+# component -> (flag's env var, Settings field) for the optional timings, rendered only when set.
+TIMING_ENV: dict[str, tuple[tuple[str, str], ...]] = {
+    CONTROLLER: (("L2LB_LEASE_DURATION", "lease_duration"), ("L2LB_RENEW_INTERVAL", "renew_interval")),
+    SPEAKER: (("L2LB_HEARTBEAT_INTERVAL", "heartbeat_interval"), ("L2LB_DEAD_AFTER", "dead_after"),
+              ("L2LB_HANDOVER_DELAY", "handover_delay")),
 }
 
 
-def rbac(settings: Settings, component: str) -> list[dict[str, t.Any]]:
-    """ClusterRole/Binding for cluster-wide reads, Role/Binding for the l2lb namespace only."""
-    name = name_of(component)
-    cluster_rules, ns_rules = RULES[component]
-    subject = {"kind": "ServiceAccount", "name": name, "namespace": settings.namespace}
-    group = "rbac.authorization.k8s.io"
-    return [
-        {"apiVersion": f"{group}/v1", "kind": "ClusterRole",
-         "metadata": _meta(name, None, component), "rules": cluster_rules},
-        {"apiVersion": f"{group}/v1", "kind": "ClusterRoleBinding",
-         "metadata": _meta(name, None, component),
-         "roleRef": {"apiGroup": group, "kind": "ClusterRole", "name": name}, "subjects": [subject]},
-        {"apiVersion": f"{group}/v1", "kind": "Role",
-         "metadata": _meta(name, settings.namespace, component), "rules": ns_rules},
-        {"apiVersion": f"{group}/v1", "kind": "RoleBinding",
-         "metadata": _meta(name, settings.namespace, component),
-         "roleRef": {"apiGroup": group, "kind": "Role", "name": name}, "subjects": [subject]},
-    ]
-
-
-def _field_env(name: str, path: str) -> dict[str, t.Any]:
-    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": path}}}
+def metrics_host(settings: Settings, component: str) -> str:
+    return settings.controller_metrics_host if component == CONTROLLER else settings.speaker_metrics_host
 
 
 def _env(settings: Settings, component: str) -> list[dict[str, t.Any]]:
@@ -162,12 +153,18 @@ def _env(settings: Settings, component: str) -> list[dict[str, t.Any]]:
         {"name": "L2LB_LOG_LEVEL", "value": settings.log_level},
         {"name": "L2LB_LOADBALANCER_CLASS", "value": settings.loadbalancer_class},
     ]
-    if component == SPEAKER and settings.interfaces:
-        env.append({"name": "L2LB_INTERFACES", "value": ",".join(settings.interfaces)})
-    if settings.lease_duration is not None:
-        env.append({"name": "L2LB_LEASE_DURATION", "value": _number(settings.lease_duration)})
-    if settings.renew_interval is not None:
-        env.append({"name": "L2LB_RENEW_INTERVAL", "value": _number(settings.renew_interval)})
+    host = metrics_host(settings, component)
+    # Not 0.0.0.0: on the speaker's host network that would serve every interface of the node.
+    env.append({"name": "L2LB_METRICS_HOST", "value": host} if host
+               else _field_env("L2LB_METRICS_HOST", "status.podIP"))
+    if component == SPEAKER:
+        env.append({"name": "L2LB_MEMBERLIST_SECRET", "value": MEMBERLIST_SECRET})
+        if settings.interfaces:
+            env.append({"name": "L2LB_INTERFACES", "value": ",".join(settings.interfaces)})
+    for var, field in TIMING_ENV[component]:
+        value = getattr(settings, field)
+        if value is not None:
+            env.append({"name": var, "value": _number(value)})
     return env
 
 
@@ -175,7 +172,16 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
+def _probe(settings: Settings, component: str, period: int, failures: int) -> dict[str, t.Any]:
+    get: dict[str, t.Any] = {"path": "/healthz", "port": "metrics"}
+    host = metrics_host(settings, component)
+    if host and host not in ("0.0.0.0", "::"):
+        get["host"] = host  # the kubelet probes the Pod IP unless told otherwise
+    return {"httpGet": get, "periodSeconds": period, "timeoutSeconds": 2, "failureThreshold": failures}
+
+
 def _container(settings: Settings, component: str, port: int, security: dict[str, t.Any]) -> dict[str, t.Any]:
+    resources = settings.controller_resources if component == CONTROLLER else settings.speaker_resources
     return {
         "name": component,
         "image": settings.image,
@@ -183,14 +189,23 @@ def _container(settings: Settings, component: str, port: int, security: dict[str
         "args": [component],
         "env": _env(settings, component),
         "ports": [{"name": "metrics", "containerPort": port, "protocol": "TCP"}],
-        "readinessProbe": {
-            "httpGet": {"path": "/healthz", "port": "metrics"},
-            "periodSeconds": 2,
-            "failureThreshold": 3,
-        },
-        "resources": {"requests": {"cpu": "25m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}},
+        "readinessProbe": _probe(settings, component, period=2, failures=3),
+        # /healthz false for a minute (e.g. a dead heartbeat thread): the kubelet restarts it.
+        "livenessProbe": _probe(settings, component, period=10, failures=6),
+        "resources": copy.deepcopy(dict(resources)),
         "securityContext": security,
     }
+
+
+def _pod_common(settings: Settings, component: str) -> dict[str, t.Any]:
+    spec: dict[str, t.Any] = {
+        "serviceAccountName": name_of(component),
+        "priorityClassName": (settings.controller_priority_class if component == CONTROLLER
+                              else settings.speaker_priority_class),
+    }
+    if settings.image_pull_secrets:
+        spec["imagePullSecrets"] = [{"name": name} for name in settings.image_pull_secrets]
+    return spec
 
 
 def controller_deployment(settings: Settings) -> dict[str, t.Any]:
@@ -207,7 +222,7 @@ def controller_deployment(settings: Settings) -> dict[str, t.Any]:
         },
     }
     pod_spec = {
-        "serviceAccountName": name_of(CONTROLLER),
+        **_pod_common(settings, CONTROLLER),
         "nodeSelector": {"kubernetes.io/os": "linux"},
         "securityContext": {
             "runAsNonRoot": True,
@@ -230,6 +245,16 @@ def controller_deployment(settings: Settings) -> dict[str, t.Any]:
     }
 
 
+def controller_disruption_budget(settings: Settings) -> dict[str, t.Any]:
+    """At most one controller evicted at a time (maxUnavailable, so one replica never blocks a drain)."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(name_of(CONTROLLER), settings.namespace, CONTROLLER),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(CONTROLLER)}},
+    }
+
+
 def _speaker_tolerations(settings: Settings) -> list[dict[str, t.Any]]:
     builtin = [{"key": key, "operator": "Exists", "effect": "NoSchedule"} for key in CONTROL_PLANE_TAINTS]
     return builtin + [dict(item) for item in settings.tolerations if dict(item) not in builtin]
@@ -246,7 +271,7 @@ def speaker_daemonset(settings: Settings) -> dict[str, t.Any]:
         "capabilities": {"drop": ["ALL"], "add": ["NET_RAW"]},
     }
     pod_spec = {
-        "serviceAccountName": name_of(SPEAKER),
+        **_pod_common(settings, SPEAKER),
         "hostNetwork": True,
         "dnsPolicy": "ClusterFirstWithHostNet",
         "terminationGracePeriodSeconds": SPEAKER_GRACE_SECONDS,
@@ -268,11 +293,15 @@ def speaker_daemonset(settings: Settings) -> dict[str, t.Any]:
 
 
 def manifests(settings: Settings) -> list[dict[str, t.Any]]:
-    """Everything but the pools ConfigMap, in apply order (namespace and RBAC before workloads)."""
+    """Everything but the pools ConfigMap and the keys Secret, in apply order: namespace, then
+    identities and permissions (and the Lease guard) before any workload starts."""
     objects = [namespace(settings)]
     for component in (CONTROLLER, SPEAKER):
         objects.append(service_account(settings, component))
-        objects.extend(rbac(settings, component))
+        objects.extend(rbac.objects(_meta, settings.namespace, component, MEMBERLIST_SECRET))
+    if settings.speaker_lease_guard:
+        objects.extend(rbac.lease_guard(_meta, settings.namespace))
+    objects.append(controller_disruption_budget(settings))
     objects.append(controller_deployment(settings))
     objects.append(speaker_daemonset(settings))
     return objects

@@ -105,6 +105,12 @@ except ImportError:  # pool names are a nicety here; everything else works witho
     l2lb_config = None
 
 HEARTBEAT_SELECTOR = "l2lb.io/role=speaker-heartbeat"
+ARGUMENT_SPEC = {
+    "namespace": {"type": "str", "default": render.DEFAULT_NAMESPACE},
+    "wait": {"type": "bool", "default": False},
+    "wait_timeout": {"type": "int", "default": 300},
+    **common.CONNECTION_ARGS,
+}
 
 
 def pool_lookup(kube: k8s_apply.Kube, namespace: str) -> Callable[[str], str | None]:
@@ -168,12 +174,7 @@ def run(module: AnsibleModule) -> dict:
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={
-            "namespace": {"type": "str", "default": render.DEFAULT_NAMESPACE},
-            "wait": {"type": "bool", "default": False},
-            "wait_timeout": {"type": "int", "default": 300},
-            **common.CONNECTION_ARGS,
-        },
+        argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
     )
     try:

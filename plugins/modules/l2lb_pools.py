@@ -31,18 +31,22 @@ options:
       - Address pools in the seed's shape (C(name), C(protocol), C(addresses), and any other key
         the config model accepts). C(addresses) may be one string or a list of CIDRs, ranges
         (C(a-b)) or single addresses.
-      - Required when O(state=present).
+      - Empty means no pools (the controller then hands out nothing; live Services keep their
+        addresses only with O(allow_orphaned_addresses=true)).
     type: list
     elements: dict
+    default: []
   namespace:
     description: Namespace of the l2lb installation.
     type: str
     default: l2lb-system
   state:
     description:
-      - V(present) applies the pools; V(absent) deletes the ConfigMap.
+      - V(present) applies the pools; V(absent) deletes the ConfigMap (only if l2lb created it).
+      - V(rendered) validates the pools and returns the ConfigMap in RV(manifests) without
+        contacting the cluster (for GitOps; no orphan check).
     type: str
-    choices: [present, absent]
+    choices: [present, absent, rendered]
     default: present
   validate_only:
     description:
@@ -110,6 +114,12 @@ orphans:
   type: list
   elements: dict
   sample: [{"service": "default/nginx", "address": "192.168.1.240", "pool": "my-ip-space"}]
+manifests:
+  description: The ConfigMap O(state=present) applies.
+  returned: when O(state=rendered)
+  type: list
+  elements: dict
+  sample: [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "config"}}]
 resources:
   description: Each object the module applied or deleted, and whether it changed.
   returned: always
@@ -122,13 +132,30 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.l2lb.layer2.plugins.module_utils import common, k8s_apply, render
 from ansible_collections.l2lb.layer2.plugins.module_utils import pools as pool_logic
 
+ARGUMENT_SPEC = {
+    "pools": {"type": "list", "elements": "dict", "default": []},
+    "namespace": {"type": "str", "default": render.DEFAULT_NAMESPACE},
+    "state": {"type": "str", "choices": ["present", "absent", "rendered"], "default": "present"},
+    "validate_only": {"type": "bool", "default": False},
+    "allow_orphaned_addresses": {"type": "bool", "default": False},
+    "loadbalancer_class": {"type": "str", "default": render.DEFAULT_LOADBALANCER_CLASS},
+    **common.CONNECTION_ARGS,
+}
+
 
 def run(module: AnsibleModule) -> dict:
     params = module.params
-    present = params["state"] == "present"
+    present = params["state"] != "absent"
     new, text = pool_logic.validate(params["pools"]) if present else (None, "")
+    if params["state"] == "rendered":
+        return {"changed": False, "config": text, "orphans": [], "resources": [],
+                "manifests": [render.config_map(params["namespace"], text)]}
     kube = common.connect(params, module.check_mode)
     live_cm = kube.get("v1", "ConfigMap", render.CONFIG_MAP_NAME, params["namespace"])
+    if present and live_cm is not None and not render.is_managed(live_cm):
+        raise pool_logic.PoolsError(
+            f"refusing to overwrite ConfigMap {params['namespace']}/{render.CONFIG_MAP_NAME}: l2lb did not "
+            "create it. Remove or rename it, or install l2lb into another namespace (l2lb_namespace)")
     live_text = ((live_cm or {}).get("data") or {}).get(render.CONFIG_MAP_KEY)
     services = kube.list("v1", "Service")
     addresses = pool_logic.service_addresses(services, params["loadbalancer_class"])
@@ -140,23 +167,16 @@ def run(module: AnsibleModule) -> dict:
         return {"changed": False, "config": text, "orphans": orphaned, "resources": []}
     if present:
         results = [kube.apply(render.config_map(params["namespace"], text))]
-    else:
+    elif render.is_managed(live_cm):
         results = [kube.delete("v1", "ConfigMap", render.CONFIG_MAP_NAME, params["namespace"])]
+    else:
+        results = []  # absent, or not l2lb's: nothing to delete
     return {**common.summarize(results, module._diff, module.check_mode), "config": text, "orphans": orphaned}
 
 
 def main() -> None:
     module = AnsibleModule(
-        argument_spec={
-            "pools": {"type": "list", "elements": "dict"},
-            "namespace": {"type": "str", "default": render.DEFAULT_NAMESPACE},
-            "state": {"type": "str", "choices": ["present", "absent"], "default": "present"},
-            "validate_only": {"type": "bool", "default": False},
-            "allow_orphaned_addresses": {"type": "bool", "default": False},
-            "loadbalancer_class": {"type": "str", "default": render.DEFAULT_LOADBALANCER_CLASS},
-            **common.CONNECTION_ARGS,
-        },
-        required_if=[("state", "present", ["pools"])],
+        argument_spec=ARGUMENT_SPEC,
         supports_check_mode=True,
     )
     if pool_logic.IMPORT_ERROR:

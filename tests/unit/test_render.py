@@ -64,38 +64,49 @@ def test_pod_labels_and_selector(objects, component, kind):
     assert workload["spec"]["selector"]["matchLabels"].items() <= labels.items()
 
 
-CONTROLLER_CLUSTER = {
-    ("", "services", "get"), ("", "services", "list"), ("", "services", "watch"),
-    ("", "services/status", "update"), ("", "services/status", "patch"),
-    ("", "events", "create"), ("", "events", "patch"),
+def grants(objects: list[dict], kind: str, name: str) -> set[tuple[str, str, str, str]]:
+    """(apiGroup, resource, verb, resourceName or '*') a Role/ClusterRole grants."""
+    return {(g, r, v, n) for rule in by_kind(objects, kind, name)["rules"]
+            for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]
+            for n in rule.get("resourceNames") or ["*"]}
+
+
+# Exactly the calls each component issues (controller.py, leader.py, writers.py; the speaker per
+# docs/internals.md): informers list+watch, never get; no patch of Events, no ConfigMap for speakers.
+EXPECTED_GRANTS = {
+    ("ClusterRole", "l2lb-controller"): {
+        ("", "services", "list", "*"), ("", "services", "watch", "*"),
+        ("", "services/status", "patch", "*"), ("", "events", "create", "*"),
+    },
+    ("Role", "l2lb-controller"): {
+        ("", "configmaps", "list", "config"), ("", "configmaps", "watch", "config"),
+        ("coordination.k8s.io", "leases", "create", "*"),
+        ("coordination.k8s.io", "leases", "get", "l2lb-controller"),
+        ("coordination.k8s.io", "leases", "update", "l2lb-controller"),
+    },
+    ("ClusterRole", "l2lb-speaker"): {
+        *(("", r, v, "*") for r in ("services", "nodes") for v in ("list", "watch")),
+        *(("discovery.k8s.io", "endpointslices", v, "*") for v in ("list", "watch")),
+        ("", "events", "create", "*"),
+    },
+    ("Role", "l2lb-speaker"): {
+        *(("coordination.k8s.io", "leases", v, "*")
+          for v in ("list", "watch", "get", "create", "update", "delete")),
+        *(("", "secrets", v, "l2lb-memberlist") for v in ("get", "list", "watch")),
+    },
 }
-SPEAKER_CLUSTER = {
-    *((g, r, v) for g, r in [("", "services"), ("", "nodes"), ("discovery.k8s.io", "endpointslices")]
-      for v in ("get", "list", "watch")),
-    ("", "events", "create"), ("", "events", "patch"),
-}
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("l2lb-controller", CONTROLLER_CLUSTER),
-    ("l2lb-speaker", SPEAKER_CLUSTER),
-], ids=["controller", "speaker"])
-def test_cluster_rbac_is_exactly_what_the_component_needs(objects, name, expected):
-    assert rules_of(objects, "ClusterRole", name) == expected
+@pytest.mark.parametrize(("kind", "name"), list(EXPECTED_GRANTS), ids=lambda v: str(v))
+def test_rbac_is_exactly_what_the_component_calls(objects, kind, name):
+    assert grants(objects, kind, name) == EXPECTED_GRANTS[(kind, name)]
 
 
-def test_namespaced_rbac(objects):
-    controller = rules_of(objects, "Role", "l2lb-controller")
-    speaker = rules_of(objects, "Role", "l2lb-speaker")
-    assert {v for _, r, v in controller if r == "configmaps"} == {"get", "list", "watch"}
-    assert {v for _, r, v in speaker if r == "leases"} == {
-        "create", "get", "list", "watch", "update", "delete"}
-    assert ("coordination.k8s.io", "leases", "update") in controller
-    # nothing namespaced grants writes on configmaps, and no wildcard anywhere
-    read = ("get", "list", "watch")
-    assert not [t for t in controller | speaker if t[1] == "configmaps" and t[2] not in read]
-    assert all("*" not in t for o in objects if o["kind"].endswith("Role") for t in rules_of(
-        objects, o["kind"], o["metadata"]["name"]))
+def test_no_wildcard_in_any_rule(objects):
+    for obj in objects:
+        for rule in obj.get("rules") or []:
+            for field in ("apiGroups", "resources", "verbs"):
+                assert "*" not in rule[field], (render.ref(obj), rule)
 
 
 def test_bindings_point_at_own_service_account(objects):
@@ -144,8 +155,10 @@ def test_env_defaults_leave_timings_to_the_agent(objects):
     assert env["L2LB_NAMESPACE"] == {"fieldRef": {"fieldPath": "metadata.namespace"}}
     assert env["L2LB_NODE_NAME"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
     assert env["L2LB_LOADBALANCER_CLASS"] == "l2lb.io/layer2"
-    assert "L2LB_LEASE_DURATION" not in env and "L2LB_RENEW_INTERVAL" not in env
-    assert "L2LB_INTERFACES" not in env
+    assert env["L2LB_MEMBERLIST_SECRET"] == "l2lb-memberlist"
+    for var in ("L2LB_LEASE_DURATION", "L2LB_RENEW_INTERVAL", "L2LB_HEARTBEAT_INTERVAL", "L2LB_DEAD_AFTER",
+                "L2LB_HANDOVER_DELAY", "L2LB_INTERFACES"):
+        assert var not in env
 
 
 def test_operator_settings_reach_the_pods():
@@ -153,20 +166,82 @@ def test_operator_settings_reach_the_pods():
         namespace="lb", image="registry.example/l2lb-agent:1", controller_replicas=3,
         speaker_node_selector={"edge": "true"}, interfaces=("eth1", "eth2"), log_level="debug",
         tolerations=({"key": "dedicated", "operator": "Exists", "effect": "NoSchedule"},),
-        lease_duration=10.0, renew_interval=2.5,
+        lease_duration=10.0, renew_interval=2.5, heartbeat_interval=0.2, dead_after=1.0, handover_delay=0.3,
+        image_pull_secrets=("regcred",), speaker_priority_class="edge-critical",
+        speaker_resources={"limits": {"memory": "128Mi"}},
     )
     objects = render.manifests(settings)
     speaker, controller = by_kind(objects, "DaemonSet"), by_kind(objects, "Deployment")
-    env = env_of(speaker)
+    env, controller_env = env_of(speaker), env_of(controller)
     assert env["L2LB_INTERFACES"] == "eth1,eth2"
-    assert (env["L2LB_LEASE_DURATION"], env["L2LB_RENEW_INTERVAL"]) == ("10", "2.5")
-    assert "L2LB_INTERFACES" not in env_of(controller)
+    # Lease timings are the controller's only; heartbeat timings the speaker's only.
+    assert (controller_env["L2LB_LEASE_DURATION"], controller_env["L2LB_RENEW_INTERVAL"]) == ("10", "2.5")
+    assert (env["L2LB_HEARTBEAT_INTERVAL"], env["L2LB_DEAD_AFTER"], env["L2LB_HANDOVER_DELAY"]) == (
+        "0.2", "1", "0.3")
+    assert "L2LB_LEASE_DURATION" not in env and "L2LB_HEARTBEAT_INTERVAL" not in controller_env
+    assert "L2LB_INTERFACES" not in controller_env and "L2LB_MEMBERLIST_SECRET" not in controller_env
     assert controller["spec"]["replicas"] == 3
     pod = speaker["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == {"kubernetes.io/os": "linux", "edge": "true"}
     assert "dedicated" in {t["key"] for t in pod["tolerations"]}
     assert pod["containers"][0]["image"] == "registry.example/l2lb-agent:1"
+    assert pod["imagePullSecrets"] == [{"name": "regcred"}]
+    assert pod["priorityClassName"] == "edge-critical"
+    assert pod["containers"][0]["resources"] == {"limits": {"memory": "128Mi"}}
+    assert controller["spec"]["template"]["spec"]["priorityClassName"] == "system-cluster-critical"
     assert {o["metadata"].get("namespace") for o in objects} == {None, "lb"}
+
+
+@pytest.mark.parametrize(("component", "kind", "priority"), [
+    ("controller", "Deployment", "system-cluster-critical"),
+    ("speaker", "DaemonSet", "system-node-critical"),
+])
+def test_metrics_on_the_pod_ip_with_probes(objects, component, kind, priority):
+    pod = by_kind(objects, kind)["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert env_of(by_kind(objects, kind))["L2LB_METRICS_HOST"] == {"fieldRef": {"fieldPath": "status.podIP"}}
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+        assert container[probe]["timeoutSeconds"] >= 1
+    live = container["livenessProbe"]
+    assert live["periodSeconds"] * live["failureThreshold"] >= 30  # a slow API is not a dead process
+    assert pod["priorityClassName"] == priority
+    assert "imagePullSecrets" not in pod
+
+
+def test_speaker_metrics_on_loopback_probe_loopback():
+    objects = render.manifests(render.Settings(speaker_metrics_host="127.0.0.1"))
+    speaker = by_kind(objects, "DaemonSet")
+    assert env_of(speaker)["L2LB_METRICS_HOST"] == "127.0.0.1"
+    probe = speaker["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]
+    assert probe["httpGet"]["host"] == "127.0.0.1"
+    controller = by_kind(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    assert "host" not in controller["livenessProbe"]["httpGet"]
+
+
+def test_controller_disruption_budget_allows_one_eviction(objects):
+    pdb = by_kind(objects, "PodDisruptionBudget")
+    deployment = by_kind(objects, "Deployment")
+    assert pdb["spec"] == {"maxUnavailable": 1, "selector": deployment["spec"]["selector"]}
+
+
+def test_namespace_records_that_l2lb_created_it(objects):
+    namespace = by_kind(objects, "Namespace")
+    assert namespace["metadata"]["annotations"] == {"l2lb.io/created-by": "l2lb-ansible"}
+    assert render.is_managed(namespace)
+
+
+def test_lease_guard_is_rendered_before_workloads_and_optional(objects):
+    kinds = [o["kind"] for o in objects]
+    assert kinds.index("ValidatingAdmissionPolicyBinding") < kinds.index("DaemonSet")
+    policy = by_kind(objects, "ValidatingAdmissionPolicy")
+    assert policy["metadata"]["name"] == "l2lb-leases.l2lb-system"
+    condition = policy["spec"]["matchConditions"][0]["expression"]
+    assert "system:serviceaccount:l2lb-system:l2lb-speaker" in condition
+    binding = by_kind(objects, "ValidatingAdmissionPolicyBinding")
+    assert binding["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]}
+    without = render.manifests(render.Settings(speaker_lease_guard=False))
+    assert not [o for o in without if o["kind"].startswith("ValidatingAdmissionPolicy")]
 
 
 def test_config_map_carries_the_canonical_pools():

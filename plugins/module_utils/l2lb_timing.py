@@ -1,0 +1,1 @@
+../../files/agent/l2lb_agent/timing.py
