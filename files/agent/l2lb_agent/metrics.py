@@ -1,15 +1,19 @@
 """Prometheus metrics and the /metrics + /healthz HTTP server.
 
 Adapter ring. `serve()` runs the HTTP server on a daemon thread (port 0 = off; a port already
-taken is logged and skipped, because in the lab two agents may share one node's network).
-`ControllerMetrics` groups the controller's series; it registers them in the registry it is
-given, so tests can use a private registry. Process metrics (RSS, CPU) come from
-prometheus_client's default collectors in the default registry.
+taken is logged and skipped, because in the lab two agents may share one node's network). It is
+unauthenticated, so the manifests bind it to the Pod's IP (the node's IP for the speaker), not
+0.0.0.0; an IPv6 host gets an IPv6 socket. A slow or idle client is cut off after
+REQUEST_TIMEOUT seconds and at most MAX_CONNECTIONS are served at once (the rest are closed at
+once), so a scraper cannot tie up threads. `ControllerMetrics` groups the controller's series; it
+registers them in the registry it is given, so tests can use a private registry. Process metrics
+(RSS, CPU) come from prometheus_client's default collectors in the default registry.
 """
 
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,6 +23,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 log = logging.getLogger(__name__)
 
+REQUEST_TIMEOUT = 5.0  # seconds a client may take to send its request or read the answer
+MAX_CONNECTIONS = 8  # concurrent connections served; more are closed without an answer
+
 
 def serve(host: str, port: int, health: Callable[[], bool],
           registry: CollectorRegistry = prometheus_client.REGISTRY) -> ThreadingHTTPServer | None:
@@ -27,6 +34,8 @@ def serve(host: str, port: int, health: Callable[[], bool],
         return None
 
     class Handler(BaseHTTPRequestHandler):
+        timeout = REQUEST_TIMEOUT  # applied to the connection's socket by StreamRequestHandler
+
         def do_GET(self) -> None:
             if self.path.split("?")[0] == "/metrics":
                 self._send(200, prometheus_client.generate_latest(registry),
@@ -48,15 +57,41 @@ def serve(host: str, port: int, health: Callable[[], bool],
             log.debug("metrics http: " + format, *args)
 
     try:
-        server = ThreadingHTTPServer((host, port), Handler)
+        server = _Server(host, port, Handler)
     except OSError as exc:
         log.warning("metrics server not started on %s:%d: %s (continuing without it)", host, port,
                     exc.strerror)
         return None
-    server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
     log.info("serving /metrics and /healthz on %s:%d", host, port)
     return server
+
+
+class _Server(ThreadingHTTPServer):
+    """ThreadingHTTPServer on the host's address family, with a bound on concurrent connections."""
+
+    daemon_threads = True
+
+    def __init__(self, host: str, port: int, handler: type[BaseHTTPRequestHandler]) -> None:
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__((host, port), handler)
+
+    def process_request(self, request: socket.socket, client_address: object) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)  # busy: refuse rather than queue threads
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: socket.socket, client_address: object) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
 
 
 def _safe(health: Callable[[], bool]) -> bool:
