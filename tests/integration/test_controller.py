@@ -376,3 +376,64 @@ def test_bad_flag_is_named() -> None:
                          capture_output=True, text=True, cwd=REPO, env={**os.environ}, timeout=30)
     assert out.returncode == 2
     assert "--metrics-port (env L2LB_METRICS_PORT) = '99999'" in out.stderr
+
+
+def _deny_status_writes(kube: Any, ns: str) -> Any:
+    """A ValidatingAdmissionPolicy refusing every Service status write in ns: a real, persistent
+    write failure from the real API server. Returns a function that lifts it."""
+    import kubernetes.client as k8s
+
+    adm = k8s.AdmissionregistrationV1Api(kube.api_client)
+    name = f"l2lb-test-deny-status-{ns}"
+    adm.create_validating_admission_policy({
+        "metadata": {"name": name},
+        "spec": {"failurePolicy": "Fail",
+                 "matchConstraints": {
+                     "resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE"],
+                                        "resources": ["services/status"]}],
+                     "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}},
+                 "validations": [{"expression": "false", "message": "l2lb test: status writes refused"}]}})
+    adm.create_validating_admission_policy_binding({
+        "metadata": {"name": name},
+        "spec": {"policyName": name, "validationActions": ["Deny"]}})
+
+    def lift() -> None:
+        with contextlib.suppress(ApiException):
+            adm.delete_validating_admission_policy_binding(name)
+        with contextlib.suppress(ApiException):
+            adm.delete_validating_admission_policy(name)
+    return lift
+
+
+def test_persistent_status_write_failure_backs_off_with_one_warning(env: Env) -> None:
+    env.set_config(TUTORIAL)
+    lift = _deny_status_writes(env.kube, env.ns)
+    try:
+        env.service("probe", lb_class="nobody.l2lb.io/none")
+
+        def refused() -> bool:
+            try:
+                env.kube.core.patch_namespaced_service_status("probe", env.ns, {"status": {"loadBalancer": {
+                    "ingress": [{"ip": "192.168.1.99", "ipMode": "VIP"}]}}})
+            except ApiException as exc:
+                return exc.status in (400, 403, 422)
+            return False
+
+        wait_until("the policy refuses status writes", refused, timeout=20)
+        ctl = env.controller()
+        env.service("a")
+        ev = env.wait_event("a", "StatusWriteFailed", "status writes refused")
+        assert ev.type == "Warning"
+        time.sleep(8)  # the old code: one PATCH and one IPAllocated Event per second, forever
+        m = ctl.metrics()
+        failures = m.get("l2lb_status_write_failures_total", 0)
+        assert 2 <= failures <= 6, failures  # retries at about 1, 2, 4 s: 1+2+4 = 7 s
+        assert m.get("l2lb_services_write_backoff") == 1
+        assert len(env.events("a", "StatusWriteFailed")) == 1
+        assert len(env.events("a", "IPAllocated")) <= 1
+        assert "Timer" not in ctl.logs()
+    finally:
+        lift()
+    assert env.wait_ips("a", timeout=40) == ["192.168.1.240"]  # next retry at most ~16 s away
+    wait_until("backoff cleared", lambda: ctl.metrics().get("l2lb_services_write_backoff") == 0)
+    assert len(env.events("a", "StatusWriteFailed")) == 1

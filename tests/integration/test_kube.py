@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import socket
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -112,3 +116,90 @@ def test_informer_cache_handler_and_prompt_stop(client: kube.KubeClient, ns: str
     informer.stop()
     assert time.monotonic() - started < 2
     assert not any(t.name == informer.name for t in threading.enumerate())
+
+
+class Relay:
+    """A TCP relay to the API server whose connections can all be cut at once: a real API blip
+    (broken watch streams, refused reconnects) without touching the shared API server."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target, self.down = target, False
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _addr = self._listener.accept()
+            except OSError:
+                return
+            if self.down:
+                conn.close()
+                continue
+            upstream = socket.create_connection(self.target)
+            with self._lock:
+                self._conns += [conn, upstream]
+            for a, b in ((conn, upstream), (upstream, conn)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := src.recv(65536):
+                dst.sendall(data)
+        with contextlib.suppress(OSError):
+            dst.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        """Drop every open connection and refuse new ones until restore()."""
+        self.down = True
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for c in conns:
+            with contextlib.suppress(OSError):
+                c.shutdown(socket.SHUT_RDWR)
+            c.close()
+
+    def restore(self) -> None:
+        self.down = False
+
+    def close(self) -> None:
+        self.cut()
+        self._listener.close()
+
+
+def test_informer_resumes_after_a_blip_without_listing_again(client: kube.KubeClient, ns: str) -> None:
+    url = urllib.parse.urlsplit(client.config.server)
+    relay = Relay((url.hostname or "127.0.0.1", url.port or 443))
+    via = kube.KubeClient(dataclasses.replace(client.config, server=f"https://127.0.0.1:{relay.port}"))
+    seen: list[tuple[str, str]] = []
+    informer = kube.Informer(via, kube.CONFIGMAPS, lambda t, new, old: seen.append(
+        (t, (new or old or {})["metadata"]["name"])), namespace=ns)
+    try:
+        informer.start()
+        assert informer.synced.wait(10)
+        client.create(kube.CONFIGMAPS, cm("before"), ns)
+        wait_for(lambda: ("ADDED", "before") in seen)
+        relay.cut()  # the watch stream breaks; reconnects are refused
+        client.create(kube.CONFIGMAPS, cm("during"), ns)
+        client.delete(kube.CONFIGMAPS, "before", ns)
+        time.sleep(2)  # a few refused resumes (backoff 0.5 s, 1 s)
+        relay.restore()
+        wait_for(lambda: ("ADDED", "during") in seen and ("DELETED", "before") in seen)
+        client.create(kube.CONFIGMAPS, cm("after"), ns)
+        wait_for(lambda: ("ADDED", "after") in seen)
+        assert informer.lists == 1  # resumed from its resourceVersion: no relist
+        assert sorted(k.split("/")[1] for k in informer.cache) == ["after", "during", "kube-root-ca.crt"]
+    finally:
+        informer.stop()
+        relay.close()
+
+
+def wait_for(cond: Any, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)

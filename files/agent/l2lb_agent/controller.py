@@ -7,17 +7,18 @@ Component ring. Flow:
        threads, sharded by Service key so one Service's writes stay in order; Events on
        EVENT_WRITERS threads of their own, so under a burst they trail and addresses land first).
 Only the Lease leader (`leader.LeaderElector`) computes and writes; every write re-checks
-leadership. On becoming leader the worker builds a fresh allocator from the Services' status
-(Services that hold addresses first, oldest first) before anything new is assigned, so a valid
-address is never moved. With no ConfigMap nothing is assigned and nothing is removed. An invalid
-ConfigMap leaves the last good config in force (log, Warning Event `InvalidConfig`, metric
-`l2lb_config_stale 1`); a valid one with warnings (link-local pools, a pool holding a node's
-InternalIP) gets a Warning Event `ConfigWarning` per warning. Failed Services wait in `_pending`
-and are retried when addresses free up or the config changes. A failed status write puts its
-Service back in the queue after a per-key exponential backoff (writers.KeyQueue, 1 s doubling to
-5 min, jittered): one Warning Event `StatusWriteFailed` per failure streak, the counter
-`l2lb_status_write_failures_total` and the gauge `l2lb_services_write_backoff`; IPAllocated is sent
-once per address change, not once per attempt.
+leadership. On becoming leader the worker LISTs the Services from the API server (not the informer
+cache, which may not hold the last leader's final writes yet) and builds a fresh allocator from
+their status (Services that hold addresses first, oldest first) before anything new is assigned,
+so a valid address is never moved. With no ConfigMap nothing is assigned and nothing is removed.
+An invalid ConfigMap leaves the last good config in force (log, Warning Event `InvalidConfig`,
+metric `l2lb_config_stale 1`); a valid one with warnings (link-local pools, a pool holding a
+node's InternalIP) gets a Warning Event `ConfigWarning` per warning. Failed Services wait in
+`_pending` and are retried when addresses free up or the config changes. A failed status write
+puts its Service back in the queue after a per-key exponential backoff (writers.KeyQueue, 1 s
+doubling to 5 min, jittered): one Warning Event `StatusWriteFailed` per failure streak, the
+counter `l2lb_status_write_failures_total` and the gauge `l2lb_services_write_backoff`;
+IPAllocated is sent once per address change, not once per attempt.
 """
 
 from __future__ import annotations
@@ -214,13 +215,20 @@ class Controller:
             log.warning("leading without a config: nothing is assigned or removed")
             return
         started = time.monotonic()
+        try:  # the API's own answer, not the cache: the last leader's final writes may not be in it yet
+            fresh, _rv = self.client.list(kube.SERVICES)
+        except kube.ApiError as exc:
+            _failures, delay = self.queue.put_later(LEADERSHIP)
+            log.warning("leading, but listing Services failed (%s); trying again in %.1fs", exc, delay)
+            return
+        self.queue.forget(LEADERSHIP)
         self.alloc = allocator.Allocator(self.config)
         self._pending.clear()
         self._failed.clear()
         self._written.clear()
         self._evented.clear()
         self._warned.clear()
-        managed = [s for s in self.services.items() if self._managed(s)]
+        managed = [s for s in fresh if self._managed(s)]
         managed.sort(key=lambda s: (not services.status_ips(s), s["metadata"].get("creationTimestamp", ""),
                                     services.key_of(s)))
         for svc in managed:

@@ -14,8 +14,9 @@ time and memory at 1,000 Services; here a Service is the JSON dict the server se
 Guarantees: thread-safe (one urllib3 PoolManager); every request has a connect and a read
 timeout, so a blackholed API server raises `ApiUnavailable` instead of hanging; errors are typed
 (`NotFound`, `Conflict`/`AlreadyExists`, `Gone`, `Forbidden`, `ApiError` with status and message).
-Not guaranteed: retries. Callers decide; `Informer` (list, then watch, relist on Gone or error
-with backoff) keeps a local cache and calls a handler per change.
+Not guaranteed: retries. Callers decide; `Informer` (list, then watch; after an error it resumes
+the watch from the last resourceVersion it saw, kept fresh by bookmarks, and lists again only
+on Gone) keeps a local cache and calls a handler per change.
 `request_count` counts every HTTP request sent (the benchmark reads it).
 """
 
@@ -330,14 +331,17 @@ class WatchStream:
             return
         self._closed = True
         # shutdown() unblocks a reader waiting in another thread; urllib3 raises RuntimeError when the
-        # watch already ended and its connection went back to the pool, which is just as closed.
-        with contextlib.suppress(OSError, RuntimeError):
+        # watch already ended and its connection went back to the pool, and ValueError when the
+        # connection broke before (no socket left to shut): both are just as closed.
+        with contextlib.suppress(OSError, RuntimeError, ValueError):
             self._resp.shutdown()
         self._resp.close()
         self._resp.release_conn()
 
 
 # -- informer ---------------------------------------------------------------------------------
+
+RELIST_AFTER = 8  # failed watch resumes in a row before a full list (the version may be bad)
 
 Handler = Callable[[str, "dict[str, Any] | None", "dict[str, Any] | None"], None]
 """handler(type, new, old): type is ADDED / MODIFIED / DELETED; new is None for DELETED."""
@@ -353,10 +357,14 @@ def object_key(obj: Mapping[str, Any]) -> str:
 class Informer:
     """List, then watch one resource; keep `cache` (key -> object) and call `handler` per change.
 
-    On Gone or any error it waits (backoff 0.5 s doubling to 30 s, reset after a good list) and
-    lists again; the relist is diffed against the cache so the handler sees only real changes
-    (DELETED for objects that vanished meanwhile). `synced` is set after the first full list has
-    been handled; `on_synced` (optional) is called after every list. Handlers run on the
+    After an error (API blip, broken stream) it waits (backoff 0.5 s doubling to 30 s, reset once
+    a watch delivers an event or bookmark) and resumes the watch from the last resourceVersion
+    seen, which bookmarks keep recent: a blip costs one watch request, not a paged relist of
+    everything (at 100 speakers x Services + EndpointSlices + Nodes that is the difference). Only
+    Gone (410: the version was compacted away) or RELIST_AFTER failed resumes in a row bring a
+    full list; it is diffed against the cache so the handler sees only real changes (DELETED for
+    objects that vanished meanwhile). `lists` counts the full lists. `synced` is set after the
+    first full list has been handled; `on_synced` (optional) is called after every list. Handlers run on the
     informer's own thread, one at a time; a handler exception is logged and does not stop it.
     Cached objects lack metadata.managedFields (dropped to save memory); treat them as read-only.
     The constructor starts nothing: call start() and stop().
@@ -376,6 +384,9 @@ class Informer:
         self._lock = threading.Lock()
         self._stream: WatchStream | None = None
         self._thread: threading.Thread | None = None
+        self._rv = ""  # last resourceVersion seen (list, event or bookmark); "" = list first
+        self._delay = 0.5  # seconds before the next attempt after a failure
+        self.lists = 0  # full lists done
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name=self.name, daemon=True)
@@ -400,27 +411,34 @@ class Informer:
 
     def run(self) -> None:
         """The loop (blocking); start() runs it on a daemon thread."""
-        delay = 0.5
+        self._delay, failed = 0.5, 0
         while not self._stop.is_set():
             try:
-                rv = self._relist()
-                delay = 0.5
-                self._watch(rv)
+                if not self._rv or failed >= RELIST_AFTER:
+                    self._rv = self._relist()
+                    failed = 0
+                self._watch()
             except Gone:
-                log.info("%s: resourceVersion expired, listing again", self.name)
+                log.info("%s: resourceVersion %s expired, listing again", self.name, self._rv)
+                self._rv = ""
                 continue
             except Exception as exc:  # whatever ends a watch: a dead loop would leave a stale cache
                 if self._stop.is_set():
                     break
+                failed += 1
+                what = f"resuming from resourceVersion {self._rv}" if self._rv else "listing again"
                 if isinstance(exc, ApiError | ValueError):
-                    log.warning("%s: %s; listing again in %.1fs", self.name, exc, delay)
+                    log.warning("%s: %s; %s in %.1fs", self.name, exc, what, self._delay)
                 else:
-                    log.exception("%s: unexpected failure; listing again in %.1fs", self.name, delay)
-                self._stop.wait(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, 30.0)
+                    log.exception("%s: unexpected failure; %s in %.1fs", self.name, what, self._delay)
+                if not isinstance(exc, ApiError):
+                    self._rv = ""  # a bug or a garbled stream: the cache may be wrong, list again
+                self._stop.wait(self._delay * random.uniform(0.8, 1.2))
+                self._delay = min(self._delay * 2, 30.0)
 
     def _relist(self) -> str:
         items, rv = self._client.list(self._res, self._namespace, **self._sel)
+        self.lists += 1
         fresh = {object_key(_slim(o)): o for o in items}
         with self._lock:
             old = self.cache
@@ -439,14 +457,17 @@ class Informer:
             self._on_synced()
         return rv
 
-    def _watch(self, rv: str) -> None:
+    def _watch(self) -> None:
+        """Watch from self._rv until stopped; a normal end (server timeout) resumes at once."""
         while not self._stop.is_set():
-            self._stream = self._client.watch(self._res, self._namespace, resource_version=rv, **self._sel)
+            self._stream = self._client.watch(self._res, self._namespace, resource_version=self._rv,
+                                              **self._sel)
             try:
                 for kind, obj in self._stream:
-                    rv = _rv(obj) or rv
                     if kind != "BOOKMARK":
                         self._apply(kind, obj)
+                    self._rv = _rv(obj) or self._rv  # after the event is in the cache
+                    self._delay = 0.5
             finally:
                 self._stream = None
 

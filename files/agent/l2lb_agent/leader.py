@@ -5,7 +5,11 @@ Adapter ring. Protocol, with `timing.LeaseTimings` (one definition of every knob
   the Lease's resourceVersion, so two writers never both succeed);
 - a follower judges expiry by what it *observes*: the holder is gone once the Lease has not changed
   for `lease_duration` (or the Lease's own leaseDurationSeconds, if longer) on the follower's own
-  monotonic clock. Clocks of two hosts are never compared; renewTime is informational;
+  monotonic clock. A state counts as seen when the GET's answer *arrived*, not when the GET was
+  sent: a slow answer may carry a renewal written after the request left, and dating it from the
+  send would cut the holder's time short. The silence is measured up to the *start* of the
+  latest GET that still showed the same state. Both choices err towards waiting longer. Clocks of
+  two hosts are never compared; renewTime is informational;
 - the holder is leader only until `fence_after` (= lease_duration - fence_margin) after the start of
   its last successful renewal; `is_leader()` computes that from the clock at each call, so a holder
   cut from the API stops writing before any follower may take over, even if this thread is stuck;
@@ -95,11 +99,12 @@ class LeaderElector:
         except kube.NotFound:
             self._create(started)
             return
+        arrived = self._clock()
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
         seen = (holder, spec.get("renewTime"), lease["metadata"].get("resourceVersion"))
         if seen != self._seen:
-            self._seen, self._seen_at = seen, started
+            self._seen, self._seen_at = seen, arrived
         if holder == self.identity:
             self._write(lease, started, takeover=False)
         elif not holder or started - self._seen_at >= self._expiry(spec):
