@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import random
 
 import pytest
 from hypothesis import given, settings
@@ -19,6 +20,8 @@ from scapy.layers.inet6 import (
     IPv6,
 )
 from scapy.layers.l2 import ARP, Dot1Q, Ether
+
+from tests.unit import cbpf
 
 MY_MAC = "02:4c:32:00:00:11"
 MY = bytes.fromhex(MY_MAC.replace(":", ""))
@@ -62,6 +65,12 @@ ARP_TABLE = [
 ]
 
 
+def test_tagged_frames_are_dropped_whatever_they_ask() -> None:
+    for frame in (arp(), ns(), ns(src="::", slla=None)):
+        assert frames.decide(frame, MY, OWNED4, OWNED6).verdict in frames.ANSWERS
+        assert frames.decide(frame, MY, OWNED4, OWNED6, tagged=True).verdict is V.VLAN_TAGGED
+
+
 @pytest.mark.parametrize(("frame", "owned", "answer", "reason"),
                          [pytest.param(*row[1:], id=row[0]) for row in ARP_TABLE])
 def test_arp_responder(frame: bytes, owned: set, answer: bool, reason: V) -> None:
@@ -89,13 +98,21 @@ NDP_TABLE = [
     ("NS without source link-layer option", ns(slla=None), True, V.ANSWER_NS),
     ("DAD probe for owned address", ns(src="::", slla=None), True, V.ANSWER_DAD),
     ("DAD probe with SLLA (forbidden)", ns(src="::"), False, V.NDP_DAD_WITH_SLLA),
+    ("DAD probe sent to the target, not its group", ns(src="::", slla=None, dst=V6, mac_dst=MY_MAC),
+     False, V.NDP_DAD_NOT_SOLICITED_NODE),
+    ("multicast source link-layer option", ns(slla="ff:ff:ff:ff:ff:ff"), False, V.NDP_BAD_SLLA),
+    ("zero source link-layer option", ns(slla="00:00:00:00:00:00"), False, V.NDP_BAD_SLLA),
+    ("solicited-node group sent to broadcast MAC", ns(mac_dst="ff:ff:ff:ff:ff:ff"), False,
+     V.NDP_MAC_MISMATCH),
+    ("solicited-node group to another group's MAC", ns(mac_dst="33:33:ff:00:00:f1"), False,
+     V.NDP_MAC_MISMATCH),
     ("not owned target", ns(tgt="fd00:4c32:6c62::f1", dst="ff02::1:ff00:f1", mac_dst="33:33:ff:00:00:f1"),
      False, V.NOT_OWNED),
     ("hop limit 64", ns(hlim=64), False, V.NDP_HOP_LIMIT),
     ("code 1", ns(code=1), False, V.NDP_BAD_CODE),
     ("bad checksum", corrupt(ns(), 57), False, V.NDP_BAD_CHECKSUM),
     ("multicast target", ns(tgt="ff02::1"), False, V.NDP_BAD_TARGET),
-    ("wrong IPv6 destination", ns(dst="ff02::1"), False, V.NDP_BAD_DESTINATION),
+    ("wrong IPv6 destination", ns(dst="ff02::1", mac_dst="33:33:00:00:00:01"), False, V.NDP_BAD_DESTINATION),
     ("option of length 0", bytes(Ether(dst=SNM_MAC, src=PEER_MAC) / IPv6(src="fd00:4c32:6c62::1", dst=SNM)
                                  / ICMPv6ND_NS(tgt=V6) / b"\x01\x00\x00\x00\x00\x00\x00\x00"),
      False, V.NDP_BAD_OPTION),
@@ -182,23 +199,71 @@ BPF_TABLE = [
 def test_bpf_passes_only_requests_for_owned(frame: bytes, pkttype: int, passes: bool) -> None:
     owned4 = OWNED4 | {ipaddress.ip_address("10.1.1.1").packed}
     owned6 = OWNED6 | {ipaddress.ip_address("fd00::1").packed}
-    assert (frames.run_bpf(frames.bpf_program(owned4, owned6), frame, pkttype) > 0) is passes
+    prog = frames.bpf_program(owned4, owned6)
+    cbpf.check(prog)
+    assert (cbpf.run(prog, frame, pkttype) > 0) is passes
+
+
+def test_bpf_drops_tagged_frames_by_metadata_unless_told_not_to() -> None:
+    assert cbpf.run(frames.bpf_program(OWNED4, OWNED6), arp(), tagged=True) == 0
+    assert cbpf.run(frames.bpf_program(OWNED4, OWNED6), ns(), tagged=True) == 0
+    assert cbpf.run(frames.bpf_program(OWNED4, OWNED6, drop_tagged=False), arp(), tagged=True) > 0
 
 
 def test_bpf_empty_sets_pass_nothing_and_none_passes_any_target() -> None:
-    assert frames.run_bpf(frames.bpf_program(set(), set()), arp()) == 0
-    assert frames.run_bpf(frames.bpf_program(None, None), arp(pdst="1.2.3.4")) > 0
-    assert frames.run_bpf(frames.bpf_program(None, None), ns(tgt="fd00::99")) > 0
+    assert cbpf.run(frames.bpf_program(set(), set()), arp()) == 0
+    assert cbpf.run(frames.bpf_program(set(), set()), ns()) == 0
+    assert cbpf.run(frames.bpf_program(None, None), arp(pdst="1.2.3.4")) > 0
+    assert cbpf.run(frames.bpf_program(None, None), ns(tgt="fd00::99")) > 0
 
 
-def test_bpf_falls_back_when_too_many_ips_and_jumps_fit() -> None:
-    many = {ipaddress.ip_address(0x0A000000 + i).packed for i in range(3000)}
-    prog = frames.bpf_program(many, set())
-    assert len(prog) <= frames.BPF_MAX_INSNS
-    assert frames.run_bpf(prog, arp(pdst="10.0.0.5")) > 0
-    big = frames.bpf_program({ipaddress.ip_address(0x0A000000 + i).packed for i in range(1500)}, OWNED6)
-    assert len(big) > 3000 and all(jt < 256 and jf < 256 for _, jt, jf, _ in big)
-    assert frames.run_bpf(big, arp(pdst="10.0.5.0")) > 0 and frames.run_bpf(big, arp(pdst="10.9.0.0")) == 0
+def v4(n: int) -> bytes:
+    return (0x0A000000 + n).to_bytes(4, "big")
+
+
+def test_bpf_matches_a_whole_pool_as_one_range() -> None:
+    pool = {v4(i) for i in range(100_000)}  # far beyond the old ~2,030-address fallback
+    prog = frames.bpf_program(pool, OWNED6)
+    cbpf.check(prog)
+    assert len(prog) < 60
+    assert cbpf.run(prog, arp(pdst="10.0.0.0")) > 0 and cbpf.run(prog, arp(pdst="10.1.134.159")) > 0
+    assert cbpf.run(prog, arp(pdst="10.1.134.160")) == 0 and cbpf.run(prog, arp(pdst="9.255.255.255")) == 0
+
+
+def test_bpf_scattered_addresses_beyond_the_limit_are_merged_into_a_superset() -> None:
+    scattered = {v4(3 * i) for i in range(5000)}  # no two consecutive: 5,000 single ranges
+    six = {bytes.fromhex(f"fd00000000000000000000{i % 3:02x}{7 * i:08x}") for i in range(3000)}
+    prog = frames.bpf_program(scattered, six)
+    cbpf.check(prog)
+    rng = random.Random(11)  # a sample: each run walks a ~4,000-instruction program in Python
+    probe4 = [*rng.sample(sorted(scattered), 200), min(scattered), max(scattered)]
+    probe6 = [*rng.sample(sorted(six), 200), min(six), max(six)]
+    assert all(cbpf.run(prog, arp(pdst=str(ipaddress.ip_address(ip)))) > 0 for ip in probe4)
+    assert all(cbpf.run(prog, ns(tgt=str(ipaddress.ip_address(ip)), dst=SNM)) > 0 for ip in probe6)
+    assert cbpf.run(prog, arp(pdst="10.1.0.0")) == 0  # beyond the last owned address: still dropped
+    assert cbpf.run(prog, ns(tgt="fd00::5:0:1")) == 0  # a /96 none is in: still dropped
+
+
+def test_bpf_small_scattered_sets_stay_exact() -> None:
+    owned = {v4(2 * i) for i in range(1500)}
+    prog = frames.bpf_program(owned, OWNED6)
+    cbpf.check(prog)
+    assert all(cbpf.run(prog, arp(pdst=str(ipaddress.ip_address(0x0A000000 + i)))) == 0
+               for i in random.Random(5).sample(range(1, 3000, 2), 200))
+    assert all(cbpf.run(prog, arp(pdst=str(ipaddress.ip_address(0x0A000000 + i)))) > 0
+               for i in random.Random(6).sample(range(0, 3000, 2), 200))
+    assert all(jt < 256 and jf < 256 for _, jt, jf, _ in prog)
+
+
+@pytest.mark.parametrize(("values", "limit", "expected"), [
+    pytest.param([1, 2, 3, 7, 8, 20], 9, [(1, 3), (7, 8), (20, 20)], id="runs"),
+    pytest.param([1, 2, 3, 7, 8, 20], 2, [(1, 8), (20, 20)], id="smallest-gap-first"),
+    pytest.param([1, 2, 3, 7, 8, 20], 1, [(1, 20)], id="one"),
+    pytest.param([5], 1, [(5, 5)], id="single"),
+    pytest.param([], 3, [], id="empty"),
+])
+def test_ranges_and_coarsen(values: list[int], limit: int, expected: list[tuple[int, int]]) -> None:
+    assert frames.coarsen(frames.ranges_of(values), limit) == expected
 
 
 # -- fuzz ----------------------------------------------------------------------------------------

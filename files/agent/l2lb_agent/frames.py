@@ -11,11 +11,21 @@ target hardware address, requester IP into the ARP target protocol address). An 
 its ICMPv6 checksum recomputed, done here in a few lines.
 
 ``bpf_program`` builds the classic BPF program the announcer attaches to each raw socket: only
-incoming ARP requests and ICMPv6 Neighbor Solicitations whose target is an owned IP reach
-Python, so a flood of other traffic never costs a context switch.
+incoming, untagged ARP requests and ICMPv6 Neighbor Solicitations whose target is an owned IP
+reach Python, so a flood of other traffic never costs a context switch. Owned addresses are
+matched as ranges (consecutive addresses cost one range; IPv6 grouped by their first 96 bits),
+so a pool's worth of addresses fits; only when the ranges still exceed the kernel's 4,096
+instructions are the closest ranges merged (a superset: Python's ``decide`` stays exact), and
+never "any target".
+
+802.1Q/802.1ad: the kernel strips the tag before a packet socket sees the frame and records it
+in the packet's metadata, so a request from VLAN 100 looks like one from the native VLAN. The
+filter drops tagged frames (ancillary load SKF_AD_VLAN_TAG_PRESENT) and ``decide(...,
+tagged=True)`` drops them too (for the announcer's PACKET_AUXDATA check). To serve a VLAN, run
+the speaker on its sub-interface (e.g. eth0.100).
 
 Not guaranteed: frames longer than the snapshot length given by the filter are judged on
-their first ``SNAPLEN`` bytes.
+their first ``SNAPLEN`` bytes. Answer rates are bounded by ``ratelimit``, not here.
 """
 
 from __future__ import annotations
@@ -65,7 +75,12 @@ class Verdict(enum.Enum):
     NDP_BAD_DESTINATION = "ns ipv6 destination neither target nor its solicited-node group"
     NDP_BAD_OPTION = "ns option malformed"
     NDP_DAD_WITH_SLLA = "dad ns carries a source link-layer option"
+    NDP_DAD_NOT_SOLICITED_NODE = "dad ns not sent to the target's solicited-node group"
+    NDP_BAD_SLLA = "ns source link-layer address multicast or zero"
+    NDP_MAC_MISMATCH = "ns ethernet destination is not its ipv6 group's mac"
+    VLAN_TAGGED = "802.1q tagged (serve a vlan from its sub-interface)"
     FENCED = "lease not renewed: silent"
+    RATE_LIMITED = "answer rate limit"
 
 
 ANSWERS = frozenset({Verdict.ANSWER_ARP, Verdict.ANSWER_NS, Verdict.ANSWER_DAD})
@@ -80,8 +95,12 @@ class Decision(NamedTuple):
     peer_ip: bytes = b""
 
 
-def decide(frame: bytes, my_mac: bytes, owned4: Collection[bytes], owned6: Collection[bytes]) -> Decision:
-    """Answer or drop one Ethernet frame. owned4/owned6: packed IPs this node owns now."""
+def decide(frame: bytes, my_mac: bytes, owned4: Collection[bytes], owned6: Collection[bytes], *,
+           tagged: bool = False) -> Decision:
+    """Answer or drop one Ethernet frame. owned4/owned6: packed IPs this node owns now; tagged:
+    the packet's metadata says it carried an 802.1Q/802.1ad tag (stripped by the kernel)."""
+    if tagged:
+        return Decision(Verdict.VLAN_TAGGED)
     if len(frame) < 42:
         return Decision(Verdict.TRUNCATED)
     etype = frame[12] << 8 | frame[13]
@@ -127,6 +146,8 @@ def _decide_ns(frame: bytes, my_mac: bytes, owned6: Collection[bytes]) -> Decisi
     bad = _check_ether(dst, src, my_mac)
     if bad is not None:
         return Decision(bad)
+    if ip_dst[0] == 0xFF and dst != multicast_mac(ip_dst):
+        return Decision(Verdict.NDP_MAC_MISMATCH)
     if vtf >> 28 != 6 or ip_src[0] == 0xFF:
         return Decision(Verdict.IPV6_BAD_HEADER)
     if nh != 58:
@@ -157,10 +178,16 @@ def _decide_ns_target(icmp: bytes, src: bytes, ip_src: bytes, ip_dst: bytes,
     slla, opt_ok = _source_lladdr(icmp[24:])
     if not opt_ok:
         return Decision(Verdict.NDP_BAD_OPTION)
+    if slla and (slla[0] & 1 or slla == bytes(6)):  # an answer would go to broadcast / nobody
+        return Decision(Verdict.NDP_BAD_SLLA)
     if target not in owned6:
         return Decision(Verdict.NOT_OWNED)
     if ip_src == ZERO6:
-        return Decision(Verdict.NDP_DAD_WITH_SLLA) if slla else Decision(Verdict.ANSWER_DAD, target)
+        if slla:
+            return Decision(Verdict.NDP_DAD_WITH_SLLA)
+        if ip_dst != solicited_node(target):  # RFC 4862 5.4.2: DAD goes to the solicited-node group
+            return Decision(Verdict.NDP_DAD_NOT_SOLICITED_NODE)
+        return Decision(Verdict.ANSWER_DAD, target)
     return Decision(Verdict.ANSWER_NS, target, slla or src, ip_src)
 
 
@@ -215,78 +242,138 @@ def na_reply(template: bytes, peer_mac: bytes, peer_ip: bytes) -> bytes:
 # -- kernel filter (classic BPF) -----------------------------------------------------------------
 
 _LD_W, _LD_H, _LD_B = 0x20, 0x28, 0x30  # BPF_LD | size | BPF_ABS
-_JEQ, _JA, _RET = 0x15, 0x05, 0x06
-_PKTTYPE = 0xFFFFF004  # SKF_AD_OFF + SKF_AD_PKTTYPE
+_JEQ, _JGT, _JGE, _JA, _RET = 0x15, 0x25, 0x35, 0x05, 0x06
+_SKF_AD_OFF = 0xFFFFF000  # -0x1000: ancillary data loads
+_PKTTYPE = _SKF_AD_OFF + 4  # SKF_AD_PKTTYPE
+_VLAN_TAG_PRESENT = _SKF_AD_OFF + 48  # SKF_AD_VLAN_TAG_PRESENT
 _PACKET_OUTGOING = 4
 BPF_MAX_INSNS = 4096
+_ACCEPT, _DROP = (_RET, 0, 0, SNAPLEN), (_RET, 0, 0, 0)
 Insn = tuple[int, int, int, int]  # code, jt, jf, k
+Ranges = list[tuple[int, int]]  # sorted, disjoint, inclusive
 
 
 def _require(load: Insn, value: int) -> list[Insn]:
     """load; if A != value: drop (a local `ret 0`, so no jump ever exceeds 255)."""
-    return [load, (_JEQ, 1, 0, value), (_RET, 0, 0, 0)]
+    return [load, (_JEQ, 1, 0, value), _DROP]
 
 
-def _targets(offset: int, ips: Collection[bytes] | None) -> list[Insn]:
-    """Accept when the packed IP at offset is one of ips (None = any target); else drop."""
-    accept = (_RET, 0, 0, SNAPLEN)
-    if ips is None:
-        return [accept]
+def ranges_of(values: Collection[int]) -> Ranges:
+    """Sorted values joined into inclusive runs of consecutive integers."""
+    out: Ranges = []
+    for v in sorted(values):
+        if out and v == out[-1][1] + 1:
+            out[-1] = (out[-1][0], v)
+        else:
+            out.append((v, v))
+    return out
+
+
+def coarsen(ranges: Ranges, limit: int) -> Ranges:
+    """At most limit ranges covering every input range: the smallest gaps are filled first."""
+    if len(ranges) <= max(limit, 1):
+        return ranges
+    gaps = sorted(range(len(ranges) - 1), key=lambda i: (ranges[i + 1][0] - ranges[i][1], i))
+    fill = set(gaps[:len(ranges) - max(limit, 1)])
+    out = [ranges[0]]
+    for i in range(1, len(ranges)):
+        out[-1:] = [(out[-1][0], ranges[i][1])] if i - 1 in fill else [out[-1], ranges[i]]
+    return out
+
+
+def _match(ranges: Ranges) -> list[Insn]:
+    """A holds a 32-bit word: accept when it lies in one of ranges, else fall through."""
     out: list[Insn] = []
-    for ip in sorted(ips):
-        words = struct.unpack(f"!{len(ip) // 4}I", ip)
-        if len(words) == 1:  # IPv4: A already holds the target (loaded once below): 2 insns per IP
-            out += [(_JEQ, 0, 1, words[0]), accept]
-            continue
-        for n, word in enumerate(words):
-            left = 2 * (len(words) - n) - 1  # instructions after this jeq up to the accept
-            out += [(_LD_W, 0, 0, offset + 4 * n), (_JEQ, 0, left, word)]
-        out.append(accept)
-    first = [(_LD_W, 0, 0, offset)] if ips and len(next(iter(ips))) == 4 else []
-    return [*first, *out, (_RET, 0, 0, 0)]
+    for lo, hi in ranges:
+        if lo == hi:
+            out += [(_JEQ, 0, 1, lo), _ACCEPT]
+        else:  # A > hi: next range; A >= lo: accept; else next range
+            out += [(_JGT, 2, 0, hi), (_JGE, 0, 1, lo), _ACCEPT]
+    return out
 
 
-def bpf_program(owned4: Collection[bytes] | None, owned6: Collection[bytes] | None) -> list[Insn]:
-    """Classic BPF: pass incoming ARP requests / ICMPv6 NS for owned targets only.
+def _cost(ranges: Ranges) -> int:
+    return sum(2 if lo == hi else 3 for lo, hi in ranges)
 
-    owned4/owned6 None means "any target" (the fallback when the owned set would not fit in
-    BPF_MAX_INSNS instructions); an empty set passes nothing of that family.
-    """
-    arp = [*_require((_LD_H, 0, 0, 20), 1), *_targets(38, owned4)]  # ARP op == request
-    arp = [*_require((_LD_W, 0, 0, 14), 0x00010800), *arp]  # htype 1, ptype IPv4
-    ns = [*_require((_LD_B, 0, 0, 20), 58), *_require((_LD_B, 0, 0, 54), 135), *_targets(62, owned6)]
+
+def _v4_ranges(owned: Collection[bytes]) -> Ranges:
+    return ranges_of(int.from_bytes(ip, "big") for ip in owned)
+
+
+def _v4_block(owned: Collection[bytes], budget: int) -> list[Insn]:
+    """ARP target (offset 38) in owned: load once, then the range matches (merged to fit budget)."""
+    ranges = _v4_ranges(owned)
+    if _cost(ranges) > budget - 2:
+        ranges = coarsen(ranges, (budget - 2) // 3)
+    return [(_LD_W, 0, 0, 38), *_match(ranges), _DROP]
+
+
+def _v6_groups(owned: Collection[bytes]) -> dict[bytes, Ranges]:
+    groups: dict[bytes, set[int]] = {}
+    for ip in owned:
+        groups.setdefault(ip[:12], set()).add(int.from_bytes(ip[12:], "big"))
+    return {prefix: ranges_of(words) for prefix, words in sorted(groups.items())}
+
+
+def _v6_cost(groups: dict[bytes, Ranges]) -> int:
+    return 1 + sum(10 + _cost(r) for r in groups.values())
+
+
+def _v6_block(owned: Collection[bytes], budget: int) -> list[Insn] | None:
+    """NS target (offset 62): per 96-bit prefix, compare its three words (a mismatch jumps to the
+    next prefix), then match the last word's ranges. None when the prefixes alone do not fit."""
+    groups = _v6_groups(owned)
+    if _v6_cost(groups) > budget:
+        fixed = 1 + 13 * len(groups)  # each prefix: 10 to compare, at least one range of 3
+        if fixed > budget:
+            return None
+        spare = (budget - fixed) // 3  # ranges beyond the first one per prefix
+        extra = sum(len(r) - 1 for r in groups.values()) or 1
+        groups = {p: coarsen(r, 1 + spare * (len(r) - 1) // extra) for p, r in groups.items()}
+    out: list[Insn] = []
+    for prefix, ranges in groups.items():
+        body = [(_LD_W, 0, 0, 74), *_match(ranges)]
+        for n in range(3):
+            word = int.from_bytes(prefix[4 * n:4 * n + 4], "big")
+            out += [(_LD_W, 0, 0, 62 + 4 * n), (_JEQ, 1, 0, word), (_JA, 0, 0, 3 * (2 - n) + len(body))]
+        out += body
+    return [*out, _DROP]
+
+
+def _budgets(need4: int, need6: int, budget: int) -> tuple[int, int]:
+    """Instructions for the ARP and NS target checks: all they need, else a fair share."""
+    if need4 + need6 <= budget:
+        return need4, need6
+    if need6 <= budget // 2:
+        return budget - need6, need6
+    if need4 <= budget // 2:
+        return need4, budget - need4
+    return budget // 2, budget - budget // 2
+
+
+def bpf_program(owned4: Collection[bytes] | None, owned6: Collection[bytes] | None, *,
+                drop_tagged: bool = True) -> list[Insn]:
+    """Classic BPF: pass incoming (untagged, unless drop_tagged is False) ARP requests / ICMPv6 NS
+    whose target is owned. None = any target of that family; an empty set passes nothing of it.
+    Owned sets too big for BPF_MAX_INSNS are matched by merged ranges (a superset)."""
+    arp_head = [*_require((_LD_W, 0, 0, 14), 0x00010800),  # htype 1, ptype IPv4
+                *_require((_LD_H, 0, 0, 20), 1)]  # a request
+    ns_head = [*_require((_LD_B, 0, 0, 20), 58), *_require((_LD_B, 0, 0, 54), 135)]  # ICMPv6 NS
+    tag = [(_LD_W, 0, 0, _VLAN_TAG_PRESENT), (_JEQ, 1, 0, 0), _DROP] if drop_tagged else []
+    budget = BPF_MAX_INSNS - (9 + len(tag) + len(arp_head) + len(ns_head))
+    need4 = 1 if owned4 is None else 2 + _cost(_v4_ranges(owned4))
+    need6 = 1 if owned6 is None else _v6_cost(_v6_groups(owned6))
+    b4, b6 = _budgets(need4, need6, budget)
+    ns = None if owned6 is None else _v6_block(owned6, b6)
+    ns = [_ACCEPT] if ns is None else ns  # None: thousands of distinct /96 prefixes; Python decides
+    arp = [_ACCEPT] if owned4 is None else _v4_block(owned4, budget - len(ns) if ns == [_ACCEPT] else b4)
+    arp, ns = [*arp_head, *arp], [*ns_head, *ns]
     head = [
-        (_LD_W, 0, 0, _PKTTYPE), (_JEQ, 0, 1, _PACKET_OUTGOING), (_RET, 0, 0, 0),  # never our own sends
+        (_LD_W, 0, 0, _PKTTYPE), (_JEQ, 0, 1, _PACKET_OUTGOING), _DROP,  # never our own sends
+        *tag,
         (_LD_H, 0, 0, 12),
         (_JEQ, 0, 1, ETH_ARP), (_JA, 0, 0, 3),  # -> arp block
         (_JEQ, 0, 1, ETH_IPV6), (_JA, 0, 0, 1 + len(arp)),  # -> ns block
-        (_RET, 0, 0, 0),
+        _DROP,
     ]
-    prog = head + arp + ns
-    if len(prog) > BPF_MAX_INSNS and (owned4 is not None or owned6 is not None):
-        return bpf_program(None, None)
-    return prog
-
-
-def run_bpf(prog: list[Insn], frame: bytes, pkttype: int = 0) -> int:
-    """A tiny interpreter for the instructions bpf_program emits (for tests): bytes accepted."""
-    a, pc = 0, 0
-    while True:
-        code, jt, jf, k = prog[pc]
-        pc += 1
-        if code in (_LD_W, _LD_H, _LD_B):
-            size = {_LD_W: 4, _LD_H: 2, _LD_B: 1}[code]
-            if k == _PKTTYPE:
-                a = pkttype
-            elif k + size > len(frame):
-                return 0
-            else:
-                a = int.from_bytes(frame[k:k + size], "big")
-        elif code == _JEQ:
-            pc += jt if a == k else jf
-        elif code == _JA:
-            pc += k
-        elif code == _RET:
-            return min(k, len(frame))
-        else:
-            raise ValueError(f"bpf opcode {code:#x} not supported")
+    return head + arp + ns
