@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.bench import controller_bench, speaker_bench
+from tests.bench import bounds_bench, controller_bench, speaker_bench
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,7 +40,7 @@ def print_table(rows: list[dict]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="make bench")
     parser.add_argument("--trials", type=int, default=int(os.environ.get("L2LB_BENCH_TRIALS", "20")))
-    parser.add_argument("--only", choices=["controller", "speaker"], default=None)
+    parser.add_argument("--only", choices=["controller", "speaker", "bounds"], default=None)
     args = parser.parse_args()
     subprocess.run([str(REPO / ".venv/bin/lab"), "up"], check=True)
     kubeconfig = str(REPO / ".lab/kubeconfig")
@@ -49,6 +49,8 @@ def main() -> int:
         rows += controller_bench.run(kubeconfig, trials=max(3, args.trials // 4))
     if args.only in (None, "speaker"):
         rows += speaker_bench.run(trials=args.trials)
+    if args.only in (None, "bounds"):
+        rows += bounds_bench.run(trials=max(3, args.trials // 4))
     print_table(rows)
     out = REPO / "bench-results"
     out.mkdir(exist_ok=True)
