@@ -181,7 +181,18 @@ print(json.dumps({"env": {k: os.environ.get(k) for k in keys}, "argv": sys.argv[
 
 def runs_in_runc(pod: dict[str, Any]) -> bool:
     """The kubelet reports runc:// container IDs for containers it runs with runc."""
-    return container_status(pod).get("containerID", "").startswith("runc://")
+    cs = container_status(pod)
+    ids = [cs.get("containerID", ""), *(s.get("containerID", "") for s in cs.get("lastState", {}).values())]
+    return any(i.startswith("runc://") for i in ids)
+
+
+@pytest.fixture
+def runc_nodes(kube) -> None:
+    """Skip unless every lab kubelet runs agent containers with runc (its Node says so)."""
+    nodes = kube.core.list_node().items
+    runtimes = {n.metadata.name: n.status.node_info.container_runtime_version for n in nodes}
+    if not all(r.startswith("runc://") for r in runtimes.values()):
+        pytest.skip(f"the lab kubelets run agent Pods as processes (L2LB_LAB_RUNTIME=process): {runtimes}")
 
 
 def test_agent_image_gets_downward_api_env_and_a_serviceaccount_token(lab, kube, namespace):
@@ -386,15 +397,11 @@ def _finished(kube, ns: str, name: str) -> dict[str, Any]:
         "phase") in ("Succeeded", "Failed") and p, timeout=120)
 
 
-def _need_runc(pod: dict[str, Any]) -> None:
-    if not runs_in_runc(pod):
-        pytest.skip("the lab kubelet runs agent Pods as processes (L2LB_LAB_RUNTIME=process)")
-
-
 @pytest.mark.parametrize("uid, caps", [(65532, {"drop": ["ALL"]}),
                                        (0, {"drop": ["ALL"], "add": ["NET_RAW"]})],
                          ids=["controller-like", "speaker-like"])
-def test_agent_container_gets_the_pods_security_context_and_memory_limit(lab, kube, namespace, uid, caps):
+def test_agent_container_gets_the_pods_security_context_and_memory_limit(lab, kube, namespace, runc_nodes,
+                                                                          uid, caps):
     security = {"runAsUser": uid, "runAsNonRoot": uid != 0, "allowPrivilegeEscalation": False,
                 "readOnlyRootFilesystem": True, "capabilities": caps}
     create_pod(kube, namespace, "sc", {"image": "ghcr.io/l2lb/l2lb-agent:0.1.0", "command": ["python3", "-c"],
@@ -402,7 +409,7 @@ def test_agent_container_gets_the_pods_security_context_and_memory_limit(lab, ku
                                        "resources": {"limits": {"memory": "96Mi"}}},
                restartPolicy="Never", securityContext={"seccompProfile": {"type": "RuntimeDefault"}})
     pod = _finished(kube, namespace, "sc")
-    _need_runc(pod)
+    assert runs_in_runc(pod)
     log = (pod_dir(lab, pod) / "main.log").read_text()
     assert pod["status"]["phase"] == "Succeeded", log
     out = json.loads(log.strip().splitlines()[-1])
@@ -416,7 +423,7 @@ def test_agent_container_gets_the_pods_security_context_and_memory_limit(lab, ku
     assert out["memory"] == 96 * 2**20
 
 
-def test_run_as_non_root_refuses_a_root_user_with_the_kubelets_reason(kube, namespace):
+def test_run_as_non_root_refuses_a_root_user_with_the_kubelets_reason(kube, namespace, runc_nodes):
     create_pod(kube, namespace, "rootish", {"image": "ghcr.io/l2lb/l2lb-agent:0.1.0",
                                             "securityContext": {"runAsNonRoot": True, "runAsUser": 0}})
 
@@ -428,7 +435,7 @@ def test_run_as_non_root_refuses_a_root_user_with_the_kubelets_reason(kube, name
     assert raw_pod(kube, namespace, "rootish")["status"]["phase"] == "Pending"
 
 
-def test_speaker_without_net_raw_crashes_with_the_error_in_the_pod_status(lab, kube, namespace):
+def test_speaker_without_net_raw_crashes_with_the_error_in_the_pod_status(lab, kube, namespace, runc_nodes):
     env = [{"name": "L2LB_NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
            {"name": "L2LB_NAMESPACE", "value": namespace},
            {"name": "L2LB_LOADBALANCER_CLASS", "value": NO_CLASS}]
@@ -443,7 +450,7 @@ def test_speaker_without_net_raw_crashes_with_the_error_in_the_pod_status(lab, k
         cs = container_status(raw_pod(kube, namespace, "mute"))
         return cs if "terminated" in cs.get("lastState", {}) else None
     cs = wait_until("the speaker to crash", crashed, timeout=90)
-    _need_runc(raw_pod(kube, namespace, "mute"))
+    assert runs_in_runc(raw_pod(kube, namespace, "mute"))
     last = cs["lastState"]["terminated"]
     assert last["exitCode"] == 2 and last["reason"] == "Error"
     assert "CAP_NET_RAW" in last["message"] and "Operation not permitted" in last["message"], last

@@ -162,6 +162,9 @@ def test_node_status_is_ready_and_dual_stack():
     assert all(conds[k]["status"] == "False" for k in ("MemoryPressure", "DiskPressure", "PIDPressure",
                                                        "NetworkUnavailable"))
     assert [a["address"] for a in status["addresses"]] == ["192.168.1.11", "fd00:4c32:6c62::11", "node1"]
+    assert status["nodeInfo"]["containerRuntimeVersion"] == "lab://0.1"
+    runc = node.NodeIdentity(name="node1", ipv4="192.168.1.11", ipv6="", runtime="runc://1.1.5")
+    assert node.node_status(runc, "now", {})["nodeInfo"]["containerRuntimeVersion"] == "runc://1.1.5"
     assert status["nodeInfo"]["kubeletVersion"] == "v1.37.2"
     assert status["allocatable"]["pods"] == "110"
 

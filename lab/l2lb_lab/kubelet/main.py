@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
                               if chosen == runtime.RUNC else None)
     log.info("l2lb-agent containers run with %s", chosen)
 
-    identity = node_mod.NodeIdentity(name=args.node, ipv4=args.node_ip, ipv6=args.node_ipv6)
+    identity = node_mod.NodeIdentity(name=args.node, ipv4=args.node_ip, ipv6=args.node_ipv6,
+                                     runtime=runtime.version(chosen))
     ctx = pods_mod.NodeContext(node=args.node, ipv4=args.node_ip, ipv6=args.node_ipv6,
                                repo=os.path.abspath(args.repo_root),
                                state_dir=os.path.abspath(args.state_dir),

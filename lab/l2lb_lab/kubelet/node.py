@@ -41,6 +41,7 @@ class NodeIdentity:
     name: str
     ipv4: str
     ipv6: str
+    runtime: str = "lab://0.1"  # status.nodeInfo.containerRuntimeVersion, e.g. runc://1.1.5
 
 
 def _arch() -> str:
@@ -104,7 +105,7 @@ def _node_info(node: NodeIdentity) -> dict[str, str]:
         "bootID": _boot_id(),
         "kernelVersion": platform.release(),
         "osImage": _os_image(),
-        "containerRuntimeVersion": "lab://0.1",
+        "containerRuntimeVersion": node.runtime,
         "kubeletVersion": KUBELET_VERSION,
         "kubeProxyVersion": KUBELET_VERSION,
         "operatingSystem": "linux",

@@ -47,6 +47,19 @@ def selected(environ: dict[str, str] | None = None) -> str:
     return value
 
 
+def version(chosen: str) -> str:
+    """containerRuntimeVersion for the Node: runc://<runc's version>, or lab://0.1 for processes."""
+    if chosen != RUNC:
+        return "lab://0.1"
+    try:
+        out = subprocess.run(["runc", "--version"], capture_output=True, text=True, timeout=10,
+                             check=False).stdout
+    except OSError:
+        return "runc://unknown"
+    first = out.split("\n", 1)[0].split()
+    return f"runc://{first[2] if len(first) > 2 else 'unknown'}"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Image:
     digest: str  # manifest digest
