@@ -49,6 +49,7 @@ class Cluster:
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)  # node -> speaker process
     logdir: Path = field(default_factory=lambda: REPO / ".lab/logs")
     extra_args: tuple[str, ...] = ()
+    lb_class: str = CLASS  # speakers of two Clusters with different classes never see each other's Services
 
     # -- Kubernetes objects ----------------------------------------------------------------
 
@@ -74,7 +75,7 @@ class Cluster:
     def service(self, name: str, ips: Iterable[str], endpoints: Iterable[str] = NODES, *,
                 local: bool = False, ready: bool = True) -> None:
         """Create/update a LoadBalancer Service with status ips and ready endpoints on nodes."""
-        spec: dict[str, Any] = {"type": "LoadBalancer", "loadBalancerClass": CLASS,
+        spec: dict[str, Any] = {"type": "LoadBalancer", "loadBalancerClass": self.lb_class,
                                 "externalTrafficPolicy": "Local" if local else "Cluster",
                                 "ports": [{"port": 80, "protocol": "TCP"}]}
         body = {"metadata": {"name": name, "namespace": self.ns}, "spec": spec}
@@ -110,7 +111,7 @@ class Cluster:
         log = open(self.log_of(node), "ab")  # noqa: SIM115
         cmd = ["ip", "netns", "exec", f"l2lb-{node}", PY, "-m", "l2lb_agent", "speaker",
                "--kubeconfig", KUBECONFIG, "--namespace", self.ns, "--node-name", node,
-               "--loadbalancer-class", CLASS, "--metrics-port", "0", "--log-level", log_level,
+               "--loadbalancer-class", self.lb_class, "--metrics-port", "0", "--log-level", log_level,
                "--interfaces", "eth0", *self.extra_args]
         env = {k: v for k, v in os.environ.items() if not k.startswith("L2LB_")}
         self.procs[node] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -253,3 +254,48 @@ def fail_owner(cluster: Cluster, lab: Any, how: str, node: str) -> None:
         lab.api_down(node)
     else:
         raise ValueError(f"fail_owner: how must be one of {FAILURES}, got {how!r}")
+
+
+# -- LAN faults on one node (lab namespaces only) ---------------------------------------------
+
+
+def one_way_loss(node: str, direction: str, on: bool) -> None:
+    """Drop every frame node receives ("rx": on the switch port towards it) or sends ("tx": on its
+    eth0), with a zero-length FIFO: the kernel here lacks tc actions, this needs none."""
+    ns, dev = ("l2lb-lan", f"v{node}") if direction == "rx" else (f"l2lb-{node}", "eth0")
+    verb = ["add", "dev", dev, "root", "pfifo", "limit", "0"] if on else ["del", "dev", dev, "root"]
+    subprocess.run(["ip", "netns", "exec", ns, "tc", "qdisc", *verb], check=on, capture_output=True)
+
+
+def carrier(node: str, up: bool) -> None:
+    """Unplug (or plug back) node's cable at the switch: its eth0 loses carrier, processes run on."""
+    subprocess.run(["ip", "-n", "l2lb-lan", "link", "set", f"v{node}", "up" if up else "down"], check=True)
+
+
+def longest_silence(probes: list[list[Any]], start: float, end: float = float("inf")) -> float:
+    """Longest time between start and end during which no probe got an answer."""
+    worst, last = 0.0, start
+    for t, macs in probes:
+        if t < start or t > end:
+            continue
+        if macs:
+            worst, last = max(worst, t - last), t
+    return max(worst, min(end, probes[-1][0]) - last) if probes else float("inf")
+
+
+def lan_tool(*args: str, timeout: float = 60.0) -> Any:
+    """Run tests/bench/lan_tool.py in l2lb-client (capture, replay, forge heartbeats)."""
+    cmd = ["ip", "netns", "exec", "l2lb-client", PY, "-m", "tests.bench.lan_tool", *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO, check=True)
+    return json.loads(out.stdout)
+
+
+def wait_until_registered(cluster: Cluster, nodes: Iterable[str], timeout: float = 10.0) -> set[str]:
+    """The nodes whose registration Lease exists, once all of nodes have one (or at timeout)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        items, _ = cluster.api.list(kube.LEASES, cluster.ns, label_selector="l2lb.io/role=speaker-heartbeat")
+        have = {(i["metadata"].get("labels") or {}).get("l2lb.io/node") for i in items} - {None}
+        if have >= set(nodes) or time.monotonic() > deadline:
+            return have
+        time.sleep(0.2)

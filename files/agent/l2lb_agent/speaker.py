@@ -202,7 +202,7 @@ class Speaker:
             return False, "no heartbeat keys"
         if not self.link.up():
             return False, "no announcing interface has carrier"
-        if not self.registry.fresh(now) and peer_fresh:
+        if now - self.registry.last_ok >= self.t.api_yield_after and peer_fresh:
             return False, "my API view is stale while a peer's is fresh"
         return True, "ready"
 
