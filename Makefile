@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 K8S_BUILD := lab/k8s-build/build.sh
 
-.PHONY: venv debs k8s lab-up lab-down lab-status demo test test-unit test-lab lint bench clean
+.PHONY: venv debs k8s image lab-up lab-down lab-status demo test test-unit test-lab lint bench clean
 
 $(STAMP): requirements.txt constraints.txt files/agent/pyproject.toml lab/pyproject.toml
 	@echo ">> creating $(VENV) with pinned Python packages"
@@ -24,7 +24,11 @@ debs:
 k8s:
 	@$(K8S_BUILD) >/dev/null
 
-lab-up: venv debs k8s
+# The agent's OCI image (build/image/l2lb-agent-VERSION.oci.tar); the lab runs its Pods from it.
+image: venv debs
+	@scripts/build-image.sh
+
+lab-up: venv debs k8s image
 	@$(VENV)/bin/lab up
 
 lab-down:
@@ -33,10 +37,10 @@ lab-down:
 lab-status: venv
 	@$(VENV)/bin/lab status
 
-demo: venv debs k8s
+demo: venv debs k8s image
 	@scripts/demo.sh
 
-test: venv debs k8s
+test: venv debs k8s image
 	@scripts/test.sh
 
 test-unit: venv
@@ -45,7 +49,7 @@ test-unit: venv
 lint: venv
 	@scripts/lint.sh
 
-bench: venv debs k8s
+bench: venv debs k8s image
 	@$(PY) -m tests.bench
 
 clean: lab-down

@@ -43,6 +43,7 @@ for tool in mmdebstrap umoci tar sha256sum; do
 done
 python=$repo/.venv/bin/python
 [ -x "$python" ] || python=python3
+"$python" -m pip --version >/dev/null 2>&1 || die "$python has no pip (make venv, or install python3-pip)"
 version=$(sed -n 's/^version = "\(.*\)"$/\1/p' "$repo/files/agent/pyproject.toml")
 [ -n "$version" ] || die "files/agent/pyproject.toml: no version"
 
@@ -57,25 +58,6 @@ dtar() {
     --pax-option=exthdr.name=%d/PaxHeaders/%f,delete=atime,delete=ctime \
     --mtime="@$SOURCE_DATE_EPOCH" --clamp-mtime --numeric-owner "$@"
 }
-
-hash_of() { sha256sum | cut -c1-16; }
-base_key=$( { cat "$repo/scripts/build-image.sh" "$repo/files/image/debs.txt" "$repo/constraints.txt"
-  echo "$deps $suite $mirror $security ${L2LB_IMAGE_REFRESH:+$(date +%s)}"; } | hash_of)
-agent_key=$( (cd "$repo/files/agent" && find l2lb_agent -name '*.py' -print0 | sort -z | xargs -0 sha256sum;
-  echo "$base_key $version") | hash_of)
-base=$cache/base-$base_key
-archive=$out/l2lb-agent-$version.oci.tar
-stamp=$out/.agent-key
-
-mkdir -p "$cache" "$out"
-exec 9>"$cache/.lock"
-flock 9  # one build at a time per user (the lab's three kubelets may ask at once)
-
-fresh=0
-if [ -f "$archive" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$agent_key" ] && [ -f "$base/oci/index.json" ]; then
-  fresh=1
-  say "image is up to date (agent $agent_key, base $base_key)"
-fi
 
 build_base() {
   work=$cache/tmp-base-$$
@@ -169,6 +151,26 @@ echo "$agent_key" > "$stamp"
 rm -rf "$work"
 trap - EXIT
 }
+
+hash_of() { sha256sum | cut -c1-16; }
+# The base's key covers its recipe (the functions below), not the rest of this script.
+base_key=$( { declare -f build_base dtar; cat "$repo/files/image/debs.txt" "$repo/constraints.txt"
+  echo "$deps $suite $mirror $security ${L2LB_IMAGE_REFRESH:+$(date +%s)}"; } | hash_of)
+agent_key=$( (cd "$repo/files/agent" && find l2lb_agent -name '*.py' -print0 | sort -z | xargs -0 sha256sum;
+  declare -f build_agent; echo "$base_key $version") | hash_of)
+base=$cache/base-$base_key
+archive=$out/l2lb-agent-$version.oci.tar
+stamp=$out/.agent-key
+
+mkdir -p "$cache" "$out"
+exec 9>"$cache/.lock"
+flock 9  # one build at a time per user (the lab's three kubelets may ask at once)
+
+fresh=0
+if [ -f "$archive" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$agent_key" ] && [ -f "$base/oci/index.json" ]; then
+  fresh=1
+  say "image is up to date (agent $agent_key, base $base_key)"
+fi
 
 [ -f "$base/oci/index.json" ] || build_base
 [ $fresh = 1 ] || build_agent

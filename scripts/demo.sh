@@ -15,6 +15,11 @@ ansible-playbook -i inventory/lab site.yml
 say "kubectl get pods -n l2lb-system -o wide"
 k get pods -n l2lb-system -o wide
 
+say "The agents run as containers: runc runs the l2lb-agent image's python with each Pod's securityContext"
+k get pods -n l2lb-system -o custom-columns='POD:.metadata.name,CONTAINER:.status.containerStatuses[0].containerID' \
+  || true
+ps -eo pid,user,args | grep -E '[r]unc .* run --bundle .*l2lb-system|[p]ython3 -m l2lb_agent' | cut -c1-160 || true
+
 say "3. The tutorial's nginx Deployment and LoadBalancer Service"
 k apply -f tests/manifests/tutorial-nginx.yaml
 k rollout status deployment/nginx --timeout=120s

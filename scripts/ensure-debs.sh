@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages the lab and tests need, only those missing.
 set -euo pipefail
-pkgs=(nginx-light iproute2 iputils-arping iputils-ping curl openssl procps psmisc tcpdump)
+pkgs=(nginx-light iproute2 iputils-arping iputils-ping curl openssl procps psmisc tcpdump
+  mmdebstrap umoci runc skopeo golang-github-containers-common)  # the agent image, built and run
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

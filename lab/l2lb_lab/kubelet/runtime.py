@@ -33,7 +33,7 @@ from . import oci
 
 RUNTIME_ENV = "L2LB_LAB_RUNTIME"
 RUNC, PROCESS = "runc", "process"
-DEFAULT = PROCESS  # runc becomes the default once the lab suites pass with it
+DEFAULT = RUNC
 SECCOMP_PROFILE = "/usr/share/containers/seccomp.json"  # containers-common's default (CRI-O, podman)
 BUILD_TIMEOUT = 900  # a cold base build downloads Debian and PyPI packages
 KEEP_ROOTFS = 4  # unpacked image versions kept (running containers may still use older ones)
