@@ -1,19 +1,21 @@
-"""The speaker's part of `make bench`: failover, create latency, API writes, flood, memory.
+"""The speaker's part of `make bench`: failover, freezes, LAN faults, cost, flood, memory.
 
-    .venv/bin/python -m tests.bench --only speaker [--trials 20]     (about 20 minutes at 20 trials)
+    .venv/bin/python -m tests.bench --only speaker [--trials 20]     (about 40 minutes at 20 trials)
 
 Every figure comes from the lab as the client sees it: l2lb-client probes every PROBE_INTERVAL
 (tests/bench/speaker_probe.py) and records which MACs answered each probe, so takeover times
 include detection, the watch, the decision and the first answer, and a probe answered by two
 MACs is a double-answer window. Speakers run as processes in l2lb-node1..3 with their own
 namespace and loadBalancerClass (tests/bench/speaker_harness.py). API writes are counted
-independently of the speaker, by watching the Leases and Events the speakers write.
+independently of the speaker, by watching the Leases and Events the speakers write; CPU,
+heartbeat frames and API reads come from each speaker's own /metrics.
 The flood compares, in the same run and on the same kind of link (the node's veth), the
 speaker answering for a LoadBalancer IP with the node's kernel answering for its own IP.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -30,6 +32,8 @@ PROBE_INTERVAL = 0.01
 FLOOD_RATE = 20000  # the goal
 FLOOD_HIGH = 60000  # the ceiling check (the kernel manages 50,000+/s here)
 MANY = 1000
+FREEZE_SECONDS = 30.0
+METRICS_PORT = 17473  # beside a deployed speaker's 7473 in the same node namespace
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -56,7 +60,7 @@ def _ensure_all(c: h.Cluster) -> None:
         if not c.alive(node):
             c.start(node)
     c.wait_ready(h.NODES)
-    time.sleep(1.2)  # every speaker live in every view (one renewal + the hand-over delay)
+    time.sleep(0.5)  # every speaker a candidate in every view
 
 
 # -- create -> first answer -------------------------------------------------------------------
@@ -83,18 +87,38 @@ def bench_create(c: h.Cluster, trials: int) -> list[float]:
 
 
 
+LAN_FAULTS = ("sigstop", "one-way-rx", "one-way-tx", "carrier")
+
+
+def _fail(c: h.Cluster, lab: Any, how: str, node: str) -> None:
+    if how == "sigstop":
+        c.kill(node, signal.SIGSTOP)
+    elif how.startswith("one-way-"):
+        h.one_way_loss(node, how.removeprefix("one-way-"), True)
+    elif how == "carrier":
+        h.carrier(node, False)
+    else:
+        h.fail_owner(c, lab, how, node)
+
+
 def _heal(c: h.Cluster, lab: Any, how: str, node: str) -> None:
     if how == "node-down":
         lab.node_up(node)
     elif how == "api-down":
         lab.api_up(node)
+    elif how == "sigstop":
+        c.kill(node, signal.SIGCONT)
+    elif how.startswith("one-way-"):
+        h.one_way_loss(node, how.removeprefix("one-way-"), False)
+    elif how == "carrier":
+        h.carrier(node, True)
     if how in ("sigkill", "node-down"):
         c.stop(node)
 
 
-def bench_takeover(c: h.Cluster, lab: Any, how: str, trials: int, window: float) -> tuple[list, list]:
-    """(takeover seconds per trial, double-answer probes per trial)."""
-    took, doubles = [], []
+def bench_takeover(c: h.Cluster, lab: Any, how: str, trials: int, window: float) -> tuple[list, list, list]:
+    """(takeover seconds, double-answer probes, longest unanswered spell after the fault) per trial."""
+    took, doubles, silent = [], [], []
     for n in range(trials):
         _ensure_all(c)
         ip, name = _ip(n), f"{how}-{n}"
@@ -105,14 +129,51 @@ def bench_takeover(c: h.Cluster, lab: Any, how: str, trials: int, window: float)
             with h.probing(ip, window, PROBE_INTERVAL) as res:
                 time.sleep(0.5)
                 event = time.monotonic()
-                h.fail_owner(c, lab, how, owner)
+                _fail(c, lab, how, owner)
             t = h.takeover(res["probes"], event, h.MAC[owner])
             took.append(t if t is not None else float("inf"))
             doubles.append(h.double_windows(res["probes"]))
+            silent.append(h.longest_silence(res["probes"], event))
         finally:
             _heal(c, lab, how, owner)
             c.delete_service(name)
-    return took, doubles
+    return took, doubles, silent
+
+
+def bench_freeze(c: h.Cluster, lab: Any, trials: int, seconds: float, kill: bool) -> tuple[list, list]:
+    """Control plane frozen for `seconds`: (longest unanswered spell, or takeover after SIGKILL of
+    the owner 1 s into the freeze; double-answer probes) per trial."""
+    out, doubles = [], []
+    for n in range(trials):
+        _ensure_all(c)
+        ip, name = _ip(n), f"freeze-{n}"
+        c.service(name, [ip])
+        owner = ownership.owner_of(ip, h.NODES) or ""
+        try:
+            h.wait_answer(ip)
+            with h.probing(ip, seconds + 1.0, PROBE_INTERVAL) as res:
+                lab.run("api-freeze")
+                frozen = time.monotonic()
+                if kill:
+                    time.sleep(1.0)
+                    c.kill(owner, signal.SIGKILL)
+                    killed = time.monotonic()
+                time.sleep(max(0.0, seconds - (time.monotonic() - frozen)))
+                lab.run("api-thaw")
+                thawed = time.monotonic()
+            probes = res["probes"]
+            if kill:
+                t = h.takeover(probes, killed, h.MAC[owner])
+                out.append(t if t is not None else float("inf"))
+            else:
+                out.append(h.longest_silence(probes, frozen, thawed))
+            doubles.append(h.double_windows(probes))
+        finally:
+            lab.run("api-thaw")
+            if kill:
+                c.stop(owner)
+            c.delete_service(name)
+    return out, doubles
 
 
 # -- API writes and memory --------------------------------------------------------------------
@@ -183,6 +244,33 @@ def _parallel(jobs: list[Callable[[], Any]], workers: int = 16) -> None:
         t.join()
 
 
+def bench_cost(c: h.Cluster, window: float = 10.0) -> list[dict[str, Any]]:
+    """Steady-state cost per speaker, from its own /metrics: CPU, heartbeat frames, API reads."""
+    c.stop_all()
+    for node in h.NODES:
+        c.start(node, metrics_port=METRICS_PORT)
+    c.wait_ready(h.NODES)
+    time.sleep(2.0)
+    before = {n: h.scrape(n, METRICS_PORT) for n in h.NODES}
+    time.sleep(window)
+    after = {n: h.scrape(n, METRICS_PORT) for n in h.NODES}
+
+    def rate(name: str) -> list[float]:
+        return [(after[n].get(name, 0.0) - before[n].get(name, 0.0)) / window for n in h.NODES]
+
+    rows = [row(f"speaker: CPU, {len(h.NODES)} nodes idle", "% of a core",
+                [100 * r for r in rate("process_cpu_seconds_total")], "<= 2"),
+            row("speaker: heartbeat frames sent per second per node", "frames/s",
+                rate("l2lb_speaker_heartbeats_sent_total"), "-"),
+            row("speaker: API reads/s per node (freshness probe)", "requests/s",
+                rate("l2lb_speaker_api_probes_total"), "flat"),
+            row("speaker: API writes/s per node, steady state", "writes/s",
+                rate("l2lb_speaker_api_writes_total"), "0")]
+    c.stop_all()
+    c.start_all()
+    return rows
+
+
 # -- flood ------------------------------------------------------------------------------------
 
 
@@ -235,17 +323,29 @@ def run(trials: int = 20, lab: Any = None) -> list[dict[str, Any]]:
         rows.append(row("speaker: Service created -> first ARP answer", "s", bench_create(c, trials),
                         "<= 0.5"))
         all_doubles: list[float] = []
-        for how, goal, window in (("graceful", "<= 0.5", 3.0), ("sigkill", "<= 3", 5.0),
-                                  ("node-down", "<= 3", 5.0), ("api-down", "<= 10", 6.0)):
-            took, doubles = bench_takeover(c, lab, how, trials, window)
+        for how, goal, window in (("graceful", "<= 0.1", 3.0), ("sigkill", "<= 0.5", 4.0),
+                                  ("node-down", "<= 0.5", 4.0), ("api-down", "<= 2", 6.0),
+                                  ("sigstop", "<= 0.5", 4.0), ("one-way-rx", "<= 1", 4.0),
+                                  ("one-way-tx", "<= 1", 4.0), ("carrier", "<= 1", 4.0)):
+            took, doubles, silent = bench_takeover(c, lab, how, trials, window)
             rows.append(row(f"speaker: takeover after {how}", "s", took, goal))
+            if how == "api-down":
+                rows.append(row("speaker: owner cut from the API, longest unanswered spell", "s", silent,
+                                "<= 0.1"))
             all_doubles += doubles
-        rows.append(row("speaker: probes answered by two MACs (all failovers)", "count", all_doubles, "0",
+        for kill, seconds in ((False, FREEZE_SECONDS), (True, 6.0)):
+            got, doubles = bench_freeze(c, lab, trials, seconds, kill)
+            name = ("speaker: takeover after SIGKILL during a control-plane freeze" if kill else
+                    f"speaker: longest unanswered spell, {FREEZE_SECONDS:.0f} s control-plane freeze")
+            rows.append(row(name, "s", got, "<= 0.5"))
+            all_doubles += doubles
+        rows.append(row("speaker: probes answered by two MACs (all fault trials)", "count", all_doubles, "0",
                         total=sum(all_doubles)))
+        rows += bench_cost(c)
         for services in (1, MANY):
             rates, rss = bench_writes(c, services, 5.0, max(3, trials // 4))
-            rows.append(row(f"speaker: API writes/s per node, {services} Service(s)", "writes/s", rates,
-                            "<= 2"))
+            rows.append(row(f"speaker: API writes/s per node for liveness, {services} Service(s), steady",
+                            "writes/s", rates, "0"))
             rows.append(row(f"speaker: RSS with {services} Service(s), one sample per speaker", "MiB", rss,
                             "-"))
         rows += flood_rows(bench_flood(c, trials, FLOOD_RATE), FLOOD_RATE, goal=True)

@@ -30,9 +30,9 @@ REPO = Path(__file__).resolve().parents[2]
 PY = str(REPO / ".venv/bin/python")
 KUBECONFIG = str(REPO / ".lab/kubeconfig")
 CLASS = "test.l2lb.io/speaker"
-NODES = ("node1", "node2", "node3")
-NODE_IP = {"node1": "192.168.1.11", "node2": "192.168.1.12", "node3": "192.168.1.13"}
-MAC = {"node1": "02:4c:32:00:00:11", "node2": "02:4c:32:00:00:12", "node3": "02:4c:32:00:00:13"}
+NODES = ("node1", "node2", "node3")  # what the tests use; a larger lab (`lab up --nodes N`) has more
+NODE_IP = {f"node{i}": f"192.168.1.{10 + i}" for i in range(1, 61)}  # the lab's topology, up to 60 nodes
+MAC = {f"node{i}": f"02:4c:32:00:00:{10 + i:02d}" for i in range(1, 61)}
 NODE_OF_MAC = {v: k for k, v in MAC.items()}
 
 
@@ -105,13 +105,14 @@ class Cluster:
 
     # -- speaker processes -------------------------------------------------------------------
 
-    def start(self, node: str, *, log_level: str = "info") -> subprocess.Popen:
+    def start(self, node: str, *, log_level: str = "info", metrics_port: int = 0) -> subprocess.Popen:
         self.stop(node)
         self.logdir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_of(node), "ab")  # noqa: SIM115
         cmd = ["ip", "netns", "exec", f"l2lb-{node}", PY, "-m", "l2lb_agent", "speaker",
                "--kubeconfig", KUBECONFIG, "--namespace", self.ns, "--node-name", node,
-               "--loadbalancer-class", self.lb_class, "--metrics-port", "0", "--log-level", log_level,
+               "--loadbalancer-class", self.lb_class, "--metrics-port", str(metrics_port),
+               "--metrics-host", NODE_IP.get(node, "127.0.0.1"), "--log-level", log_level,
                "--interfaces", "eth0", *self.extra_args]
         env = {k: v for k, v in os.environ.items() if not k.startswith("L2LB_")}
         self.procs[node] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
@@ -299,3 +300,16 @@ def wait_until_registered(cluster: Cluster, nodes: Iterable[str], timeout: float
         if have >= set(nodes) or time.monotonic() > deadline:
             return have
         time.sleep(0.2)
+
+
+def scrape(node: str, port: int) -> dict[str, float]:
+    """A speaker's /metrics (unlabelled samples, and labelled ones as name{labels}) from its node."""
+    url = f"http://{NODE_IP[node]}:{port}/metrics"
+    out = subprocess.run(["ip", "netns", "exec", f"l2lb-{node}", "curl", "-s", "--max-time", "3", url],
+                         capture_output=True, text=True, check=True)
+    samples = {}
+    for line in out.stdout.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples

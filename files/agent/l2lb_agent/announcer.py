@@ -193,7 +193,7 @@ class Port:
         mreq = struct.pack("iHH8s", ifindex, PACKET_MR_ALLMULTI, 0, b"")  # solicited-node groups
         sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
         sock.bind((self.ifname, ETH_P_ALL))
-        sock.settimeout(0.2)
+        sock.settimeout(0.5)
         self._thread = threading.Thread(target=self._loop, name=f"announce-{self.ifname}", daemon=True)
         self._thread.start()
 
@@ -286,6 +286,7 @@ class Announcer:
         self._owned: frozenset[str] = frozenset()
         self._lock = threading.Lock()  # serialises update() callers, never the hot path
         self._garp_stop = threading.Event()
+        self._garp_wake = threading.Event()
         self._garp_thread: threading.Thread | None = None
         self._garp_due: list[tuple[float, str]] = []  # (monotonic time, ip) GARP/NA to send
 
@@ -307,6 +308,7 @@ class Announcer:
     def stop(self) -> None:
         self.silence()
         self._garp_stop.set()
+        self._garp_wake.set()
         for port in self.ports:
             port.stop()
         if self._garp_thread is not None:
@@ -358,6 +360,7 @@ class Announcer:
             now = time.monotonic()
             self._garp_due += [(now + d, ip) for ip in sorted(gained) for d in GARP_SCHEDULE[1:]]
             self._garp_due.sort()
+            self._garp_wake.set()
         self._refilter(owned)
         for ip in sorted(gained):
             self.announce(ip)  # the first gratuitous announcement goes out at once
@@ -384,11 +387,15 @@ class Announcer:
                 log.error("%s: cannot attach BPF filter (%d instructions): %s", port.ifname, len(prog), exc)
 
     def _garp_loop(self) -> None:
-        while not self._garp_stop.wait(0.05):
+        wait = 1.0
+        while not self._garp_stop.is_set():
+            self._garp_wake.wait(wait)  # idle until a gain schedules repeats: no busy polling
+            self._garp_wake.clear()
             now = time.monotonic()
             with self._lock:
                 due = [ip for t, ip in self._garp_due if t <= now]
                 self._garp_due = [(t, ip) for t, ip in self._garp_due if t > now]
+                wait = max(0.01, self._garp_due[0][0] - now) if self._garp_due else 1.0
             for ip in due:
                 self.announce(ip)
 

@@ -67,7 +67,7 @@ class LanLink:
             mreq = struct.pack("iHH8s", index, PACKET_MR_MULTICAST, 6, membership.GROUP_MAC)
             sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
             sock.bind((ifname, membership.ETHERTYPE))
-            sock.settimeout(0.2)
+            sock.settimeout(0.5)
             self._socks[ifname] = sock
             self._macs[ifname] = announcer.mac_of(ifname)
             thread = threading.Thread(target=self._loop, args=(ifname, sock), name=f"lanlink-{ifname}",

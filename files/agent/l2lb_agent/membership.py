@@ -352,6 +352,18 @@ class Membership:
                     live.add(name)
         return frozenset(live)
 
+    def next_expiry(self, now: float) -> float:
+        """The next monotonic time at which a judgement may change without any new frame."""
+        times = [t for p in self.peers.values()
+                 for t in (p.proof + self.dead_after, p.confirmed + self.confirm_fresh) if t > now]
+        for reporter in self.proven(now).values():
+            times += [reporter.proof - e.age + self.dead_after for e in reporter.entries
+                      if reporter.proof - e.age + self.dead_after > now]
+        fence = self.fence(now)
+        if now < fence < float("inf"):
+            times.append(fence)
+        return min(times, default=now + 1.0)
+
     def api_fresh_peer(self, now: float) -> bool:
         """Some proven peer says its API view is fresh."""
         return any(p.flags & FLAG_API_FRESH for p in self.proven(now).values())

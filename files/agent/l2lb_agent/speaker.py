@@ -2,8 +2,9 @@
 
 Flow: LAN heartbeats (``lanlink`` -> ``membership``) say which speakers are live; watches
 (``speaker_watch``: Services, EndpointSlices, Nodes, registrations, keys) give the desired state;
-the sync loop (every ``TICK`` or on change) computes ``ownership.choose`` over the live eligible
-candidates -> ``ownership.step`` (hand-over) -> ``announcer.Announcer`` -> ARP/NDP on the LAN.
+the sync loop (on a change, at the next expiry, at least every ``MAX_WAIT``) computes
+``ownership.choose`` over the live eligible candidates -> ``ownership.step`` (hand-over) ->
+``announcer.Announcer`` -> ARP/NDP on the LAN.
 ``speaker_registry.Registry`` keeps this node's registration Lease and probes the API server.
 
 Liveness never needs the API server (docs/membership.md has the full protocol):
@@ -52,7 +53,7 @@ from . import (
 
 log = logging.getLogger(__name__)
 
-TICK = 0.02  # seconds between liveness checks of the sync loop
+MAX_WAIT = 0.1  # seconds the sync loop sleeps at most (it wakes earlier on frames and expiries)
 
 
 class Speaker:
@@ -148,14 +149,29 @@ class Speaker:
         return True
 
     def run_until(self, stop: threading.Event) -> None:
+        threading.Thread(target=lambda: (stop.wait(), self._wake.set()), name="speaker-stop",
+                         daemon=True).start()  # SIGTERM wakes the loop at once: the hand-over starts now
+        wait = 0.0
         while not stop.is_set():
-            self._wake.wait(TICK)
+            self._wake.wait(wait)
             self._wake.clear()
+            now = time.monotonic()
             try:
-                self._sync(time.monotonic())
+                self._sync(now)
+                wait = self._next_wake(now)
             except Exception:
                 log.exception("sync failed; silencing until the next one succeeds")
                 self.announcer.silence()
+                wait = MAX_WAIT
+
+    def _next_wake(self, now: float) -> float:
+        """Sleep until the earliest expiry (a peer's proof, a fence) or pending gain, at most MAX_WAIT."""
+        with self._mlock:
+            at = self.members.next_expiry(now)
+        due = self.plan.next_due()
+        if due is not None:
+            at = min(at, due)
+        return min(MAX_WAIT, max(0.001, at - now + 0.001))
 
     def shutdown(self) -> None:
         """Graceful hand-over: silent first, then LEAVING on the LAN, then the registration goes."""

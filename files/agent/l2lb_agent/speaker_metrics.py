@@ -68,3 +68,5 @@ class Collector:
                                   value=s.keyring_errors)
         yield CounterMetricFamily("l2lb_speaker_api_writes", "Registration Lease writes sent",
                                   value=s.registry.writes)
+        yield CounterMetricFamily("l2lb_speaker_api_probes", "GETs of the registration (API freshness probe)",
+                                  value=s.registry.probes)
