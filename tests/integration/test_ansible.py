@@ -8,48 +8,18 @@ uninstall), as an operator's session would. Marked `lab` by tests/integration/co
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import subprocess
 import time
-from pathlib import Path
 
 import kubernetes.client as k8s
 import pytest
 import yaml
+from ansible_run import NS, REPO, playbook, recap, succeeded
 
-REPO = Path(__file__).resolve().parents[2]
-NS = "l2lb-system"
 TUTORIAL_IP = "192.168.1.240"
 MANIFEST = REPO / "tests" / "manifests" / "tutorial-nginx.yaml"
 TUTORIAL_POOL = {"name": "my-ip-space", "protocol": "layer2", "addresses": ["192.168.1.240/28"]}
 
 pytestmark = pytest.mark.timeout(600)
-
-
-def playbook(*args: str, extra: dict | None = None, tmp: Path | None = None) -> subprocess.CompletedProcess:
-    """ansible-playbook from the checkout, as an operator runs it (ansible.cfg, inventory/lab)."""
-    cmd = [str(REPO / ".venv" / "bin" / "ansible-playbook"), "-i", "inventory/lab", *args]
-    if extra is not None:
-        assert tmp is not None
-        path = tmp / "extra.json"
-        path.write_text(json.dumps(extra))
-        cmd += ["-e", f"@{path}"]
-    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
-           "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ['PATH']}"}
-    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=540, check=False)
-
-
-def recap(result: subprocess.CompletedProcess) -> dict[str, int]:
-    match = re.search(r"localhost\s*:\s*(.*)$", result.stdout, re.MULTILINE)
-    assert match, f"no PLAY RECAP in output:\n{result.stdout}\n{result.stderr}"
-    return {key: int(value) for key, value in re.findall(r"(\w+)=(\d+)", match.group(1))}
-
-
-def succeeded(result: subprocess.CompletedProcess) -> dict[str, int]:
-    assert result.returncode == 0, f"playbook failed:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
-    return recap(result)
 
 
 def snapshot(kube) -> dict[str, object]:
