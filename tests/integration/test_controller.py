@@ -437,3 +437,31 @@ def test_persistent_status_write_failure_backs_off_with_one_warning(env: Env) ->
     assert env.wait_ips("a", timeout=40) == ["192.168.1.240"]  # next retry at most ~16 s away
     wait_until("backoff cleared", lambda: ctl.metrics().get("l2lb_services_write_backoff") == 0)
     assert len(env.events("a", "StatusWriteFailed")) == 1
+
+
+def test_link_local_pool_loads_with_a_warning_event(env: Env) -> None:
+    env.set_config(TUTORIAL + "- name: ll\n  addresses: [169.254.10.0/30]\n  auto-assign: false\n")
+    env.controller()
+    ev = env.wait_event("config", "ConfigWarning", "169.254.10.0/30")
+    assert ev.type == "Warning" and "link-local" in ev.message and "'ll'" in ev.message
+    env.service("a", annotations={"l2lb.io/address-pool": "ll"})
+    assert env.wait_ips("a") == ["169.254.10.0"]
+
+
+def test_hostile_config_is_refused_by_name_and_the_last_good_one_kept(env: Env) -> None:
+    env.set_config(TUTORIAL)
+    ctl = env.controller()
+    env.service("a")
+    assert env.wait_ips("a") == ["192.168.1.240"]
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+    env.set_config(bomb)
+    ev = env.wait_event("config", "InvalidConfig", "anchors (&a)")
+    assert ev.type == "Warning"
+    wait_until("stale metric", lambda: ctl.metrics().get("l2lb_config_stale") == 1)
+    env.set_config("address-pools:\n" + "".join("  " * i + "- k:\n" for i in range(40)))
+    env.wait_event("config", "InvalidConfig", "nested deeper than 16")
+    env.set_config(TUTORIAL + "address-pools: []\n")  # a duplicate key must not empty the config
+    env.wait_event("config", "InvalidConfig", "duplicate key")
+    env.service("b")
+    assert env.wait_ips("b") == ["192.168.1.241"]  # the last good config still allocates
+    assert ctl.proc.poll() is None and "Traceback" not in ctl.logs()

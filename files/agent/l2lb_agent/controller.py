@@ -75,6 +75,7 @@ class Controller:
         self.alloc: allocator.Allocator | None = None  # only while leading with a config
         self._raw_seen: object = object()  # ConfigMap text last processed
         self._config_error: str | None = None  # why the current ConfigMap is refused
+        self._config_warnings: list[str] = []  # what the config in force deserves a look for
         self._pending: set[str] = set()  # keys that failed; retried when addresses free
         self._failed: dict[str, str] = {}  # key -> last failure message (one Event per new message)
         self._written: dict[str, list[dict[str, str]]] = {}  # key -> ingress last written
@@ -168,9 +169,10 @@ class Controller:
         log.info("config loaded: %s", ", ".join(f"{p.name} ({', '.join(r.text for r in p.addresses)})"
                                                 for p in new.pools) or "no pools")
         self._event(cm, "Normal", "ConfigLoaded", f"loaded {len(new.pools)} address pool(s)")
-        for warning in (*new.warnings, *config.node_warnings(new, self._node_ips())):
+        self._config_warnings = [*new.warnings, *config.node_warnings(new, self._node_ips())]
+        for warning in self._config_warnings:
             log.warning("config: %s", warning)
-            self._event(cm, "Warning", "ConfigWarning", warning)
+            self._event(cm, "Warning", "ConfigWarning", warning)  # dropped unless leading: see _resync
         if self.alloc is None:
             self.queue.put(LEADERSHIP)
             return
@@ -233,11 +235,12 @@ class Controller:
                                     services.key_of(s)))
         for svc in managed:
             self._sync_service(svc)
-        if self._config_error:
-            cm = self.configmaps.get(f"{self.namespace}/{CONFIGMAP}")
-            if cm:
-                self._event(cm, "Warning", "InvalidConfig", f"invalid config, keeping the last good one: "
-                            f"{self._config_error}")
+        cm = self.configmaps.get(f"{self.namespace}/{CONFIGMAP}")
+        if cm and self._config_error:
+            self._event(cm, "Warning", "InvalidConfig", f"invalid config, keeping the last good one: "
+                        f"{self._config_error}")
+        for warning in self._config_warnings if cm else ():
+            self._event(cm, "Warning", "ConfigWarning", warning)
         self.metrics.ready.set(1)
         log.info("ready: rebuilt state from %d Services in %.3fs (%d pending)", len(managed),
                  time.monotonic() - started, len(self._pending))
