@@ -19,11 +19,15 @@
 # it: L2LB_IMAGE_REFRESH=1 rebuilds the base on purpose).
 # Needs root (mmdebstrap's root mode, chroot to byte-compile), mmdebstrap, umoci, a python3 with
 # pip (the repo's .venv if present) and network access to Debian's and PyPI's archives.
+# Reads (the collection tarball ships them all): $repo/scripts/build-image.sh (this file),
+# $repo/files/image/debs.txt, $repo/files/agent/pyproject.toml, $repo/files/agent/l2lb_agent and
+# $repo/constraints.txt.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out=${L2LB_IMAGE_DIR:-$repo/build/image}
 cache=${L2LB_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/l2lb}/image
+name=${L2LB_IMAGE_NAME:-ghcr.io/l2lb/l2lb-agent}  # the name the archive carries (roles' default l2lb_image)
 suite=bookworm
 pyver=3.11
 mirror=${L2LB_DEBIAN_MIRROR:-http://deb.debian.org/debian}
@@ -73,12 +77,14 @@ build_base() {
     --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/locale/locale.alias' \
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-include=/usr/share/doc/*/copyright' \
     --dpkgopt='path-exclude=/usr/share/lintian/*' \
-    --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/* "$1"/var/log/* "$1"/etc/machine-id "$1"/var/cache/ldconfig/aux-cache' \
+    --customize-hook='rm -rf "$1"/var/log/* "$1"/etc/machine-id "$1"/var/cache/ldconfig/aux-cache' \
     --customize-hook='echo "l2lb:x:65532:65532:l2lb agent:/nonexistent:/usr/sbin/nologin" >> "$1"/etc/passwd' \
     --customize-hook='echo "l2lb:x:65532:" >> "$1"/etc/group' \
     "$suite" "$work/rootfs" "deb $mirror $suite main" "deb $mirror $suite-updates main" \
     "deb $security $suite-security main" >&2
   rm -rf "$work/rootfs/dev"/*  # the runtime provides /dev
+  # mmdebstrap recreates apt's lists/partial after the hooks, owned by _apt or root at random.
+  rm -rf "$work/rootfs/var/lib/apt" "$work/rootfs/var/cache/apt"
   chroot "$work/rootfs" dpkg-query -W -f '${Package}=${Version}\n' | sort > "$work/debs.lock"
   dtar "$work/rootfs" "$work/debian.tar" $(cd "$work/rootfs" && ls -A | sort)
 
@@ -144,8 +150,16 @@ umoci config --image "$work/oci:$version" --no-history --created "$created" --au
   --config.label io.l2lb.packages="$pkgs" --config.label io.l2lb.sbom=/usr/share/l2lb/sbom.txt
 umoci rm --image "$work/oci:base"
 umoci gc --layout "$work/oci"
-# An OCI archive is a tar of the layout (podman load, skopeo copy oci-archive:, ctr import).
-dtar "$work/oci" "$work/archive.tar" --owner=0 --group=0 --mode=u+rwX,go+rX,go-w oci-layout index.json blobs
+# An OCI archive is a tar of the layout (podman load, skopeo copy oci-archive:, ctr import). Its
+# index names the image in full, so a sideloaded image is found under l2lb_image; the layout in
+# build/image/oci keeps the short tag that umoci (and the lab kubelet) address it by.
+mkdir -p "$work/archive" && cp -al "$work/oci/blobs" "$work/oci/oci-layout" "$work/archive/"
+"$python" -c 'import json, sys
+index = json.load(open(sys.argv[1]))
+for m in index["manifests"]:
+    m.setdefault("annotations", {})["org.opencontainers.image.ref.name"] = sys.argv[2]
+print(json.dumps(index, separators=(",", ":")), end="")' "$work/oci/index.json" "$name:$version" > "$work/archive/index.json"
+dtar "$work/archive" "$work/archive.tar" --owner=0 --group=0 --mode=u+rwX,go+rX,go-w oci-layout index.json blobs
 rm -rf "$out/oci" && mv "$work/oci" "$out/oci" && mv "$work/archive.tar" "$archive"
 echo "$agent_key" > "$stamp"
 rm -rf "$work"
@@ -176,7 +190,7 @@ fi
 [ $fresh = 1 ] || build_agent
 [ $quiet = 1 ] && echo "$archive" && exit 0
 manifest=$("$python" -c 'import json,sys; print(json.load(open(sys.argv[1]))["manifests"][0]["digest"])' "$out/oci/index.json")
-echo "image:    l2lb-agent:$version (OCI archive, tag $version)"
+echo "image:    $name:$version (OCI archive; layout build/image/oci, tag $version)"
 echo "archive:  $archive ($(du -h --apparent-size "$archive" | cut -f1))"
 echo "manifest: $manifest"
 "$python" - "$out/oci" "$manifest" <<'EOF'

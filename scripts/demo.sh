@@ -18,7 +18,8 @@ k get pods -n l2lb-system -o wide
 say "The agents run as containers: runc runs the l2lb-agent image's python with each Pod's securityContext"
 k get pods -n l2lb-system -o custom-columns='POD:.metadata.name,CONTAINER:.status.containerStatuses[0].containerID' \
   || true
-ps -eo pid,user,args | grep -E '[r]unc .* run --bundle .*l2lb-system|[p]ython3 -m l2lb_agent' | cut -c1-160 || true
+ps -C runc,python3 -o pid,ppid,user,args | grep -E 'PID|l2lb-system|l2lb_agent' \
+  | sed -E 's/ --(root|log|log-format) [^ ]+//g; s|--bundle [^ ]*/([^/ ]+)|--bundle .../\1|' | cut -c1-150 || true
 
 say "3. The tutorial's nginx Deployment and LoadBalancer Service"
 k apply -f tests/manifests/tutorial-nginx.yaml
