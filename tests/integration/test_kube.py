@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import socket
 import threading
 import time
@@ -122,8 +123,8 @@ class Relay:
     """A TCP relay to the API server whose connections can all be cut at once: a real API blip
     (broken watch streams, refused reconnects) without touching the shared API server."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target, self.down = target, False
+    def __init__(self, target: tuple[str, int], request_delay: float = 0.0) -> None:
+        self.target, self.down, self.request_delay = target, False, request_delay
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = self._listener.getsockname()[1]
         self._conns: list[socket.socket] = []
@@ -142,13 +143,14 @@ class Relay:
             upstream = socket.create_connection(self.target)
             with self._lock:
                 self._conns += [conn, upstream]
-            for a, b in ((conn, upstream), (upstream, conn)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            for a, b, delay in ((conn, upstream, self.request_delay), (upstream, conn, 0.0)):
+                threading.Thread(target=self._pump, args=(a, b, delay), daemon=True).start()
 
     @staticmethod
-    def _pump(src: socket.socket, dst: socket.socket) -> None:
+    def _pump(src: socket.socket, dst: socket.socket, delay: float) -> None:
         with contextlib.suppress(OSError):
             while data := src.recv(65536):
+                time.sleep(delay)  # client -> server only: the server answers with a later state
                 dst.sendall(data)
         with contextlib.suppress(OSError):
             dst.shutdown(socket.SHUT_RDWR)
@@ -203,3 +205,37 @@ def wait_for(cond: Any, timeout: float = 15.0) -> None:
     while not cond():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+def test_slow_get_never_shortens_the_holders_time(client: kube.KubeClient, ns: str) -> None:
+    """A follower whose requests reach the API server late sees a renewal written after its GET
+    left; dating that observation from the send would let it take over before the holder's time is
+    up. The takeover must start at least lease_duration after the holder's last renewal."""
+    from l2lb_agent import leader, timing
+
+    t = timing.LeaseTimings(lease_duration=4.0, renew_interval=1.0, fence_margin=1.0)
+    url = urllib.parse.urlsplit(client.config.server)
+    relay = Relay((url.hostname or "127.0.0.1", url.port or 443), request_delay=0.8)
+    slow = kube.KubeClient(dataclasses.replace(client.config, server=f"https://127.0.0.1:{relay.port}"))
+    holder = leader.LeaderElector(client, ns, "l2lb-test", "holder", t)
+    follower = leader.LeaderElector(slow, ns, "l2lb-test", "follower", t)
+    try:
+        holder.start()
+        wait_for(holder.is_leader)
+        follower.start()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:  # the holder renews: the follower never leads
+            assert not follower.is_leader()
+            time.sleep(0.05)
+        holder.stop(release=False)  # silent from now on, without handing over
+        spec = client.get(kube.LEASES, "l2lb-test", ns)["spec"]
+        assert spec["holderIdentity"] == holder.identity
+        last_renewal = dt.datetime.strptime(spec["renewTime"], "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+            tzinfo=dt.UTC).timestamp()
+        wait_for(follower.is_leader, timeout=20)
+        took_over = time.time() - (time.monotonic() - (follower._renewed_at or 0.0))
+        assert took_over - last_renewal >= t.lease_duration - 0.01
+    finally:
+        follower.stop(release=False)
+        holder.stop(release=False)
+        relay.close()
