@@ -171,7 +171,7 @@ hash_of() { sha256sum | cut -c1-16; }
 base_key=$( { declare -f build_base dtar; cat "$repo/files/image/debs.txt" "$repo/constraints.txt"
   echo "$deps $suite $mirror $security ${L2LB_IMAGE_REFRESH:+$(date +%s)}"; } | hash_of)
 agent_key=$( (cd "$repo/files/agent" && find l2lb_agent -name '*.py' -print0 | sort -z | xargs -0 sha256sum;
-  declare -f build_agent; echo "$base_key $version") | hash_of)
+  declare -f build_agent; echo "$base_key $version $name") | hash_of)
 base=$cache/base-$base_key
 archive=$out/l2lb-agent-$version.oci.tar
 stamp=$out/.agent-key
