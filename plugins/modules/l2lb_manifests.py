@@ -215,7 +215,7 @@ ARGUMENT_SPEC = {
     "image": {"type": "str", "default": SETTINGS.image},
     "image_pull_policy": {"type": "str", "choices": list(render.PULL_POLICIES),
                           "default": SETTINGS.image_pull_policy},
-    "image_pull_secrets": {"type": "list", "elements": "str", "default": []},
+    "image_pull_secrets": {"type": "list", "elements": "str", "default": [], "no_log": False},  # names only
     "controller_replicas": {"type": "int", "default": SETTINGS.controller_replicas},
     "speaker_node_selector": {"type": "dict", "default": {}},
     "tolerations": {"type": "list", "elements": "dict", "default": []},

@@ -88,11 +88,10 @@ def test_good_values_pass(given):
     checks.validate(dataclasses.replace(render.Settings(), **given))
 
 
-POD = {"metadata.namespace": "l2lb-system", "spec.nodeName": "node1", "metadata.name": "l2lb-x",
-       "status.podIP": "192.168.1.11"}
+POD = {"spec.nodeName": "node1", "metadata.name": "l2lb-x", "status.podIP": "192.168.1.11"}
 
 
-def agent_accepts(container: dict, monkeypatch: pytest.MonkeyPatch) -> tuple[bool, str]:
+def agent_accepts(container: dict, namespace: str, monkeypatch: pytest.MonkeyPatch) -> tuple[bool, str]:
     """Start the agent's real cli on the container's env and args (as the kubelet would)."""
     with monkeypatch.context() as patch:
         for name in [n for n in list(__import__("os").environ) if n.startswith("L2LB_")]:
@@ -100,7 +99,8 @@ def agent_accepts(container: dict, monkeypatch: pytest.MonkeyPatch) -> tuple[boo
         for item in container["env"]:
             value = item.get("value")
             if value is None:
-                value = POD[item["valueFrom"]["fieldRef"]["fieldPath"]]
+                fields = {**POD, "metadata.namespace": namespace}
+                value = fields[item["valueFrom"]["fieldRef"]["fieldPath"]]
             patch.setenv(item["name"], value)
         args = cli.build_parser().parse_args(container["args"])
         try:
@@ -121,23 +121,38 @@ def agent_flags(component: str) -> set[str]:
     return {dest for action in sub.choices[component]._actions for dest in [action.dest]}
 
 
-TIMINGS = [
+# Settings field -> the agent's flag (dest) it becomes.
+FLAG_OF = {"speaker_metrics_host": "metrics_host", "controller_metrics_host": "metrics_host"}
+CASES = [
     {"lease_duration": v} for v in (0.5, 1.0, 2.0, 6.0, 100.0, 3599.0)
 ] + [
-    {"renew_interval": v} for v in (0.1, 1.0, 2.25, 2.3, 3.0)
+    {"renew_interval": v} for v in (0.1, 0.2, 1.0, 2.25, 2.3, 3.0)
 ] + [
     {"heartbeat_interval": v} for v in (0.01, 0.02, 0.1, 1.0, 30.0, 61.0)
 ] + [
     {"dead_after": v} for v in (0.05, 0.3, 0.4, 2.0, 60.0)
 ] + [
     {"handover_delay": v} for v in (0.01, 0.15, 0.4, 0.5)
+] + [
+    {"loadbalancer_class": v} for v in ("l2lb.io/layer2", "example.com/x_y.z", "no-prefix", "Up.Case/x",
+                                        "a/" + "b" * 64, "a/-b")
+] + [
+    {"interfaces": v} for v in (("eth0",), ("bond0.100", "eth1"), ("a" * 16,), ("eth0/1",), ("eth:0",))
+] + [
+    {"namespace": v} for v in ("l2lb-system", "lb", "Bad", "x" * 64, "-lb")
+] + [
+    {"log_level": v} for v in ("debug", "error", "verbose")
+] + [
+    {"speaker_metrics_host": v} for v in ("", "127.0.0.1", "::1", "0.0.0.0")
 ]
 
 
-@pytest.mark.parametrize("given", TIMINGS, ids=[str(g) for g in TIMINGS])
-def test_modules_and_agent_agree_on_every_rendered_timing(given, monkeypatch):
-    """One definition: the modules accept a value exactly when the agent's cli starts with it."""
+@pytest.mark.parametrize("given", CASES, ids=[str(g) for g in CASES])
+def test_modules_and_agent_agree_on_every_rendered_flag(given, monkeypatch):
+    """One behaviour: the modules accept a value exactly when the agent's cli starts with it
+    (the modules may only be stricter where the agent has no such check, e.g. a metrics host)."""
     settings = dataclasses.replace(render.Settings(), **given)
+    field = next(iter(given))
     try:
         checks.validate(settings)
         module_ok, why = True, ""
@@ -145,25 +160,24 @@ def test_modules_and_agent_agree_on_every_rendered_timing(given, monkeypatch):
         module_ok, why = False, str(error)
     for container in containers(settings):
         component = container["args"][0]
-        agent_ok, agent_why = agent_accepts(container, monkeypatch)
+        agent_ok, agent_why = agent_accepts(container, settings.namespace, monkeypatch)
         if module_ok:
             assert agent_ok, f"the modules let through what the {component} refuses: {agent_why}"
-        field = next(iter(given))
-        if field in agent_flags(component) and not agent_ok:
+        if FLAG_OF.get(field, field) in agent_flags(component) and not agent_ok:
             assert not module_ok, f"{component} refuses {given} but the modules accept it"
     if not module_ok:
-        assert next(iter(given)) in why
+        assert f"l2lb_{field}" in why
 
 
 def test_controller_default_lease_and_log_levels_are_the_agents():
     assert checks.CONTROLLER_LEASE_DURATION == cli.CONTROLLER_LEASE_DURATION
-    assert getattr(cli, "MIN_RENEW_INTERVAL", checks.MIN_RENEW_INTERVAL) == checks.MIN_RENEW_INTERVAL
+    assert checks.MIN_RENEW_INTERVAL == cli.MIN_RENEW_INTERVAL
     assert tuple(render.LOG_LEVELS) == tuple(cli.LOG_LEVELS)
 
 
 def test_rendered_defaults_start_the_agent(monkeypatch):
     for container in containers(render.Settings()):
-        ok, why = agent_accepts(container, monkeypatch)
+        ok, why = agent_accepts(container, "l2lb-system", monkeypatch)
         assert ok, why
 
 
