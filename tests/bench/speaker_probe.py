@@ -35,6 +35,10 @@ from scapy.layers.l2 import ARP, Ether
 
 ETH_P_ALL = 0x0003
 FLOOD_SENDERS = [f"192.168.1.{i}" for i in range(150, 200)]
+# Probes rotate over 100 source addresses: each source asks about once a second, as a real host
+# might, so the speaker's per-requester answer limit (ratelimit.Rates) never hides an answer.
+PROBE_SENDERS4 = [f"192.168.1.{i}" for i in range(100, 150)] + [f"192.168.1.{i}" for i in range(71, 100)]
+PROBE_SENDERS6 = [f"fd00:4c32:6c62::1:{i:x}" for i in range(100)]
 MAX_FLOOD = 200_000
 MAX_DURATION = 120.0
 
@@ -108,14 +112,15 @@ def _drain(sock: socket.socket, ip_packed: bytes, timeout: float) -> list[tuple[
 def probe(ip: str, iface: str, interval: float, duration: float,
           until_answer: bool = False) -> list[tuple[float, list[str]]]:
     """One request per interval for duration: [(send time, sorted MACs that answered it)]."""
-    fam = socket.AF_INET if ipaddress.ip_address(ip).version == 4 else socket.AF_INET6
-    frame = request(ip, _mac(iface), _ip_of(iface, fam))
+    senders = PROBE_SENDERS4 if ipaddress.ip_address(ip).version == 4 else PROBE_SENDERS6
+    mac = _mac(iface)
+    frames_out = [request(ip, mac, src) for src in senders]
     packed = ipaddress.ip_address(ip).packed
     sock = _socket(iface)
     out: list[tuple[float, list[str]]] = []
     end = time.monotonic() + min(duration, MAX_DURATION)
     while (now := time.monotonic()) < end:
-        sock.send(frame)
+        sock.send(frames_out[len(out) % len(frames_out)])
         answers = _drain(sock, packed, max(0.0, now + interval - time.monotonic()))
         out.append((now, sorted({mac for _, mac, _ in answers})))
         if until_answer and answers:

@@ -242,3 +242,30 @@ def test_service_without_our_class_or_endpoints_not_answered(all_up: h.Cluster) 
     time.sleep(0.5)
     assert h.owner_now(ip) == []
     all_up.delete_service("noeps")
+
+
+def test_owner_joins_the_solicited_node_group_for_mld_snooping(all_up: h.Cluster) -> None:
+    ip = "fd00:4c32:6c62::f6"
+    owner = expected_owner(ip)
+    all_up.service("mld", [ip])
+    h.wait_answer(ip)
+    out = subprocess.run(["ip", "-n", f"l2lb-{owner}", "-6", "maddr", "show", "dev", "eth0"],
+                         capture_output=True, text=True, check=True).stdout
+    assert "ff02::1:ff00:f6" in out, out  # the kernel sends MLD reports for it
+    all_up.delete_service("mld")
+    deadline = time.monotonic() + 3
+    while "ff02::1:ff00:f6" in subprocess.run(["ip", "-n", f"l2lb-{owner}", "-6", "maddr", "show", "dev",
+                                                "eth0"], capture_output=True, text=True).stdout:
+        assert time.monotonic() < deadline, "group not left after the IP went away"
+        time.sleep(0.1)
+
+
+def test_one_requester_flood_is_rate_limited(all_up: h.Cluster) -> None:
+    ip = "192.168.1.236"
+    all_up.service("limited", [ip])
+    h.wait_answer(ip)
+    time.sleep(3.0)  # the target bucket refills after wait_answer's probes
+    report = h.run_probe("flood", ip, rate=2000, count=2000)  # 1 s of 2,000 requests from 50 sources
+    # per requester 20 burst + 10/s; per target 400 burst + 200/s: the target limit binds
+    assert 0 < report["answered"] <= 400 + 200 * 1.5, report
+    all_up.delete_service("limited")

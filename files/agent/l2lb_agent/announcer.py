@@ -37,7 +37,7 @@ from pathlib import Path
 from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6
 from scapy.layers.l2 import ARP, Ether
 
-from . import frames
+from . import frames, ratelimit
 
 log = logging.getLogger(__name__)
 
@@ -166,6 +166,7 @@ class Stats:
         self.dropped: collections.Counter[frames.Verdict] = collections.Counter()  # reason -> count
         self.announcements = 0
         self.send_errors = 0
+        self.rate_limited: collections.Counter[str] = collections.Counter()  # limit -> answers held back
 
 
 # -- one interface ---------------------------------------------------------------------------
@@ -183,6 +184,9 @@ class Port:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self.templates: dict[str, _Templates] = {}  # ip text -> templates for this MAC
+        self.limiter = ratelimit.AnswerLimiter()  # used by the receive thread only
+        self._mld: socket.socket | None = None  # joins solicited-node groups (MLD reports)
+        self._groups: set[bytes] = set()  # solicited-node groups joined
 
     def start(self, prog: list[frames.Insn]) -> None:
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # protocol 0: nothing yet
@@ -196,6 +200,27 @@ class Port:
         sock.settimeout(0.5)
         self._thread = threading.Thread(target=self._loop, name=f"announce-{self.ifname}", daemon=True)
         self._thread.start()
+
+    def set_groups(self, groups: set[bytes]) -> None:
+        """Join exactly these IPv6 multicast groups (the solicited-node groups of owned IPv6s), so
+        the kernel sends MLD reports and switches that snoop MLD forward NS to this port."""
+        if self._mld is None:
+            try:
+                self._mld = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            except OSError as exc:  # no IPv6 on this host: nothing to join
+                log.debug("%s: no IPv6 socket for MLD: %s", self.ifname, exc)
+                return
+        index = socket.if_nametoindex(self.ifname)
+        for group, opt in ([(g, socket.IPV6_LEAVE_GROUP) for g in self._groups - groups]
+                           + [(g, socket.IPV6_JOIN_GROUP) for g in groups - self._groups]):
+            try:
+                self._mld.setsockopt(socket.IPPROTO_IPV6, opt, group + struct.pack("@I", index))
+            except OSError as exc:  # e.g. the kernel's membership limit: ALLMULTI still receives
+                log.warning("%s: MLD %s %s failed: %s", self.ifname,
+                            "join" if opt == socket.IPV6_JOIN_GROUP else "leave",
+                            socket.inet_ntop(socket.AF_INET6, group), exc)
+                continue
+            (self._groups.add if opt == socket.IPV6_JOIN_GROUP else self._groups.discard)(group)
 
     def set_filter(self, prog: list[frames.Insn]) -> None:
         if self._sock is None:
@@ -212,6 +237,9 @@ class Port:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+        if self._mld is not None:
+            self._mld.close()  # leaves every group
+            self._mld, self._groups = None, set()
 
     def send(self, frame: bytes) -> None:
         sock = self._sock
@@ -251,6 +279,11 @@ class Port:
             reply, kind = frames.na_reply(snap.owned6[d.target].reply, d.peer_mac, d.peer_ip), "ns"
         elif verdict is frames.Verdict.ANSWER_DAD:
             reply, kind = snap.owned6[d.target].announce, "dad"
+        if reply:
+            limit = self.limiter.allow(d.peer_mac + d.peer_ip, d.target, time.monotonic())
+            if limit is not ratelimit.Limit.OK:
+                stats.rate_limited[limit.value] += 1
+                return
         if reply and time.monotonic() >= self.snap.fence:  # checked last, right before the send
             verdict, reply = frames.Verdict.FENCED, b""
         if not reply:
@@ -379,6 +412,9 @@ class Announcer:
 
     def _refilter(self, owned: frozenset[str]) -> None:
         packed = [ipaddress.ip_address(ip).packed for ip in owned]
+        groups = {frames.solicited_node(p) for p in packed if len(p) == 16}
+        for port in self.ports:
+            port.set_groups(groups)
         prog = frames.bpf_program({p for p in packed if len(p) == 4}, {p for p in packed if len(p) == 16})
         for port in self.ports:
             try:

@@ -41,6 +41,12 @@ class Collector:
         yield dropped
         yield CounterMetricFamily("l2lb_speaker_garps_sent", "Gratuitous ARP / unsolicited NA sent",
                                   value=stats.announcements)
+        limited = CounterMetricFamily("l2lb_speaker_answers_rate_limited",
+                                      "Answers held back by the per-requester/target/total limits",
+                                      labels=["limit"])
+        for limit in ("requester", "target", "total"):
+            limited.add_metric([limit], stats.rate_limited[limit])
+        yield limited
 
     def _membership(self) -> Iterable[Any]:
         s, m, now = self.s, self.s.members, time.monotonic()
