@@ -3,19 +3,16 @@
 """What l2lb is doing, read from plain Kubernetes objects: readiness and IP assignments.
 
 Place in the flow: l2lb_info module -> k8s_apply (reads) -> **status (here)** -> the deploy
-role's wait and the operator. Pure: takes the Deployment, DaemonSet, Pods, Services and Events as
-dicts and returns plain values. It reports what the API says; it does not probe the LAN.
+role's wait and the operator. Pure: takes the Deployment, DaemonSet, Pods, Services and the
+speakers' registration Leases as dicts and returns plain values. It reports what the API says; it does not probe the LAN.
 """
 
 from __future__ import annotations
 
-import re
 import typing as t
 
 Obj = t.Mapping[str, t.Any]
 
-# `announcing from node "node1"`, `node=node1`, `on node node1`: take the name after "node".
-NODE_IN_MESSAGE = re.compile(r"\bnode\b[\s:=]*\"?([A-Za-z0-9][A-Za-z0-9.\-]*)\"?")
 
 
 def _status(obj: Obj | None) -> t.Mapping[str, t.Any]:
@@ -91,27 +88,29 @@ def _service_name(obj: Obj) -> str:
     return f"{meta.get('namespace')}/{meta.get('name')}"
 
 
-def announcers(events: t.Iterable[Obj]) -> dict[str, str]:
-    """namespace/name of a Service -> node named by its newest `nodeAssigned` Event."""
-    newest: dict[str, tuple[str, str]] = {}  # service -> (timestamp, node)
-    for event in events:
-        if event.get("reason") != "nodeAssigned":
-            continue
-        involved = event.get("involvedObject") or {}
-        service = f"{involved.get('namespace')}/{involved.get('name')}"
-        match = NODE_IN_MESSAGE.search(event.get("message") or "")
-        node = match.group(1) if match else (event.get("source") or {}).get("host")
-        stamp = str(event.get("lastTimestamp") or event.get("eventTime")
-                    or (event.get("metadata") or {}).get("creationTimestamp") or "")
-        if node and (service not in newest or stamp >= newest[service][0]):
-            newest[service] = (stamp, node)
-    return {service: entry[1] for service, entry in newest.items()}
+ANNOUNCING = "l2lb.io/announcing"  # speaker_registry.ANNOUNCING: the IPs a speaker answers for
+NODE_LABEL = "l2lb.io/node"
 
 
-def assignments(services: t.Iterable[Obj], events: t.Iterable[Obj],
+def announcers(leases: t.Iterable[Obj]) -> dict[str, str]:
+    """IP -> the node whose speaker registration Lease says it announces that IP now.
+
+    Each speaker writes the IPs it answers for into its own registration (at most once a second,
+    only on change), so this is exact and does not expire, unlike Events."""
+    out: dict[str, str] = {}
+    for lease in leases:
+        meta = lease.get("metadata") or {}
+        node = (meta.get("labels") or {}).get(NODE_LABEL)
+        for ip in ((meta.get("annotations") or {}).get(ANNOUNCING) or "").split(","):
+            if node and ip:
+                out[ip] = node
+    return out
+
+
+def assignments(services: t.Iterable[Obj], leases: t.Iterable[Obj],
                 pool_of: t.Callable[[str], str | None]) -> list[dict[str, t.Any]]:
-    """One entry per LoadBalancer Service: its addresses, their pools and the announcing node."""
-    by_service = announcers(events)
+    """One entry per LoadBalancer Service: its addresses, their pools and the announcing nodes."""
+    by_ip = announcers(leases)
     out = []
     for svc in services:
         spec = svc.get("spec") or {}
@@ -124,7 +123,8 @@ def assignments(services: t.Iterable[Obj], events: t.Iterable[Obj],
             "service": name,
             "ips": ips,
             "pools": {ip: pool_of(ip) for ip in ips},
-            "announced_by": by_service.get(name) if ips else None,
+            "announced_by": next((by_ip[ip] for ip in ips if ip in by_ip), None),
+            "announcers": {ip: by_ip.get(ip) for ip in ips},
             "loadbalancer_class": spec.get("loadBalancerClass"),
         })
     return sorted(out, key=lambda item: item["service"])

@@ -12,8 +12,8 @@ module: l2lb_info
 short_description: Show which IPs l2lb assigned to which Service, who announces them, and readiness
 version_added: 0.1.0
 description:
-  - Reads the C(LoadBalancer) Services' status, the newest C(nodeAssigned) Event of each (the
-    node announcing its addresses), the speakers' heartbeat Leases, and the readiness of the
+  - Reads the C(LoadBalancer) Services' status, the speakers' registration Leases (each lists the
+    IPs its node announces now, in the annotation C(l2lb.io/announcing)), and the readiness of the
     controller Deployment, the speaker DaemonSet and their Pods.
   - Read-only; never reports C(changed).
 author:
@@ -73,6 +73,7 @@ assignments:
       ips: [192.168.1.240]
       pools: {"192.168.1.240": my-ip-space}
       announced_by: node2
+      announcers: {"192.168.1.240": node2}
       loadbalancer_class: null
 ready:
   description: True when the controller Deployment and every speaker are Ready.
@@ -87,11 +88,12 @@ not_ready:
     - "speaker DaemonSet: 2/3 ready, 3/3 updated"
     - "pod l2lb-speaker-x2x9k on node3: not ready (ContainerCreating)"
 speakers:
-  description: Speaker heartbeat Leases (node, holder and last renewal).
+  description: Speaker registrations (node, holder Pod, last write and the IPs the node announces).
   returned: always
   type: list
   elements: dict
-  sample: [{"node": "node1", "holder": "l2lb-speaker-abcde", "renew_time": "2026-01-01T00:00:00.000000Z"}]
+  sample: [{"node": "node1", "holder": "l2lb-speaker-abcde", "renew_time": "2026-01-01T00:00:00.000000Z",
+            "announcing": ["192.168.1.241"]}]
 """
 
 from collections.abc import Callable
@@ -146,8 +148,9 @@ def heartbeats(kube: k8s_apply.Kube, namespace: str) -> list[dict]:
     out = []
     for lease in leases:
         name, spec = lease["metadata"]["name"], lease.get("spec") or {}
+        announced = ((lease["metadata"].get("annotations") or {}).get(status.ANNOUNCING) or "").split(",")
         out.append({"node": name.removeprefix("l2lb-speaker-"), "holder": spec.get("holderIdentity"),
-                    "renew_time": spec.get("renewTime")})
+                    "renew_time": spec.get("renewTime"), "announcing": [ip for ip in announced if ip]})
     return sorted(out, key=lambda item: item["node"])
 
 
@@ -161,11 +164,11 @@ def run(module: AnsibleModule) -> dict:
                 f"l2lb is not Ready after {module.params['wait_timeout']}s: " + "; ".join(problems))
     else:
         problems = readiness(kube, namespace)
-    events = kube.list("v1", "Event", field_selector="reason=nodeAssigned")
+    leases = kube.list("coordination.k8s.io/v1", "Lease", namespace, label_selector=HEARTBEAT_SELECTOR)
     services = kube.list("v1", "Service")
     return {
         "changed": False,
-        "assignments": status.assignments(services, events, pool_lookup(kube, namespace)),
+        "assignments": status.assignments(services, leases, pool_lookup(kube, namespace)),
         "ready": not problems,
         "not_ready": problems,
         "speakers": heartbeats(kube, namespace),

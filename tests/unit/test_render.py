@@ -348,23 +348,20 @@ def test_pod_problems_name_pod_node_and_reason():
     assert status.pod_problems(pods) == ["pod l2lb-speaker-a on node3: not ready (ImagePullBackOff)"]
 
 
-def event(service: str, message: str, stamp: str, reason: str = "nodeAssigned") -> dict:
-    return {"reason": reason, "message": message, "lastTimestamp": stamp,
-            "involvedObject": {"namespace": "default", "name": service}}
+def registration(node: str, ips: str) -> dict:
+    return {"metadata": {"name": f"l2lb-speaker-{node}", "labels": {"l2lb.io/node": node},
+                         "annotations": {"l2lb.io/announcing": ips}}}
 
 
-def test_announcer_is_the_newest_node_assigned_event():
-    events = [
-        event("nginx", 'announcing from node "node1"', "2026-01-01T00:00:01Z"),
-        event("nginx", 'announcing from node "node3"', "2026-01-01T00:00:09Z"),
-        event("nginx", "ip allocated", "2026-01-01T00:00:10Z", reason="IPAllocated"),
-    ]
+def test_announcer_comes_from_the_speakers_registrations():
+    leases = [registration("node1", "192.168.1.241"), registration("node3", "192.168.1.240,fd00::1"),
+              registration("node2", "")]
     services = [lb_service("nginx", "192.168.1.240"), lb_service("pending", None)]
-    result = status.assignments(services, events, lambda ip: "my-ip-space")
+    result = status.assignments(services, leases, lambda ip: "my-ip-space")
     assert result == [
         {"service": "default/nginx", "ips": ["192.168.1.240"], "pools": {"192.168.1.240": "my-ip-space"},
-         "announced_by": "node3", "loadbalancer_class": None},
-        {"service": "default/pending", "ips": [], "pools": {}, "announced_by": None,
+         "announced_by": "node3", "announcers": {"192.168.1.240": "node3"}, "loadbalancer_class": None},
+        {"service": "default/pending", "ips": [], "pools": {}, "announced_by": None, "announcers": {},
          "loadbalancer_class": None},
     ]
 
