@@ -4,7 +4,8 @@
 
 Place in the flow: l2lb_info module -> k8s_apply (reads) -> **status (here)** -> the deploy
 role's wait and the operator. Pure: takes the Deployment, DaemonSet, Pods, Services and the
-speakers' registration Leases as dicts and returns plain values. It reports what the API says; it does not probe the LAN.
+speakers' registration Leases as dicts and returns plain values. It reports what the API says;
+it does not probe the LAN.
 """
 
 from __future__ import annotations
