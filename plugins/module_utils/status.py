@@ -15,7 +15,6 @@ import typing as t
 Obj = t.Mapping[str, t.Any]
 
 
-
 def _status(obj: Obj | None) -> t.Mapping[str, t.Any]:
     return (obj or {}).get("status") or {}
 

@@ -300,7 +300,7 @@ def _open(stack: list[_Frame], ev: Any) -> None:
     if len(stack) >= MAX_DEPTH:
         raise ConfigError(_here(stack), _MISSING, f"nested deeper than {MAX_DEPTH} levels (line {_line(ev)})")
     path = _child_path(stack, ev) if stack else []
-    stack.append(_Frame([] if type(ev) is yaml.SequenceStartEvent else {}, path))
+    stack.append(_Frame([] if isinstance(ev, yaml.SequenceStartEvent) else {}, path))
 
 
 def _here(stack: list[_Frame]) -> str:
