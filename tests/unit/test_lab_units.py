@@ -21,14 +21,31 @@ def test_find_host_accepts_short_and_full_names(name, netns):
     assert topo.find_host(name).netns == netns
 
 
-def test_unknown_names_are_rejected_naming_the_value():
+@pytest.fixture
+def default_lab():
+    """The contract's 3-node lab, whatever `lab up --nodes N` last recorded on this machine."""
+    before = len(topo.NODES)
+    topo.set_node_count(topo.DEFAULT_NODE_COUNT)
+    yield
+    topo.set_node_count(before)
+
+
+def test_node_count_follows_lab_up_nodes(default_lab):
+    topo.set_node_count(30)
+    assert topo.NODES[-1].name == "node30" and topo.NODES[-1].ipv4 == "192.168.1.40"
+    assert topo.find_node("node30").mac == "02:4c:32:00:00:40"
+    with pytest.raises(ValueError, match="--nodes: expected 1-60, got 61"):
+        topo.set_node_count(61)
+
+
+def test_unknown_names_are_rejected_naming_the_value(default_lab):
     with pytest.raises(ValueError, match="'node9'"):
         topo.find_host("node9")
     with pytest.raises(ValueError, match="'client' is not a lab node"):
         topo.find_node("client")
 
 
-def test_topology_matches_the_contract():
+def test_topology_matches_the_contract(default_lab):
     assert [(h.netns, h.ipv4, h.ipv6, h.mac) for h in topo.HOSTS] == [
         ("l2lb-client", "192.168.1.1", "fd00:4c32:6c62::1", "02:4c:32:00:00:01"),
         ("l2lb-node1", "192.168.1.11", "fd00:4c32:6c62::11", "02:4c:32:00:00:11"),

@@ -30,6 +30,7 @@ import random
 import socket
 import string
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -380,6 +381,7 @@ class Informer:
         self.name = name or f"informer-{res.plural}"
         self.cache: dict[str, dict[str, Any]] = {}  # key ("ns/name") -> last seen object
         self.synced = threading.Event()
+        self.failing_since: float | None = None  # monotonic time the current failure streak began
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._stream: WatchStream | None = None
@@ -426,6 +428,8 @@ class Informer:
                 if self._stop.is_set():
                     break
                 failed += 1
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
                 what = f"resuming from resourceVersion {self._rv}" if self._rv else "listing again"
                 if isinstance(exc, ApiError | ValueError):
                     log.warning("%s: %s; %s in %.1fs", self.name, exc, what, self._delay)
@@ -462,6 +466,7 @@ class Informer:
         while not self._stop.is_set():
             self._stream = self._client.watch(self._res, self._namespace, resource_version=self._rv,
                                               **self._sel)
+            self.failing_since = None  # the API server accepted the watch: the view is being kept
             try:
                 for kind, obj in self._stream:
                     if kind != "BOOKMARK":

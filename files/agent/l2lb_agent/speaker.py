@@ -206,7 +206,7 @@ class Speaker:
         self._last_beat = now
         with self._mlock:
             self.members.candidate = self.ready
-            self.members.api_fresh = self.registry.fresh(now)
+            self.members.api_fresh = self.api_fresh(now)
             payload = self.members.heartbeat(now)
         if payload is not None:
             self.link.send(payload)
@@ -218,9 +218,19 @@ class Speaker:
             return False, "no heartbeat keys"
         if not self.link.up():
             return False, "no announcing interface has carrier"
-        if now - self.registry.last_ok >= self.t.api_yield_after and peer_fresh:
+        if self._view_age(now) >= self.t.api_yield_after and peer_fresh:
             return False, "my API view is stale while a peer's is fresh"
         return True, "ready"
+
+    def _view_age(self, now: float) -> float:
+        """How stale this node's view of the desired state may be: since the last answered probe,
+        or since its watches started failing (a hung or backing-off watch while GETs still work)."""
+        failing = self.watches.failing_since()
+        age = now - self.registry.last_ok
+        return max(age, now - failing) if failing is not None else age
+
+    def api_fresh(self, now: float) -> bool:
+        return self._view_age(now) < self.t.api_stale_after
 
     def _set_ready(self, ready: bool, why: str) -> None:
         if ready == self.ready:

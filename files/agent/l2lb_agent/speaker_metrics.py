@@ -67,7 +67,7 @@ class Collector:
         yield GaugeMetricFamily("l2lb_speaker_fenced", "1 while this node may not answer",
                                 value=0 if now < m.fence(now) and s.ready else 1)
         yield GaugeMetricFamily("l2lb_speaker_api_fresh", "1 while this node's view of the API is fresh",
-                                value=1 if s.registry.fresh(now) else 0)
+                                value=1 if s.api_fresh(now) else 0)
         yield GaugeMetricFamily("l2lb_speaker_keys_loaded", "1 once heartbeat keys are loaded",
                                 value=1 if s.keys_loaded else 0)
         yield CounterMetricFamily("l2lb_speaker_keyring_errors", "Unusable heartbeat key Secrets seen",

@@ -58,6 +58,15 @@ class Watches:
     def synced(self) -> bool:
         return all(inf.synced.is_set() for inf in self.informers.values())
 
+    def failing_since(self) -> float | None:
+        """When the oldest current failure streak of a desired-state watch began (None: all fine).
+
+        A watch that keeps failing (relist backing off) leaves a stale view even while single GETs
+        get through, so the speaker treats it like a cut from the API server."""
+        streaks = [inf.failing_since for kind, inf in self.informers.items()
+                   if kind in ("services", "slices", "nodes") and inf.failing_since is not None]
+        return min(streaks, default=None)
+
     def stop(self) -> None:
         for inf in self.informers.values():
             inf.stop(timeout=0)
