@@ -218,6 +218,12 @@ def test_cgroup_hierarchies_to_mount_follow_proc_self_cgroup():
     assert runtime.cgroup_mounts("0::/\n") == [("cgroup2", "", "/sys/fs/cgroup")]
 
 
+def test_container_cgroups_live_under_the_kubelets_own_cgroup_in_each_hierarchy():
+    assert runtime.cgroup_parents("9:name=systemd:/\n4:memory:/sandbox/x\n0::/\n") == [
+        "/sys/fs/cgroup/systemd/l2lb-lab", "/sys/fs/cgroup/memory/sandbox/x/l2lb-lab"]
+    assert runtime.cgroup_parents("0::/a/b\n") == ["/sys/fs/cgroup/a/b/l2lb-lab"]
+
+
 @pytest.mark.parametrize("file_text, log, policy, code, want", [
     ("bye\n", "x\n", "File", 1, "bye"),
     ("", "a\nerror: no NET_RAW\n", "File", 2, ""),

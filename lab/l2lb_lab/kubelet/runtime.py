@@ -37,6 +37,7 @@ DEFAULT = RUNC
 SECCOMP_PROFILE = "/usr/share/containers/seccomp.json"  # containers-common's default (CRI-O, podman)
 BUILD_TIMEOUT = 900  # a cold base build downloads Debian and PyPI packages
 KEEP_ROOTFS = 4  # unpacked image versions kept (running containers may still use older ones)
+CGROUP_PARENT = "l2lb-lab"  # containers' cgroups: <the kubelet's cgroup>/l2lb-lab/<run id>
 
 
 def selected(environ: dict[str, str] | None = None) -> str:
@@ -173,6 +174,17 @@ def cgroup_mounts(proc_self_cgroup: str) -> list[tuple[str, str, str]]:
     return [("cgroup2", "", "/sys/fs/cgroup")] if unified else []
 
 
+def cgroup_parents(proc_self_cgroup: str) -> list[str]:
+    """The l2lb-lab cgroup directory under this process's cgroup, in every hierarchy (pure)."""
+    own = {}
+    for line in proc_self_cgroup.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            own[parts[1]] = parts[2]
+    return [os.path.join(point, own[options if fstype == "cgroup" else ""].lstrip("/"), CGROUP_PARENT)
+            for fstype, options, point in cgroup_mounts(proc_self_cgroup) if fstype != "tmpfs"]
+
+
 def ensure_cgroups() -> None:
     """Mount the cgroup hierarchies in this mount namespace unless some are there already."""
     with open("/proc/self/mountinfo", encoding="utf-8") as f:
@@ -235,7 +247,7 @@ class Runc:
             rootfs=image.rootfs if sec.readonly_root else self._writable_root(image.rootfs, bundle),
             mounts=mounts, netns=self.netns,
             hostname=None if (pod.get("spec") or {}).get("hostNetwork") else pod["metadata"]["name"],
-            cgroups_path=f"l2lb-lab/{pod['metadata']['uid']}/{run_id}",
+            cgroups_path=f"{CGROUP_PARENT}/{run_id}",
             linux_resources=oci.resources(container),
             seccomp=self._seccomp_for(sec) if sec.seccomp == "RuntimeDefault" else None,
             termination_log=term_log)
@@ -270,12 +282,20 @@ class Runc:
         return merged
 
     def _delete_stale(self, prefix: str) -> None:
-        """Earlier runs of this container that runc still records (runc itself was killed)."""
+        """Earlier runs of this container that runc still records, or their cgroups (runc was killed)."""
         with contextlib.suppress(OSError):
             for cid in os.listdir(self.root):
                 if cid.startswith(f"{prefix}-"):
                     subprocess.run(["runc", "--root", self.root, "delete", "--force", cid],
                                    check=False, capture_output=True, timeout=30)
+        with open("/proc/self/cgroup", encoding="utf-8") as f:
+            parents = cgroup_parents(f.read())
+        for parent in parents:
+            with contextlib.suppress(OSError):
+                for name in os.listdir(parent):
+                    if name.startswith(f"{prefix}-"):
+                        with contextlib.suppress(OSError):  # busy (still running) or gone: keep
+                            os.rmdir(os.path.join(parent, name))
 
 
 def start_error(runc_log: str) -> str:
