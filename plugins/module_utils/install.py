@@ -43,7 +43,10 @@ def _key(obj: Obj) -> tuple[str, str, str, str | None]:
 
 def apply(kube: k8s_apply.Kube, objects: list[dict[str, t.Any]], skip_kube_proxy_check: bool,
           warn: t.Callable[[str], None]) -> list[k8s_apply.Result]:
-    """Preflight everything, then server-side apply in order. A foreign namespace is used, not applied."""
+    """Preflight everything and dry-run every object, then server-side apply in order.
+
+    A foreign namespace is used, not applied. Objects in a namespace that does not exist yet
+    cannot be dry-run by the server (predicted instead; checks.py covers their values)."""
     if not skip_kube_proxy_check:
         _check_kube_proxy(kube, warn)
     if any((o["apiVersion"], o["kind"]) == VAP for o in objects) and not kube.serves(*VAP):
@@ -57,15 +60,15 @@ def apply(kube: k8s_apply.Kube, objects: list[dict[str, t.Any]], skip_kube_proxy
         raise InstallError(
             f"refusing to overwrite objects that l2lb did not create: {', '.join(foreign)}. Remove or "
             "rename them, or install l2lb into another namespace (l2lb_namespace)")
-    results = []
-    for obj in objects:
-        if obj["kind"] == "Namespace" and not preflight.namespace_is_ours(live[render.ref(obj)]):
-            warn(f"namespace {obj['metadata']['name']} existed before l2lb: it is used as it is, and "
-                 "uninstall will not delete it")
-            results.append(k8s_apply.Result(render.ref(obj), False, None, None))
-            continue
-        results.append(kube.apply(obj))
-    return results
+    wanted = [o for o in objects
+              if o["kind"] != "Namespace" or preflight.namespace_is_ours(live[render.ref(o)])]
+    if len(wanted) < len(objects):
+        warn(f"namespace {objects[0]['metadata']['name']} existed before l2lb: it is used as it is, "
+             "and uninstall will not delete it")
+    for obj in wanted:
+        kube.apply(obj, dry_run=True)  # the API server's own validation of all, before any write
+    return [kube.apply(obj) if obj in wanted else k8s_apply.Result(render.ref(obj), False, None, None)
+            for obj in objects]
 
 
 def _check_kube_proxy(kube: k8s_apply.Kube, warn: t.Callable[[str], None]) -> None:

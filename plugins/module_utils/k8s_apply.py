@@ -153,8 +153,10 @@ class Kube:
                 found.append({**item, "apiVersion": resource.group_version, "kind": resource.kind})
         return found
 
-    def apply(self, manifest: t.Mapping[str, t.Any]) -> Result:
-        """Server-side apply; in check mode a server dry run. changed = live differs from result."""
+    def apply(self, manifest: t.Mapping[str, t.Any], dry_run: bool = False) -> Result:
+        """Server-side apply; a server dry run in check mode or when asked (validation before a
+        real run). changed = live differs from result."""
+        dry = "All" if dry_run else self.dry_run
         api_version, kind = manifest["apiVersion"], manifest["kind"]
         name, namespace = manifest["metadata"]["name"], manifest["metadata"].get("namespace")
         ref = _ref(api_version, kind, name, namespace)
@@ -163,10 +165,10 @@ class Kube:
         try:
             returned = resource.server_side_apply(
                 body=dict(manifest), name=name, namespace=namespace,
-                field_manager=FIELD_MANAGER, force_conflicts=True, dry_run=self.dry_run,
+                field_manager=FIELD_MANAGER, force_conflicts=True, dry_run=dry,
             ).to_dict()
         except dynamic_exceptions.NotFoundError as error:
-            if self.dry_run and namespace and self.get("v1", "Namespace", namespace) is None:
+            if dry and namespace and self.get("v1", "Namespace", namespace) is None:
                 # The namespace would be created earlier in this same run; predict the create.
                 return Result(ref, True, None, comparable(manifest))
             raise KubeError(f"cannot apply {ref}: {_describe(error)}") from error

@@ -227,7 +227,13 @@ def generations(kube) -> tuple:
     ({"l2lb_renew_interval": 5}, ["l2lb_renew_interval"]),
     ({"l2lb_speaker_metrics_host": "localhost"}, ["l2lb_speaker_metrics_host", "localhost"]),
     ({"l2lb_memberlist_keys": [KEY_1, "tooshort"]}, ["keys[2]", "l2lb_memberlist_keys"]),
-], ids=["heartbeat", "dead-after", "renew", "metrics-host", "bad-key"])
+    # only the API server knows these: its dry run of every object runs before the first write
+    ({"l2lb_tolerations": [{"key": "a", "operator": "Exists", "effect": "NoSchedule",
+                            "tolerationSeconds": 5}]},
+     ["DaemonSet/l2lb-system/l2lb-speaker", "tolerationSeconds"]),
+    ({"l2lb_speaker_resources": {"requests": {"memory": "64Mi"}, "limits": {"memory": "1Mi"}}},
+     ["DaemonSet/l2lb-system/l2lb-speaker", "must be less than or equal to memory limit"]),
+], ids=["heartbeat", "dead-after", "renew", "metrics-host", "bad-key", "toleration", "resources"])
 def test_bad_values_refused_before_any_change(deployed, kube, tmp_path, extra, named):
     before = generations(kube)
     result = playbook("site.yml", extra={**extra, "l2lb_log_level": "warning"}, tmp=tmp_path)
