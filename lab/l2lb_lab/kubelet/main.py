@@ -79,8 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         log.error("%s", exc)
         return 2
-    container_mod.use_runtime(runtime.Runc(os.path.abspath(args.repo_root), os.path.abspath(args.state_dir))
-                              if chosen == runtime.RUNC else None)
+    runc = runtime.Runc(os.path.abspath(args.repo_root), os.path.abspath(args.state_dir)) \
+        if chosen == runtime.RUNC else None
+    if runc is not None:
+        runc.sweep_cgroups()  # before any Pod starts: nothing of ours is being created
+    container_mod.use_runtime(runc)
     log.info("l2lb-agent containers run with %s", chosen)
 
     identity = node_mod.NodeIdentity(name=args.node, ipv4=args.node_ip, ipv6=args.node_ipv6,

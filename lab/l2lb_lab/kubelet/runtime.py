@@ -37,7 +37,7 @@ DEFAULT = RUNC
 SECCOMP_PROFILE = "/usr/share/containers/seccomp.json"  # containers-common's default (CRI-O, podman)
 BUILD_TIMEOUT = 900  # a cold base build downloads Debian and PyPI packages
 KEEP_ROOTFS = 4  # unpacked image versions kept (running containers may still use older ones)
-CGROUP_PARENT = "l2lb-lab"  # containers' cgroups: <the kubelet's cgroup>/l2lb-lab/<run id>
+CGROUP_PARENT = "l2lb-lab"  # containers' cgroups: <the kubelet's cgroup>/l2lb-lab/<node>/<run id>
 
 
 def selected(environ: dict[str, str] | None = None) -> str:
@@ -210,6 +210,7 @@ class Runc:
     """Prepares runc bundles for one node's containers (state under <state-dir>/runc)."""
 
     def __init__(self, repo: str, state_dir: str) -> None:
+        self.node = os.path.basename(os.path.normpath(state_dir))  # <repo>/.lab/nodes/<node>
         self.root = os.path.join(state_dir, "runc")
         self.images = ImageStore(repo)
         self.netns = own_netns()
@@ -247,7 +248,7 @@ class Runc:
             rootfs=image.rootfs if sec.readonly_root else self._writable_root(image.rootfs, bundle),
             mounts=mounts, netns=self.netns,
             hostname=None if (pod.get("spec") or {}).get("hostNetwork") else pod["metadata"]["name"],
-            cgroups_path=f"{CGROUP_PARENT}/{run_id}",
+            cgroups_path=f"{CGROUP_PARENT}/{self.node}/{run_id}",
             linux_resources=oci.resources(container),
             seccomp=self._seccomp_for(sec) if sec.seccomp == "RuntimeDefault" else None,
             termination_log=term_log)
@@ -288,14 +289,23 @@ class Runc:
                 if cid.startswith(f"{prefix}-"):
                     subprocess.run(["runc", "--root", self.root, "delete", "--force", cid],
                                    check=False, capture_output=True, timeout=30)
+        self.sweep_cgroups(f"{prefix}-")
+
+    def sweep_cgroups(self, prefix: str = "") -> None:
+        """Remove this node's container cgroups left by killed runs (busy ones stay).
+
+        main.py calls it with no prefix before any Pod starts, which cleans up after `lab
+        node-down`/`lab down`; prepare() with the container's prefix before each start.
+        """
         with open("/proc/self/cgroup", encoding="utf-8") as f:
-            parents = cgroup_parents(f.read())
+            parents = [os.path.join(p, self.node) for p in cgroup_parents(f.read())]
         for parent in parents:
             with contextlib.suppress(OSError):
                 for name in os.listdir(parent):
-                    if name.startswith(f"{prefix}-"):
-                        with contextlib.suppress(OSError):  # busy (still running) or gone: keep
-                            os.rmdir(os.path.join(parent, name))
+                    path = os.path.join(parent, name)
+                    if name.startswith(prefix) and os.path.isdir(path):
+                        with contextlib.suppress(OSError):  # busy (still running): keep
+                            os.rmdir(path)
 
 
 def start_error(runc_log: str) -> str:
