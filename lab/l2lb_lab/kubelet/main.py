@@ -8,6 +8,8 @@ inside netns l2lb-nodeN, as root.  It wires three parts that each run on their o
 node.NodeAgent (Node registration, status, kube-node-lease heartbeat),
 pods.PodManager (the Pods bound to this node, fed by a list+watch with
 fieldSelector spec.nodeName=NODE) and proxy.Proxy (kube-proxy's part for LoadBalancer IPs).
+l2lb-agent containers run from the image `make image` builds, under runc (runtime.py), unless
+--runtime / L2LB_LAB_RUNTIME says `process`; the Node's containerRuntimeVersion says which.
 
 SIGTERM/SIGINT stop the kubelet only: Pods keep running and are adopted by the next
 kubelet, like a real kubelet restart (`lab node-down`/`lab down` kill the netns's
