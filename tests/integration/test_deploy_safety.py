@@ -14,7 +14,10 @@ Ordered like an operator's session; run single tests with -k under the shared la
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +29,7 @@ import pytest
 from ansible_run import NS, playbook, refused, succeeded
 from l2lb_lab import controlplane
 from l2lb_lab import topology as topo
+from test_ansible import wait_for
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -198,6 +202,45 @@ def test_pods_have_probes_priority_and_metrics_off_the_wildcard(deployed, lab, n
     assert pdb["spec"]["maxUnavailable"] == 1 and pdb["status"]["expectedPods"] == 2
     listening = netns_run("node1", "ss", "-ltnH", "sport = :7473", check=True).stdout
     assert "192.168.1.11:7473" in listening and "0.0.0.0:7473" not in listening and "*:7473" not in listening
+
+
+def agent_pids(pod: str) -> list[int]:
+    """PIDs of the agent processes of one Pod, whatever runs them (the environment names the Pod)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"L2LB_POD_NAME={pod}".encode() in environ and b"l2lb_agent" in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
+def test_a_hung_speaker_is_restarted_by_its_liveness_probe(deployed, lab, kube):
+    pod = next(p for p in kube.core.list_namespaced_pod(NS, label_selector="component=speaker").items
+               if p.spec.node_name == "node1")
+    restarts = pod.status.container_statuses[0].restart_count
+    pids = agent_pids(pod.metadata.name)
+    assert pids, f"no agent process found for {pod.metadata.name}"
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)  # heartbeat, sync and HTTP threads all stop: /healthz times out
+    try:
+        def restarted():
+            now = kube.core.read_namespaced_pod(pod.metadata.name, NS).status
+            status = now.container_statuses[0]
+            return status.restart_count > restarts and status.ready
+        wait_for(restarted, 150, "the kubelet to restart the hung speaker and see it Ready")
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    events = kubectl(lab, "get", "events", "-n", NS, "--field-selector",
+                     f"involvedObject.name={pod.metadata.name}", "-o", "json", check=True).stdout
+    assert "failed liveness probe" in events
 
 
 # ---- render-only output is what is applied ------------------------------------------------------
