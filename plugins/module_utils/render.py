@@ -74,6 +74,9 @@ class Settings:
     speaker_resources: t.Mapping[str, t.Any] = dataclasses.field(
         default_factory=lambda: copy.deepcopy(DEFAULT_RESOURCES))
     speaker_lease_guard: bool = True
+    # Serve Services with no loadBalancerClass too (the agent's services.is_ours): false next to
+    # another load balancer (MetalLB during a migration), so only our class is answered.
+    claim_unclassed: bool = True
 
 
 def name_of(component: str) -> str:
@@ -152,6 +155,7 @@ def _env(settings: Settings, component: str) -> list[dict[str, t.Any]]:
         _field_env("L2LB_POD_NAME", "metadata.name"),
         {"name": "L2LB_LOG_LEVEL", "value": settings.log_level},
         {"name": "L2LB_LOADBALANCER_CLASS", "value": settings.loadbalancer_class},
+        {"name": "L2LB_CLAIM_UNCLASSED", "value": "true" if settings.claim_unclassed else "false"},
     ]
     host = metrics_host(settings, component)
     # Not 0.0.0.0: on the speaker's host network that would serve every interface of the node.

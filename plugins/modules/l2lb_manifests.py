@@ -125,6 +125,13 @@ options:
     description: The speaker container's C(resources) (C(requests), C(limits)).
     type: dict
     default: {"requests": {"cpu": "25m", "memory": "64Mi"}, "limits": {"memory": "256Mi"}}
+  claim_unclassed:
+    description:
+      - Also serve C(LoadBalancer) Services that set no C(loadBalancerClass) (controller and speakers
+        alike). Set C(false) next to another load balancer, e.g. while moving from MetalLB, so that
+        only Services of O(loadbalancer_class) get addresses and answers.
+    type: bool
+    default: true
   speaker_lease_guard:
     description:
       - Install a ValidatingAdmissionPolicy (Kubernetes >= 1.30) so that a speaker can write only
@@ -234,6 +241,7 @@ ARGUMENT_SPEC = {
     "controller_resources": {"type": "dict", "default": dict(SETTINGS.controller_resources)},
     "speaker_resources": {"type": "dict", "default": dict(SETTINGS.speaker_resources)},
     "speaker_lease_guard": {"type": "bool", "default": SETTINGS.speaker_lease_guard},
+    "claim_unclassed": {"type": "bool", "default": SETTINGS.claim_unclassed},
     "skip_kube_proxy_check": {"type": "bool", "default": False},
     "wait": {"type": "bool", "default": False},
     "wait_timeout": {"type": "int", "default": 300},

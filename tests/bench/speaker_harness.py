@@ -54,6 +54,8 @@ class Cluster:
     # -- Kubernetes objects ----------------------------------------------------------------
 
     def setup(self) -> None:
+        # Speakers left by an interrupted run of this namespace would answer with other keys.
+        subprocess.run(["pkill", "-f", f"l2lb_agent speaker .*--namespace {self.ns} "], check=False)
         with contextlib.suppress(kube.AlreadyExists):
             self.api.create(kube.NAMESPACES, {"metadata": {"name": self.ns}})
         self.set_keys([secrets.token_urlsafe(32)])

@@ -269,3 +269,31 @@ def test_one_requester_flood_is_rate_limited(all_up: h.Cluster) -> None:
     # per requester 20 burst + 10/s; per target 400 burst + 200/s: the target limit binds
     assert 0 < report["answered"] <= 400 + 200 * 1.5, report
     all_up.delete_service("limited")
+
+
+def test_classless_foreign_ip_not_answered_when_not_claimed(lab: object) -> None:
+    """Next to another load balancer (claim_unclassed false), a Service with no class whose status
+    another implementation wrote (a foreign IP) gets no answer from l2lb; with the default, it does."""
+    ip = "192.168.1.226"
+    ours = h.Cluster("l2lb-classless-it", lb_class="classless.l2lb.io/speaker",
+                     extra_args=("--claim-unclassed", "false"))
+    ours.setup()
+    try:
+        ours.start_all()
+        ours.wait_ready(h.NODES)
+        body = {"metadata": {"name": "foreign", "namespace": ours.ns},
+                "spec": {"type": "LoadBalancer", "ports": [{"port": 80, "protocol": "TCP"}]}}
+        ours.api.create(h.kube.SERVICES, body, ours.ns)
+        ours.endpoints("foreign", h.NODES)
+        status = {"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}}
+        ours.api.patch_status(h.kube.SERVICES, "foreign", status, ours.ns)
+        time.sleep(1.0)
+        assert h.owner_now(ip) == [], "a class-less Service was answered though not claimed"
+        ours.stop_all()
+        ours.extra_args = ()
+        ours.start_all()
+        ours.wait_ready(h.NODES)
+        _, macs = h.wait_answer(ip)
+        assert macs == [h.MAC[expected_owner(ip)]]
+    finally:
+        ours.teardown()

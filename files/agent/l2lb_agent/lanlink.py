@@ -2,7 +2,7 @@
 
 Place in the flow: ``membership.Membership.heartbeat`` -> ``LanLink.send`` -> every announcing
 interface (destination ``membership.GROUP_MAC``, EtherType ``membership.ETHERTYPE``) -> peers'
-``LanLink`` receive threads -> ``on_frame(payload, ifname)`` -> ``Membership.receive``.
+``LanLink`` receive threads -> ``on_frames(payloads, ifname)`` -> ``Membership.receive``.
 
 Why raw Ethernet and not UDP: the heartbeats must travel exactly where ARP/NDP answers travel
 (the same interfaces, the same switch ports, no routing, no IP address needed), so a link that
@@ -17,11 +17,13 @@ Constructors start nothing: ``start()`` opens sockets and threads, ``stop()`` cl
 from __future__ import annotations
 
 import logging
+import select
 import socket
 import struct
 import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from . import announcer, membership
 
@@ -34,7 +36,7 @@ PACKET_OUTGOING = 4
 RCVBUF = 256 * 1024  # bytes: ~1,000 heartbeats of backlog, then the kernel drops
 MAX_FRAME = 1514
 
-Handler = Callable[[bytes, str], None]
+Handler = Callable[[list[bytes], str], None]  # (payloads received together, interface)
 
 
 def carrier(ifname: str, sysfs: Path = Path("/sys/class/net")) -> bool:
@@ -48,9 +50,9 @@ def carrier(ifname: str, sysfs: Path = Path("/sys/class/net")) -> bool:
 class LanLink:
     """One heartbeat socket per interface. start() / send(payload) / stop()."""
 
-    def __init__(self, interfaces: Iterable[str], on_frame: Handler) -> None:
+    def __init__(self, interfaces: Iterable[str], on_frames: Handler) -> None:
         self.interfaces = list(interfaces)
-        self._on_frame = on_frame
+        self._on_frames = on_frames
         self._socks: dict[str, socket.socket] = {}  # ifname -> socket
         self._macs: dict[str, bytes] = {}  # ifname -> its MAC (the frames' source)
         self._threads: list[threading.Thread] = []
@@ -67,7 +69,7 @@ class LanLink:
             mreq = struct.pack("iHH8s", index, PACKET_MR_MULTICAST, 6, membership.GROUP_MAC)
             sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
             sock.bind((ifname, membership.ETHERTYPE))
-            sock.settimeout(0.5)
+            sock.setblocking(False)  # _loop polls, then drains every queued frame
             self._socks[ifname] = sock
             self._macs[ifname] = announcer.mac_of(ifname)
             thread = threading.Thread(target=self._loop, args=(ifname, sock), name=f"lanlink-{ifname}",
@@ -82,6 +84,10 @@ class LanLink:
         for sock in self._socks.values():
             sock.close()
         self._socks.clear()
+
+    def alive(self) -> bool:
+        """Every receive thread still runs (for the liveness probe)."""
+        return all(t.is_alive() for t in self._threads)
 
     def up(self) -> list[str]:
         """Interfaces with carrier now (a node with none cannot be a candidate)."""
@@ -101,20 +107,32 @@ class LanLink:
                 log.debug("%s: heartbeat not sent: %s", ifname, exc)
 
     def _loop(self, ifname: str, sock: socket.socket) -> None:
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
         while not self._stop.is_set():
-            try:
-                frame, addr = sock.recvfrom(MAX_FRAME)
-            except TimeoutError:
+            if not poller.poll(500):  # ms; wakes on a frame, or checks _stop twice a second
                 continue
+            try:
+                batch = _drain(sock)  # one wake-up for every frame queued: cost per peer stays small
             except OSError as exc:
                 if not self._stop.is_set():
                     log.error("%s: heartbeat receive failed: %s", ifname, exc)
                     self._stop.wait(0.1)
                 continue
-            if addr[2] == PACKET_OUTGOING or len(frame) < 14:
-                continue
-            self.received += 1
+            payloads = [f[14:] for f, addr in batch if addr[2] != PACKET_OUTGOING and len(f) >= 14]
+            self.received += len(payloads)
             try:
-                self._on_frame(frame[14:], ifname)
-            except Exception:  # one bad frame must never stop liveness
-                log.exception("%s: heartbeat handler failed on a %d-byte frame", ifname, len(frame))
+                self._on_frames(payloads, ifname)
+            except Exception:  # bad frames must never stop liveness
+                log.exception("%s: heartbeat handler failed on %d frame(s)", ifname, len(payloads))
+
+
+def _drain(sock: socket.socket, limit: int = 256) -> list[tuple[bytes, Any]]:
+    """Every frame queued now (the socket is non-blocking), at most limit."""
+    out = []
+    for _attempt in range(limit):
+        try:
+            out.append(sock.recvfrom(MAX_FRAME))
+        except (BlockingIOError, InterruptedError):
+            break
+    return out

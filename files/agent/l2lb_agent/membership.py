@@ -240,6 +240,10 @@ class Membership:
         if mine is not None and mine.proven:  # it cannot call me dead before sent + dead_after
             peer.confirmed = max(peer.confirmed, sent)
             if peer.acked_seq < 0 or _newer(mine.seq, peer.acked_seq):
+                since = self.candidate_since_seq
+                if since is not None and (peer.acked_seq < 0 or _newer(since, peer.acked_seq)) \
+                        and not _newer(since, mine.seq):
+                    self.changes += 1  # it has now seen our candidacy: a pending gain may proceed
                 peer.acked_seq = mine.seq
         return None
 

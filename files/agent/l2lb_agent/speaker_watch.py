@@ -76,4 +76,3 @@ class Watches:
 
     def get(self, kind: str, key: str) -> dict[str, Any] | None:
         return self.informers[kind].get(key)
-

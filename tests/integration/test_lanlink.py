@@ -1,0 +1,73 @@
+"""lanlink on a veth pair in a namespace of its own: batches, own frames, carrier, a dead thread.
+
+Needs root (raw sockets, a network namespace); touches nothing outside the namespace it makes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+NETNS = "l2lb-lanlink-it"
+CODE = r"""
+import json, sys, time
+from l2lb_agent import lanlink
+got = []
+a = lanlink.LanLink(["lla0"], lambda payloads, ifname: got.append(len(payloads)))
+b = lanlink.LanLink(["llb0"], lambda payloads, ifname: got.append(-len(payloads)))
+a.start(); b.start()
+time.sleep(0.2)
+for i in range(50):
+    b.send(bytes([i]) * 60)
+deadline = time.monotonic() + 3
+while a.received < b.sent and time.monotonic() < deadline:
+    time.sleep(0.05)
+time.sleep(0.1)
+out = {"batches": list(got), "received": a.received, "b_received": b.received, "sent": b.sent,
+       "alive": a.alive(), "up": a.up()}
+a.stop(); b.stop()
+print(json.dumps(out))
+"""
+
+
+def sh(*cmd: str) -> None:
+    subprocess.run(cmd, check=True, capture_output=True)
+
+
+@pytest.fixture
+def veth() -> Iterator[None]:
+    subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
+    sh("ip", "netns", "add", NETNS)
+    try:
+        sh("ip", "-n", NETNS, "link", "add", "lla0", "type", "veth", "peer", "name", "llb0")
+        for dev in ("lla0", "llb0"):
+            sh("ip", "-n", NETNS, "link", "set", dev, "up")
+        time.sleep(0.2)
+        yield
+    finally:
+        subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
+
+
+def run() -> dict:
+    import json
+
+    out = subprocess.run(["ip", "netns", "exec", NETNS, ".venv/bin/python", "-c", CODE], capture_output=True,
+                         text=True, check=True, timeout=30)
+    return json.loads(out.stdout)
+
+
+def test_every_frame_arrives_own_frames_skipped_thread_survives(veth: None) -> None:
+    got = run()
+    assert got["sent"] == got["received"] == 50, got  # a burst arrives whole, in few batches
+    assert sum(n for n in got["batches"] if n > 0) == 50
+    assert got["b_received"] == 0, "a sender must not receive its own frames"
+    assert got["alive"] and got["up"] == ["lla0"]
+
+
+def test_no_carrier_means_not_up(veth: None) -> None:
+    sh("ip", "-n", NETNS, "link", "set", "llb0", "down")  # the peer end down: lla0 loses carrier
+    got = run()
+    assert got["up"] == [] and got["received"] == 0
