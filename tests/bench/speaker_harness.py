@@ -2,7 +2,8 @@
 
 Shared by tests/integration/test_speaker.py and tests/bench/speaker_bench.py. Speakers run as
 `python -m l2lb_agent speaker` subprocesses inside l2lb-nodeN with the admin kubeconfig, their
-Leases in their own namespace, and a loadBalancerClass of their own (CLASS), so they never touch
+Leases in their own namespace, a loadBalancerClass of their own (CLASS) and no claim on class-less
+Services, so they never touch
 what a deployed l2lb announces, and a deployed l2lb never announces these Services. The
 Services' status is written here (no controller needed); EndpointSlices are written by hand
 (Services without selector), which is how the tests choose ready endpoints per node.
@@ -115,7 +116,7 @@ class Cluster:
                "--kubeconfig", KUBECONFIG, "--namespace", self.ns, "--node-name", node,
                "--loadbalancer-class", self.lb_class, "--metrics-port", str(metrics_port),
                "--metrics-host", NODE_IP.get(node, "127.0.0.1"), "--log-level", log_level,
-               "--interfaces", "eth0", *self.extra_args]
+               "--interfaces", "eth0", "--claim-unclassed", "false", *self.extra_args]
         env = {k: v for k, v in os.environ.items() if not k.startswith("L2LB_")}
         self.procs[node] = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                             start_new_session=True)

@@ -275,8 +275,7 @@ def test_classless_foreign_ip_not_answered_when_not_claimed(lab: object) -> None
     """Next to another load balancer (claim_unclassed false), a Service with no class whose status
     another implementation wrote (a foreign IP) gets no answer from l2lb; with the default, it does."""
     ip = "192.168.1.226"
-    ours = h.Cluster("l2lb-classless-it", lb_class="classless.l2lb.io/speaker",
-                     extra_args=("--claim-unclassed", "false"))
+    ours = h.Cluster("l2lb-classless-it", lb_class="classless.l2lb.io/speaker")  # test speakers: false
     ours.setup()
     try:
         ours.start_all()
@@ -290,7 +289,7 @@ def test_classless_foreign_ip_not_answered_when_not_claimed(lab: object) -> None
         time.sleep(1.0)
         assert h.owner_now(ip) == [], "a class-less Service was answered though not claimed"
         ours.stop_all()
-        ours.extra_args = ()
+        ours.extra_args = ("--claim-unclassed", "true")  # the last flag wins
         ours.start_all()
         ours.wait_ready(h.NODES)
         _, macs = h.wait_answer(ip)
