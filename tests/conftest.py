@@ -9,8 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Property tests judge results, not speed: on a shared 2-core CI machine generation can be slow.
+settings.register_profile("l2lb", suppress_health_check=[HealthCheck.too_slow], deadline=None)
+settings.load_profile("l2lb")
 
 
 def pytest_configure(config: pytest.Config) -> None:

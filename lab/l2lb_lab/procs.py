@@ -58,9 +58,10 @@ def start(argv: Sequence[str], *, log: Path, pidfile: Path, netns: str | None = 
     return proc.pid
 
 
-def _wait_exec(proc: subprocess.Popen, name: str, timeout: float = 2.0) -> None:
+def _wait_exec(proc: subprocess.Popen, name: str, timeout: float = 15.0) -> None:
     """Until the child has exec'd (before that its cmdline is still ours, so read_pid would take
-    a healthy start for a dead one), or has exited, or timeout passed."""
+    a healthy start for a dead one), or has exited, or timeout passed (generous: a loaded 2-core
+    machine has taken over 2 s to exec the 80 MB control-plane binaries)."""
     deadline = time.monotonic() + timeout
     while name not in cmdline(proc.pid) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)

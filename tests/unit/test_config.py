@@ -6,7 +6,7 @@ import ipaddress
 import time
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from l2lb_agent import config
 
@@ -232,6 +232,7 @@ _pool_like = st.fixed_dictionaries({"name": _leaf | st.sampled_from(["a", "b c",
                                    optional={"auto-assign": _leaf, "protocol": _leaf, "colour": _leaf})
 
 
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)  # CI machines are shared
 @given(st.dictionaries(st.sampled_from(["address-pools", "peers"]),
                        st.lists(_pool_like | _leaf, max_size=3) | _leaf, max_size=2))
 def test_fast_schema_check_agrees_with_jsonschema(doc: dict[str, object]) -> None:
