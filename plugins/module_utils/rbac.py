@@ -43,7 +43,9 @@ def rules(component: str, secret_name: str) -> tuple[list[Rule], list[Rule]]:
     """(cluster-wide rules, rules inside the l2lb namespace) for one component."""
     if component == CONTROLLER:
         return (
-            [_rule([""], ["services"], WATCH), _rule([""], ["services/status"], ["patch"]), EVENTS],
+            # nodes list: the InternalIPs a pool must not cover (a ConfigWarning), read once per config
+            [_rule([""], ["services"], WATCH), _rule([""], ["services/status"], ["patch"]), EVENTS,
+             _rule([""], ["nodes"], ["list"])],
             [
                 # The Informer lists/watches with fieldSelector metadata.name=config: resourceNames hold.
                 _rule([""], ["configmaps"], WATCH, [CONFIG_MAP_NAME]),

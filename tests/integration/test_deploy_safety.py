@@ -63,6 +63,7 @@ def secret_keys(kube) -> list[str]:
 CONTROLLER = [
     ("list", "services", "-A", True), ("watch", "services", "-A", True),
     ("patch", "services/status", OTHER, True), ("create", "events", OTHER, True),
+    ("list", "nodes", None, True),  # InternalIPs a pool must not cover (ConfigWarning)
     ("list", "configmaps/config", NS, True), ("watch", "configmaps/config", NS, True),
     ("create", "leases.coordination.k8s.io", NS, True),
     ("get", "leases.coordination.k8s.io/l2lb-controller", NS, True),
@@ -77,7 +78,7 @@ CONTROLLER = [
     ("create", "leases.coordination.k8s.io", OTHER, False),
     ("list", "configmaps", NS, False), ("get", "configmaps/other", NS, False),
     ("update", "configmaps/config", NS, False), ("list", "configmaps/config", OTHER, False),
-    ("get", f"secrets/{SECRET}", NS, False), ("list", "nodes", None, False),
+    ("get", f"secrets/{SECRET}", NS, False), ("watch", "nodes", None, False),
     ("list", "endpointslices.discovery.k8s.io", "-A", False), ("list", "pods", NS, False),
 ]
 SPEAKER = [

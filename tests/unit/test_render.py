@@ -76,7 +76,7 @@ def grants(objects: list[dict], kind: str, name: str) -> set[tuple[str, str, str
 EXPECTED_GRANTS = {
     ("ClusterRole", "l2lb-controller"): {
         ("", "services", "list", "*"), ("", "services", "watch", "*"),
-        ("", "services/status", "patch", "*"), ("", "events", "create", "*"),
+        ("", "services/status", "patch", "*"), ("", "events", "create", "*"), ("", "nodes", "list", "*"),
     },
     ("Role", "l2lb-controller"): {
         ("", "configmaps", "list", "config"), ("", "configmaps", "watch", "config"),
