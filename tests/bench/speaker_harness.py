@@ -183,6 +183,19 @@ class Cluster:
             time.sleep(0.1)
 
 
+@contextlib.contextmanager
+def running(ns: str, nodes: Iterable[str] = NODES) -> Iterator[Cluster]:
+    """A Cluster with a speaker on each of nodes, every one seeing the others; torn down after."""
+    c = Cluster(ns)
+    c.setup()
+    try:
+        c.start_all(nodes)
+        c.wait_ready(nodes)
+        yield c
+    finally:
+        c.teardown()
+
+
 # -- client-side probing -------------------------------------------------------------------------
 
 

@@ -23,14 +23,8 @@ NS = "l2lb-lanlive-it"
 
 @pytest.fixture(scope="module")
 def cluster(lab: object) -> Iterator[h.Cluster]:
-    c = h.Cluster(NS)
-    c.setup()
-    c.start_all()
-    c.wait_ready(h.NODES)
-    try:
+    with h.running(NS) as c:
         yield c
-    finally:
-        c.teardown()
 
 
 @pytest.fixture

@@ -9,7 +9,8 @@ import time
 
 import pytest
 from ansible_run import NS, playbook, succeeded
-from test_ansible import TUTORIAL_IP, apply_tutorial, delete_tutorial, lb_ip, wait_for
+from test_ansible import TUTORIAL_IP, wait_for
+from test_key_rotation import deployed  # noqa: F401  (the fixture: l2lb deployed, nginx answering)
 
 from tests.bench import speaker_harness as h
 
@@ -23,18 +24,8 @@ def rolled_out(kube, generation: int) -> bool:
             and st.updated_number_scheduled == st.desired_number_scheduled == st.number_available)
 
 
-@pytest.fixture(scope="module")
-def deployed(lab, kube):
-    succeeded(playbook("site.yml"))
-    apply_tutorial(kube)
-    assert wait_for(lambda: lb_ip(kube), 60, "nginx's external IP") == TUTORIAL_IP
-    h.wait_answer(TUTORIAL_IP, timeout=60)
-    yield
-    delete_tutorial(kube)
-    playbook("playbooks/uninstall.yml")
-
-
-def test_speaker_rollout_hands_over_without_double_answers_or_gaps(deployed, kube, tmp_path) -> None:
+@pytest.mark.usefixtures("deployed")
+def test_speaker_rollout_hands_over_without_double_answers_or_gaps(kube, tmp_path) -> None:
     generation = kube.apps.read_namespaced_daemon_set("l2lb-speaker", NS).metadata.generation
     with h.probing(TUTORIAL_IP, 115.0) as res:  # the whole rollout, one pod at a time, is probed
         started = time.monotonic()

@@ -37,14 +37,8 @@ def wait_ready_nodes(kube: object, timeout: float = 120.0) -> None:
 @pytest.fixture(scope="module")
 def cluster(lab: object, kube: object) -> Iterator[h.Cluster]:
     wait_ready_nodes(kube)
-    c = h.Cluster(NS)
-    c.setup()
-    c.start_all()
-    c.wait_ready(h.NODES)
-    try:
+    with h.running(NS) as c:
         yield c
-    finally:
-        c.teardown()
 
 
 @pytest.fixture

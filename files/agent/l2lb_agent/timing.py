@@ -42,7 +42,14 @@ DEFAULT_HANDOVER_DELAY = 0.5
 
 
 class TimingError(ValueError):
-    """A Lease timing knob is out of range; the message names the field and value."""
+    """A timing knob is out of range; the message names the field and value."""
+
+
+def _seconds(field: str, value: object) -> float:
+    """value as float seconds, or TimingError naming field (bools and NaN are not numbers here)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise TimingError(f"{field}: expected a finite number of seconds, got {value!r}")
+    return float(value)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -56,12 +63,10 @@ class LeaseTimings:
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise TimingError(f"{field.name}: expected a finite number of seconds, got {value!r}")
+            value = _seconds(field.name, getattr(self, field.name))
             if value <= 0:
                 raise TimingError(f"{field.name}: must be > 0 seconds, got {value!r}")
-            object.__setattr__(self, field.name, float(value))
+            object.__setattr__(self, field.name, value)
         _check_relations(self)
 
     @property
@@ -144,13 +149,11 @@ class LanTimings:
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-                raise TimingError(f"{field.name}: expected a finite number of seconds, got {value!r}")
+            value = _seconds(field.name, getattr(self, field.name))
             if not 0 <= value <= MAX_SECONDS:
                 raise TimingError(f"{field.name}: must be between 0 and {MAX_SECONDS:g} seconds, "
                                   f"got {value!r}")
-            object.__setattr__(self, field.name, float(value))
+            object.__setattr__(self, field.name, value)
         if self.heartbeat_interval < MIN_HEARTBEAT_INTERVAL:
             raise TimingError(f"heartbeat_interval: must be >= {MIN_HEARTBEAT_INTERVAL:g} s, "
                               f"got {self.heartbeat_interval:g}")
