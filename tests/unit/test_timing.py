@@ -77,7 +77,7 @@ def test_ints_become_floats_and_lease_seconds_round_up() -> None:
 
 def test_lan_defaults() -> None:
     t = timing.LanTimings()
-    assert (t.heartbeat_interval, t.dead_after, t.handover_delay) == (0.1, 0.4, 0.1)
+    assert (t.heartbeat_interval, t.dead_after, t.handover_delay) == (0.1, 0.4, 0.05)
     assert t.fence_margin == pytest.approx(0.1)
     assert t.frames_per_second == pytest.approx(10)
 

@@ -88,6 +88,7 @@ class Speaker:
         self._events: queue.Queue[tuple[str, str]] = queue.Queue(maxsize=10000)  # (service key, ip)
         self._last_beat = self._last_sync = float("inf")  # monotonic; inf until started
         self._fence_moved = float("-inf")  # when a frame last moved the fence
+        self._ack_soon = False  # the live set changed: send a heartbeat once the change is applied
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -265,6 +266,7 @@ class Speaker:
             self._dirty = False
             if live != self._last_live:
                 log.info("live speakers: %s", ", ".join(sorted(live)) or "none")
+                self._ack_soon = True  # once applied below, acknowledge at once: joiners wait for it
             self._last_live = live
             self._last_desired = self._desired(live)
         self.plan = ownership.step(self.plan, self._last_desired, self.node, live, now,
@@ -272,9 +274,18 @@ class Speaker:
         if not me_live:
             self.announcer.silence()
             self._apply(frozenset())
+            self._flush_ack()
             return
         self._apply(self.plan.announce)
         self.announcer.set_fence(fence)
+        self._flush_ack()
+
+    def _flush_ack(self) -> None:
+        """A heartbeat right after a changed view is applied: a peer that became a candidate sees
+        our acknowledgement (we are silent for its IPs by now) without waiting a whole interval."""
+        if self._ack_soon:
+            self._ack_soon = False
+            self._beat_now.set()
 
     def _refresh_members(self) -> None:
         """Known nodes and registered speakers, from the watches (under the membership lock)."""

@@ -23,8 +23,8 @@ announcing interface; a peer is dead ``dead_after`` seconds after its last heart
 it hears us; a speaker answers only until ``fence_margin`` before any peer that proved it hears
 us could call it dead; gaining an address from a live speaker waits ``handover_delay`` (the old
 owner drops it as soon as it sees the same change); a speaker whose API view is older than
-``api_yield_after`` yields to peers whose views are fresh. Defaults (0.1 / 0.4 / 0.1 / 0.1 /
-1.0 s): a dead owner is replaced ~0.3-0.4 s after its last heartbeat, 10 frames/s per node.
+``api_yield_after`` yields to peers whose views are fresh. Defaults (0.1 / 0.4 / 0.05 / 1.0 s):
+a dead owner is replaced ~0.3-0.4 s after its last heartbeat, 10 frames/s per node.
 
 Not guaranteed: safety assumes the hosts' monotonic clocks run at about the same rate
 (drift far below ``fence_margin / lease_duration`` and ``fence_margin / dead_after``, 25 %).
@@ -132,7 +132,7 @@ def from_options(lease_duration: float | None = None, renew_interval: float | No
 
 DEFAULT_HEARTBEAT_INTERVAL = 0.1
 DEFAULT_DEAD_AFTER = 0.4
-DEFAULT_LAN_HANDOVER_DELAY = 0.1
+DEFAULT_LAN_HANDOVER_DELAY = 0.05
 DEFAULT_API_STALE_AFTER = 1.0
 MIN_HEARTBEAT_INTERVAL = 0.02  # 50 frames/s per node and interface: more only burns CPU and LAN
 MAX_SECONDS = 60.0
