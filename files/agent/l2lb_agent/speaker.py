@@ -291,6 +291,7 @@ class Speaker:
         """Known nodes and registered speakers, from the watches (under the membership lock)."""
         if not self._dirty:
             return
+        self.members.forget(time.monotonic())  # peers silent for a minute (deleted nodes) go
         nodes = self.watches.items("nodes")
         self.members.set_known(n["metadata"]["name"] for n in nodes)
         ready = {n["metadata"]["name"] for n in nodes if ownership.node_ready(n)}

@@ -10,7 +10,7 @@ What the Lease is for now: not liveness (that is on the LAN, ``membership``), bu
   written at most once per ``MIN_WRITE_GAP`` and only when the set changed (exact and durable,
   unlike Events);
 * the API probe: one GET of the Lease every ``api_probe_interval`` tells whether this node's view
-  of the desired state is fresh (``fresh(now)``); a speaker with a stale view yields to fresh peers.
+  of the desired state is fresh (``last_ok``); a speaker with a stale view yields to fresh peers.
 Writes: one create at start (and again if someone deletes the Lease), one update per change of
 the announced set, one delete on shutdown. Reads: ~2.5 GETs/s. None grow with the Service count.
 Not guaranteed: the annotation lags the truth by up to MIN_WRITE_GAP + one request.
@@ -82,9 +82,6 @@ class Registry:
         self._stop = threading.Event()
         self._kick = threading.Event()
         self._thread: threading.Thread | None = None
-
-    def fresh(self, now: float) -> bool:
-        return now - self.last_ok < self._t.api_stale_after
 
     def publish(self, ips: frozenset[str]) -> None:
         """The IPs this node announces now (written soon, rate limited)."""

@@ -55,9 +55,6 @@ class Watches:
                     return name
         return None
 
-    def synced(self) -> bool:
-        return all(inf.synced.is_set() for inf in self.informers.values())
-
     def failing_since(self) -> float | None:
         """When the oldest current failure streak of a desired-state watch began (None: all fine).
 
