@@ -15,11 +15,12 @@ speaker answering for a LoadBalancer IP with the node's kernel answering for its
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from l2lb_agent import kube, ownership, ratelimit
@@ -116,27 +117,35 @@ def _heal(c: h.Cluster, lab: Any, how: str, node: str) -> None:
         c.stop(node)
 
 
+@contextlib.contextmanager
+def _answered_service(c: h.Cluster, name: str, ip: str) -> Iterator[str]:
+    """Every speaker up, a Service on ip answered by its owner (yielded); the Service goes after."""
+    _ensure_all(c)
+    c.service(name, [ip])
+    try:
+        h.wait_answer(ip)
+        yield ownership.owner_of(ip, h.NODES) or ""
+    finally:
+        c.delete_service(name)
+
+
 def bench_takeover(c: h.Cluster, lab: Any, how: str, trials: int, window: float) -> tuple[list, list, list]:
     """(takeover seconds, double-answer probes, longest unanswered spell after the fault) per trial."""
     took, doubles, silent = [], [], []
     for n in range(trials):
-        _ensure_all(c)
-        ip, name = _ip(n), f"{how}-{n}"
-        c.service(name, [ip])
-        owner = ownership.owner_of(ip, h.NODES) or ""
-        try:
-            h.wait_answer(ip)
-            with h.probing(ip, window, PROBE_INTERVAL) as res:
-                time.sleep(0.5)
-                event = time.monotonic()
-                _fail(c, lab, how, owner)
+        ip = _ip(n)
+        with _answered_service(c, f"{how}-{n}", ip) as owner:
+            try:
+                with h.probing(ip, window, PROBE_INTERVAL) as res:
+                    time.sleep(0.5)
+                    event = time.monotonic()
+                    _fail(c, lab, how, owner)
+            finally:
+                _heal(c, lab, how, owner)
             t = h.takeover(res["probes"], event, h.MAC[owner])
             took.append(t if t is not None else float("inf"))
             doubles.append(h.double_windows(res["probes"]))
             silent.append(h.longest_silence(res["probes"], event))
-        finally:
-            _heal(c, lab, how, owner)
-            c.delete_service(name)
     return took, doubles, silent
 
 
@@ -145,22 +154,23 @@ def bench_freeze(c: h.Cluster, lab: Any, trials: int, seconds: float, kill: bool
     the owner 1 s into the freeze; double-answer probes) per trial."""
     out, doubles = [], []
     for n in range(trials):
-        _ensure_all(c)
-        ip, name = _ip(n), f"freeze-{n}"
-        c.service(name, [ip])
-        owner = ownership.owner_of(ip, h.NODES) or ""
-        try:
-            h.wait_answer(ip)
-            with h.probing(ip, seconds + 1.0, PROBE_INTERVAL) as res:
-                lab.run("api-freeze")
-                frozen = time.monotonic()
-                if kill:
-                    time.sleep(1.0)
-                    c.kill(owner, signal.SIGKILL)
-                    killed = time.monotonic()
-                time.sleep(max(0.0, seconds - (time.monotonic() - frozen)))
+        ip = _ip(n)
+        with _answered_service(c, f"freeze-{n}", ip) as owner:
+            try:
+                with h.probing(ip, seconds + 1.0, PROBE_INTERVAL) as res:
+                    lab.run("api-freeze")
+                    frozen = time.monotonic()
+                    if kill:
+                        time.sleep(1.0)
+                        c.kill(owner, signal.SIGKILL)
+                        killed = time.monotonic()
+                    time.sleep(max(0.0, seconds - (time.monotonic() - frozen)))
+                    lab.run("api-thaw")
+                    thawed = time.monotonic()
+            finally:
                 lab.run("api-thaw")
-                thawed = time.monotonic()
+                if kill:
+                    c.stop(owner)
             probes = res["probes"]
             if kill:
                 t = h.takeover(probes, killed, h.MAC[owner])
@@ -168,11 +178,6 @@ def bench_freeze(c: h.Cluster, lab: Any, trials: int, seconds: float, kill: bool
             else:
                 out.append(h.longest_silence(probes, frozen, thawed))
             doubles.append(h.double_windows(probes))
-        finally:
-            lab.run("api-thaw")
-            if kill:
-                c.stop(owner)
-            c.delete_service(name)
     return out, doubles
 
 

@@ -3,8 +3,8 @@
 Shared by tests/integration/test_speaker.py and tests/bench/speaker_bench.py. Speakers run as
 `python -m l2lb_agent speaker` subprocesses inside l2lb-nodeN with the admin kubeconfig, their
 Leases in their own namespace, a loadBalancerClass of their own (CLASS) and no claim on class-less
-Services, so they never touch
-what a deployed l2lb announces, and a deployed l2lb never announces these Services. The
+Services, so they never touch what a deployed l2lb announces, and a deployed l2lb never announces
+these Services. The
 Services' status is written here (no controller needed); EndpointSlices are written by hand
 (Services without selector), which is how the tests choose ready endpoints per node.
 """
