@@ -198,14 +198,22 @@ class KubeClient:
         return self.request("GET", res.path(namespace, name))
 
     def list(self, res: Resource, namespace: str | None = None, *, label_selector: str | None = None,
-             field_selector: str | None = None) -> tuple[list[dict[str, Any]], str]:
-        """All items (paged by 500) and the list's resourceVersion to watch from."""
+             field_selector: str | None = None,
+             each: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+             ) -> tuple[list[dict[str, Any]], str]:
+        """All items (paged by 500) and the list's resourceVersion to watch from. ``each`` maps every
+        item as its page arrives (None drops it), so a large list never sits whole in memory."""
         items: list[dict[str, Any]] = []
         query: dict[str, Any] = {"labelSelector": label_selector, "fieldSelector": field_selector,
                                  "limit": 500}
         while True:
             doc = self.request("GET", res.path(namespace), query=query)
-            items.extend(doc.get("items") or [])
+            page = doc.pop("items", None) or []
+            if each is None:
+                items.extend(page)
+            else:
+                items.extend(o for o in map(each, page) if o is not None)
+            del page
             meta = doc.get("metadata") or {}
             if not meta.get("continue"):
                 return items, str(meta.get("resourceVersion", ""))
@@ -346,6 +354,7 @@ RELIST_AFTER = 8  # failed watch resumes in a row before a full list (the versio
 
 Handler = Callable[[str, "dict[str, Any] | None", "dict[str, Any] | None"], None]
 """handler(type, new, old): type is ADDED / MODIFIED / DELETED; new is None for DELETED."""
+Projection = Callable[[dict[str, Any]], "dict[str, Any] | None"]
 
 
 def object_key(obj: Mapping[str, Any]) -> str:
@@ -368,14 +377,20 @@ class Informer:
     first full list has been handled; `on_synced` (optional) is called after every list. Handlers run on the
     informer's own thread, one at a time; a handler exception is logged and does not stop it.
     Cached objects lack metadata.managedFields (dropped to save memory); treat them as read-only.
+    ``project`` (optional) maps each object at ingest to the little its reader needs, or None to
+    keep it out of the cache (it then counts as absent: a Service that stops being a LoadBalancer
+    is DELETED for the handler). Projected objects must keep metadata name, namespace and
+    resourceVersion. With a projection, a change that leaves the projection equal (a Node's
+    heartbeat timestamps, say) updates the cache but calls no handler.
     The constructor starts nothing: call start() and stop().
     """
 
     def __init__(self, client: KubeClient, res: Resource, handler: Handler | None = None, *,
                  namespace: str | None = None, label_selector: str | None = None,
                  field_selector: str | None = None, on_synced: Callable[[], None] | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, project: Projection | None = None) -> None:
         self._client, self._res, self._handler, self._on_synced = client, res, handler, on_synced
+        self._project = project
         self._sel = {"label_selector": label_selector, "field_selector": field_selector}
         self._namespace = namespace
         self.name = name or f"informer-{res.plural}"
@@ -441,9 +456,9 @@ class Informer:
                 self._delay = min(self._delay * 2, 30.0)
 
     def _relist(self) -> str:
-        items, rv = self._client.list(self._res, self._namespace, **self._sel)
+        items, rv = self._client.list(self._res, self._namespace, each=self._ingest, **self._sel)
         self.lists += 1
-        fresh = {object_key(_slim(o)): o for o in items}
+        fresh = {object_key(o): o for o in items}
         with self._lock:
             old = self.cache
             self.cache = fresh
@@ -451,7 +466,7 @@ class Informer:
             prev = old.get(key)
             if prev is None:
                 self._call("ADDED", obj, None)
-            elif _rv(prev) != _rv(obj):
+            elif _rv(prev) != _rv(obj) and not self._same(prev, obj):
                 self._call("MODIFIED", obj, prev)
         for key, prev in old.items():
             if key not in fresh:
@@ -476,19 +491,31 @@ class Informer:
             finally:
                 self._stream = None
 
-    def _apply(self, kind: str, obj: dict[str, Any]) -> None:
-        _slim(obj)
-        key = object_key(obj)
+    def _ingest(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        return self._project(obj) if self._project is not None else _slim(obj)
+
+    def _same(self, prev: dict[str, Any], obj: dict[str, Any]) -> bool:
+        """Only with a projection: equal but for the resourceVersion (no handler call needed)."""
+        if self._project is None:
+            return False
+        return _without_rv(prev) == _without_rv(obj)
+
+    def _apply(self, kind: str, raw: dict[str, Any]) -> None:
+        key = object_key(raw)
+        obj = None if kind == "DELETED" else self._ingest(raw)
         with self._lock:
             prev = self.cache.get(key)
-            if kind == "DELETED":
+            if obj is None:
                 self.cache.pop(key, None)
             else:
                 self.cache[key] = obj
-        if kind == "DELETED":
-            self._call("DELETED", None, prev or obj)
-        else:
-            self._call("MODIFIED" if prev is not None else "ADDED", obj, prev)
+        if obj is None:
+            if prev is not None or (kind == "DELETED" and self._project is None):
+                self._call("DELETED", None, prev or raw)
+        elif prev is None:
+            self._call("ADDED", obj, None)
+        elif not self._same(prev, obj):
+            self._call("MODIFIED", obj, prev)
 
     def _call(self, kind: str, new: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
         if self._handler is None:
@@ -503,6 +530,11 @@ def _slim(obj: dict[str, Any]) -> dict[str, Any]:
     """Drop metadata.managedFields: large, and no reader of the cache needs it."""
     (obj.get("metadata") or {}).pop("managedFields", None)
     return obj
+
+
+def _without_rv(obj: Mapping[str, Any]) -> dict[str, Any]:
+    meta = {k: v for k, v in (obj.get("metadata") or {}).items() if k != "resourceVersion"}
+    return {**obj, "metadata": meta}
 
 
 def _rv(obj: Mapping[str, Any]) -> str:
