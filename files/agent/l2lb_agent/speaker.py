@@ -38,6 +38,7 @@ from typing import Any
 import prometheus_client
 
 from . import (
+    announce_status,
     announcer,
     keyring,
     kube,
@@ -71,6 +72,7 @@ class Speaker:
             fence_margin=t.fence_margin, confirm_fresh=t.confirm_fresh)
         self._mlock = threading.Lock()  # membership is touched by receive, heartbeat and sync threads
         self.registry = speaker_registry.Registry(probe_client, namespace, node, identity, t)
+        self.status = announce_status.StatusWriter(client, node)  # kubectl get ipannouncements
         self.watches = speaker_watch.Watches(client, namespace, secret, self._changed,
                                              self._registration_changed, self._keys_changed)
         self.plan = ownership.Plan()
@@ -152,6 +154,7 @@ class Speaker:
             log.error("no heartbeat keys (Secret missing or invalid): silent, trusting no peer")
         self._last_beat = self._last_sync = time.monotonic()
         self.registry.start()
+        self.status.start()
         for target, name in ((self._beat_loop, "heartbeat"), (self._event_loop, "speaker-events")):
             threading.Thread(target=target, name=name, daemon=True).start()
         return True
@@ -191,6 +194,7 @@ class Speaker:
             self._beat(time.monotonic())
             time.sleep(0.005)
         self.registry.stop()
+        self.status.stop()
         self.registry.release()
         self.link.stop()
         self.announcer.stop()
@@ -301,9 +305,14 @@ class Speaker:
     def _apply(self, owned: frozenset[str]) -> None:
         gained, lost = self.announcer.update(owned)
         for ip in sorted(lost):
-            log.info("stopped announcing %s (owner now: %s)", ip, self._last_desired.get(ip) or "nobody")
+            owner = self._last_desired.get(ip)
+            log.info("stopped announcing %s (owner now: %s)", ip, owner or "nobody")
+            why = ("its desired owner went silent" if owner == self.node else
+                   "no eligible live node" if ip in self._last_desired else "no longer allocated")
+            self.status.released(ip, owner, why)
         for ip in sorted(gained):
             log.info("announcing %s from %s", ip, self.node)
+            self.status.announced(ip, self.choices[ip].services if ip in self.choices else ())
             for svc in self.choices[ip].services if ip in self.choices else ():
                 self._queue_event(svc, ip)
         if gained or lost:

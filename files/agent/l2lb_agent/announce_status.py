@@ -1,0 +1,326 @@
+"""Who announces each IP, as one cluster-scoped ``IPAnnouncement`` object per IP (adapter ring).
+
+Place in the flow: ``speaker._apply`` (an IP gained or lost) -> ``StatusWriter.announced`` /
+``released`` -> a coalescing per-IP queue -> one background thread -> the API server ->
+``kubectl get ipannouncements`` and ``l2lb_info``. The controller deletes an IP's object when
+it releases the IP and sweeps orphans (``orphans``).
+
+Why a CRD and not a Service condition: a write on a Service wakes every speaker's and the
+controller's Service watch; an IPAnnouncement is watched by nobody in l2lb. One object per IP,
+not per Service, because ownership is per IP (Services may share one).
+
+Writes (the point of this module is how few there are):
+* gaining an IP: compare first (the start-up LIST, what this node wrote last, else one GET); no
+  write when the object already names this node (steady state, restarts). Otherwise one status
+  patch, or for a brand-new IP one create plus one status patch (POST ignores status when the
+  status subresource is on).
+* losing an IP to another node: nothing; the new owner writes. Losing it to nobody: one patch
+  setting node "" with a reason, conditional on the object still naming this node (a faster new
+  owner is never overwritten). Silenced while still the desired owner (not ready, stale view):
+  the same, but only after ``RELEASE_GRACE`` and only if nobody took the IP meanwhile.
+* a later call for the same IP replaces a pending one (coalescing): a flapping IP costs at most
+  one write per attempt, and failures retry with backoff on the writer's thread, never the caller's.
+Not guaranteed: a speaker killed or shut down as the last node leaves its name on its objects
+(no node is left to write); the object does not prove the node is answering ARP right now.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import ipaddress
+import logging
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from . import kube
+
+log = logging.getLogger(__name__)
+
+GROUP, VERSION, KIND, PLURAL = "l2lb.io", "v1alpha1", "IPAnnouncement", "ipannouncements"
+IPANNOUNCEMENTS = kube.Resource(f"{GROUP}/{VERSION}", PLURAL, KIND)
+RELEASE_GRACE = 2.0  # s a silenced owner waits before saying "nobody": a peer normally takes over first
+FIRST_RETRY, MAX_RETRY = 0.25, 30.0  # s, doubling per failure of one IP
+PRIME_FRESH = 10.0  # s the start-up LIST is trusted for
+NO_CRD_RETRY = 30.0  # s between attempts while the CRD is not installed
+
+
+# -- names (pure) -------------------------------------------------------------------------------
+
+def object_name(ip: str) -> str:
+    """The object's name: the canonical IP with '.' and ':' as '-' ("192-168-1-240", "fd00-4c32--f0").
+
+    Injective (ip_of inverts it) and a valid DNS-1123 subdomain: IPv4 names never hold "--";
+    an IPv6 '::' at either end gets a 0 ("::1" -> "0--1") so the name starts and ends alphanumeric."""
+    try:
+        addr = ipaddress.ip_address(ip.strip())
+    except ValueError as exc:
+        raise ValueError(f"ip: {ip!r} is not an IPv4 or IPv6 address") from exc
+    if addr.version == 4:
+        return str(addr).replace(".", "-")
+    text = _compressed(addr.exploded)
+    if text.startswith(":"):
+        text = "0" + text
+    if text.endswith(":"):
+        text += "0"
+    return text.replace(":", "-")
+
+
+def _compressed(exploded: str) -> str:
+    """RFC 5952 text without the dotted IPv4 tail Python uses for mapped addresses."""
+    groups = [g.lstrip("0") or "0" for g in exploded.split(":")]
+    best, start = (0, -1), -1
+    for i, g in enumerate([*groups, "x"]):
+        if g == "0" and start < 0:
+            start = i
+        elif g != "0" and start >= 0:
+            best, start = max(best, (i - start, -start)), -1
+    length, first = best[0], -best[1]
+    if length < 2:
+        return ":".join(groups)
+    return ":".join(groups[:first]) + "::" + ":".join(groups[first + length:])
+
+
+def ip_of(name: str) -> str:
+    """The IP an object name stands for (the inverse of object_name)."""
+    text = name.replace("-", ":") if name.count("-") != 3 or "--" in name else name.replace("-", ".")
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError as exc:
+        raise ValueError(f"name: {name!r} is not an IPAnnouncement name") from exc
+
+
+def announced_ip(obj: Mapping[str, Any]) -> str | None:
+    """The exact IP an object is about (spec.ip)."""
+    return (obj.get("spec") or {}).get("ip")
+
+
+def orphans(objects: Iterable[Mapping[str, Any]], held: Iterable[str]) -> list[Mapping[str, Any]]:
+    """Objects whose IP no Service holds (the controller deletes them)."""
+    keep = {str(ipaddress.ip_address(ip)) for ip in held}
+    return [o for o in objects if announced_ip(o) not in keep]
+
+
+# -- what to write (pure) -------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Want:
+    """What this node wants an IP's object to say. node "" = nobody announces it."""
+
+    node: str
+    services: tuple[str, ...] = ()
+    reason: str = ""
+    not_before: float = 0.0  # monotonic; a release that waits for a peer to take over first
+
+
+class Action(enum.Enum):
+    NOTHING = "nothing"
+    CREATE = "create"  # no object: create it, then set its status
+    CLAIM = "claim"  # set node (and services) to this node
+    CLEAR = "clear"  # node "" with a reason, only if the object still names this node
+
+
+def decide(want: Want, me: str, current: Mapping[str, Any] | None) -> Action:
+    """The one write (or none) that makes the object say what `want` says."""
+    status = (current or {}).get("status") or {}
+    if want.node:
+        if current is None:
+            return Action.CREATE
+        same = status.get("node") == want.node and tuple(status.get("services") or ()) == want.services
+        return Action.NOTHING if same else Action.CLAIM
+    if current is None or status.get("node") != me:
+        return Action.NOTHING  # gone, or a new owner already wrote: never overwrite it
+    return Action.CLEAR
+
+
+class Queue:
+    """Pending wants per IP, coalesced, with per-IP backoff. Pure: time is passed in."""
+
+    def __init__(self) -> None:
+        self.wants: dict[str, Want] = {}  # ip -> latest want not yet written
+        self._due: dict[str, float] = {}  # ip -> monotonic time of the next attempt
+        self._failures: dict[str, int] = {}  # ip -> failed attempts in a row
+
+    def put(self, ip: str, want: Want, now: float) -> None:
+        """Replace any pending want for ip; due at once (or at want.not_before)."""
+        self.wants[ip] = want
+        self._due[ip] = max(now, want.not_before) if ip not in self._failures else self._due[ip]
+
+    def due(self, now: float) -> list[tuple[str, Want]]:
+        return [(ip, self.wants[ip]) for ip, at in sorted(self._due.items(), key=lambda kv: kv[1])
+                if at <= now]
+
+    def next_due(self) -> float | None:
+        return min(self._due.values(), default=None)
+
+    def done(self, ip: str, want: Want) -> None:
+        """Written (or nothing to write): forget it, unless a newer want came meanwhile."""
+        self._failures.pop(ip, None)
+        if self.wants.get(ip) == want:
+            del self.wants[ip], self._due[ip]
+
+    def failed(self, ip: str, now: float, delay: float | None = None) -> float:
+        """Try again later: FIRST_RETRY doubling to MAX_RETRY (or `delay`). Returns the delay."""
+        n = self._failures.get(ip, 0) + 1
+        self._failures[ip] = n
+        wait = delay if delay is not None else min(MAX_RETRY, FIRST_RETRY * 2 ** (n - 1))
+        self._due[ip] = now + wait
+        return wait
+
+
+# -- the writer (I/O) -----------------------------------------------------------------------------
+
+class NoCrd(kube.NotFound):
+    """The API server does not serve ipannouncements (the CRD is not installed)."""
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_object(ip: str) -> dict[str, Any]:
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": KIND,
+            "metadata": {"name": object_name(ip), "labels": {"app.kubernetes.io/name": "l2lb"}},
+            "spec": {"ip": str(ipaddress.ip_address(ip))}}
+
+
+class StatusWriter:
+    """Keeps IPAnnouncements up to date for one node. start() / stop(); calls never block."""
+
+    def __init__(self, client: kube.KubeClient, node: str) -> None:
+        self._client, self._node = client, node
+        self._queue = Queue()
+        self._known: dict[str, dict[str, Any] | None] = {}  # ip -> object as last listed/written
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.writes = 0  # requests that changed an object (create, status patch)
+        self.failures = 0
+        self._crd_missing_logged = False
+        self._listed: dict[str, dict[str, Any]] = {}  # ip -> object, from the LIST at start
+        self._listed_until = float("-inf")
+
+    def announced(self, ip: str, services: tuple[str, ...]) -> None:
+        """This node answers for ip now (on behalf of these Service keys)."""
+        self._put(ip, Want(node=self._node, services=tuple(sorted(services))))
+
+    def released(self, ip: str, new_owner: str | None, why: str) -> None:
+        """This node stopped answering for ip; new_owner is who should (None: nobody)."""
+        with self._lock:
+            self._known.pop(ip, None)  # others may write it from now on: read it before the next write
+            if new_owner not in (None, self._node):  # the new owner writes
+                self._queue.done(ip, self._queue.wants.get(ip, Want(node="")))
+                return
+        grace = RELEASE_GRACE if new_owner == self._node else 0.0
+        self._put(ip, Want(node="", reason=why, not_before=time.monotonic() + grace))
+
+    def _put(self, ip: str, want: Want) -> None:
+        with self._lock:
+            self._queue.put(ip, want, time.monotonic())
+        self._wake.set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="announce-status", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _loop(self) -> None:
+        self._prime()
+        while not self._stop.is_set():
+            now = time.monotonic()
+            with self._lock:
+                batch = self._queue.due(now)
+                nxt = self._queue.next_due()
+            for ip, want in batch:
+                if self._stop.is_set():
+                    return
+                self._attempt(ip, want)
+            if not batch:
+                self._wake.wait(1.0 if nxt is None else min(1.0, max(0.0, nxt - now)))
+                self._wake.clear()
+
+    def _prime(self) -> None:
+        """One LIST at start: objects that already name this node need no write after a restart.
+        Trusted for PRIME_FRESH seconds only: later, peers may have written them since."""
+        try:
+            items, _rv = self._client.list(IPANNOUNCEMENTS)
+        except kube.ApiError as exc:
+            log.info("IPAnnouncements not listed (%s): each IP is read before its first write", exc)
+            return
+        with self._lock:
+            self._listed = {ip: obj for obj in items if (ip := announced_ip(obj))}
+            self._listed_until = time.monotonic() + PRIME_FRESH
+
+    def _attempt(self, ip: str, want: Want) -> None:
+        try:
+            self._write(ip, want)
+        except kube.ApiError as exc:
+            self.failures += 1
+            crd_missing = isinstance(exc, NoCrd)
+            with self._lock:
+                self._known.pop(ip, None)  # read it again next time
+                delay = self._queue.failed(ip, time.monotonic(), NO_CRD_RETRY if crd_missing else None)
+            if crd_missing and not self._crd_missing_logged:
+                self._crd_missing_logged = True
+                log.warning("IPAnnouncement CRD not installed (%s); retrying every %.0fs", exc, delay)
+            elif not crd_missing:
+                level = logging.INFO if isinstance(exc, kube.Conflict) else logging.WARNING  # peer was first
+                log.log(level, "IPAnnouncement %s not written (%s); retrying in %.1fs",
+                        object_name(ip), exc, delay)
+            return
+        with self._lock:
+            self._queue.done(ip, want)
+
+    def _current(self, ip: str) -> dict[str, Any] | None:
+        """The object as this node last wrote it, as listed at start, or else as the API has it."""
+        with self._lock:
+            if ip in self._known:
+                return self._known[ip]
+            listed = self._listed.pop(ip, None)
+            if listed is not None and time.monotonic() < self._listed_until:
+                return listed
+        try:
+            return self._client.get(IPANNOUNCEMENTS, object_name(ip))
+        except kube.NotFound:
+            return None
+
+    def _create(self, ip: str) -> dict[str, Any]:
+        try:
+            obj = self._client.create(IPANNOUNCEMENTS, new_object(ip))
+        except kube.AlreadyExists:
+            return self._client.get(IPANNOUNCEMENTS, object_name(ip))
+        except kube.NotFound as exc:  # POST to the collection: the resource itself is not served
+            raise NoCrd(exc.status, exc.message, exc.reason, exc.body) from exc
+        self.writes += 1
+        return obj
+
+    def _write(self, ip: str, want: Want) -> None:
+        current = self._current(ip)
+        action = decide(want, self._node, current)
+        if action is Action.NOTHING:
+            return
+        name = object_name(ip)
+        if action is Action.CREATE:
+            current = self._create(ip)
+        old = (current or {}).get("status") or {}
+        status = {"node": want.node, "services": list(want.services), "reason": want.reason,
+                  "since": old.get("since") if old.get("node") == want.node and old.get("since") else _now()}
+        body: dict[str, Any] = {"status": status}
+        if action is Action.CLEAR:  # a precondition: Conflict if a new owner wrote meanwhile
+            body["metadata"] = {"resourceVersion": (current or {}).get("metadata", {}).get("resourceVersion")}
+        written = self._client.patch_status(IPANNOUNCEMENTS, name, body)  # NotFound: read again, retry
+        self.writes += 1
+        with self._lock:
+            if self._queue.wants.get(ip) == want:  # a release meanwhile made it stale
+                self._known[ip] = written
+        log.info("IPAnnouncement %s: node %s%s", name, want.node or '""',
+                 f" ({want.reason})" if want.reason else "")
