@@ -14,9 +14,20 @@ Shape (the seed tutorial's):
       - 192.168.1.240/28
       auto-assign: true         # default true
       avoid-buggy-ips: false    # default false; skips IPv4 addresses ending in .0 and .255
+      # extensions, with MetalLB's names (L2Advertisement, IPAddressPool.serviceAllocation), all optional:
+      node-selectors:           # Kubernetes label selectors, ORed; absent or [] = every node
+      - matchLabels: {rack: a}  #   (within one selector, every label and expression must hold)
+        matchExpressions: [{key: zone, operator: In, values: [x, y]}]  # In, NotIn, Exists, DoesNotExist
+      interfaces: [eth0, "ens*"]  # names or fnmatch globs; absent = subnet-aware (the speaker's choice)
+      service-allocation:       # who may use the pool; absent = every Service
+        priority: 10            # lower = preferred among auto-assign pools; absent = after all numbered
+        namespaces: [team-a]    # namespaces and namespace-selectors are ORed with each other,
+        namespace-selectors: [{matchLabels: {team: a}}]  # and ANDed with service-selectors
+        service-selectors: [{matchExpressions: [{key: app, operator: Exists}]}]
 
-Checks: JSON Schema first (types, unknown keys), then semantics (address syntax, range order,
-mixed families, duplicate names, overlaps within and across pools, protocol). Every failure is
+Checks: JSON Schema first (types, unknown keys, list caps), then semantics (address syntax, range
+order, mixed families, duplicate names, overlaps within and across pools, protocol, label keys and
+values, selector operators, namespace and interface names, priority range). Every failure is
 a `ConfigError` carrying the field path (`address-pools[1].addresses[0]`), the value, and a
 message naming the pool. Ranges are kept as integer bounds, never enumerated, so a /8 or an
 IPv6 /64 costs the same as a /30.
@@ -29,13 +40,16 @@ without recursion. Addresses that can never be a LoadBalancer IP (unspecified, w
 loopback, multicast, limited broadcast, IPv4-mapped IPv6, scoped) are refused; link-local
 addresses load with a warning in `Config.warnings` (`node_warnings` adds the pools that cover a
 node's address). Error messages are capped at MAX_MESSAGE characters. `pool_of` is a bisection
-over the sorted ranges: O(log n) per lookup.
+over the sorted ranges: O(log n) per lookup. Every list of the extensions is capped (MAX_SELECTORS,
+MAX_EXPRESSIONS, MAX_LABELS, MAX_VALUES, MAX_INTERFACES, MAX_NAMESPACES), so a selector match costs
+a bounded amount even for a mapping handed over directly.
 """
 
 from __future__ import annotations
 
 import bisect
 import dataclasses
+import fnmatch
 import ipaddress
 import re
 import unicodedata
@@ -48,6 +62,35 @@ import yaml
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
+MAX_SELECTORS = 32  # label selectors in one list
+MAX_EXPRESSIONS = 32  # matchExpressions of one selector
+MAX_LABELS = 64  # matchLabels entries of one selector
+MAX_VALUES = 256  # values of one expression
+MAX_INTERFACES = 64
+MAX_NAMESPACES = 1024
+_SELECTORS: dict[str, Any] = {
+    "type": "array", "maxItems": MAX_SELECTORS,
+    "items": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "matchLabels": {"type": "object"},  # keys and values are checked as Kubernetes does
+            "matchExpressions": {
+                "type": "array", "maxItems": MAX_EXPRESSIONS,
+                "items": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["key", "operator"],
+                    "properties": {
+                        "key": {"type": "string"},
+                        "operator": {"type": "string"},
+                        "values": {"type": "array", "maxItems": MAX_VALUES, "items": {"type": "string"}},
+                    },
+                },
+            },
+        },
+    },
+}
 SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
     "type": "object",
@@ -67,15 +110,30 @@ SCHEMA: dict[str, Any] = {
                                   "items": {"type": "string", "minLength": 1, "maxLength": 100}},
                     "auto-assign": {"type": "boolean"},
                     "avoid-buggy-ips": {"type": "boolean"},
+                    "node-selectors": _SELECTORS,
+                    "interfaces": {"type": "array", "maxItems": MAX_INTERFACES,
+                                   "items": {"type": "string", "minLength": 1, "maxLength": 64}},
+                    "service-allocation": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {
+                            "priority": {"type": "integer"},
+                            "namespaces": {"type": "array", "maxItems": MAX_NAMESPACES,
+                                           "items": {"type": "string", "minLength": 1, "maxLength": 63}},
+                            "namespace-selectors": _SELECTORS,
+                            "service-selectors": _SELECTORS,
+                        },
+                    },
                 },
             },
         },
     },
 }
-POOL_KEYS = ("name", "protocol", "addresses", "auto-assign", "avoid-buggy-ips")
+POOL_KEYS = ("name", "protocol", "addresses", "auto-assign", "avoid-buggy-ips", "node-selectors",
+             "interfaces", "service-allocation")
 _VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
 MAX_BYTES = 1 << 20  # 1 MiB: the most a ConfigMap may hold
-MAX_DEPTH = 16  # the real shape nests 4 deep
+MAX_DEPTH = 16  # the real shape nests 9 deep (a selector's expression values)
 MAX_MESSAGE = 600  # characters of a ConfigError message; a value is shown up to MAX_VALUE
 MAX_VALUE = 120
 
@@ -117,6 +175,106 @@ class AddressRange:
         return isinstance(ip, IPAddress) and ip.version == self.version and self.start <= int(ip) <= self.end
 
 
+OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """One matchExpressions entry; `values` is empty for Exists and DoesNotExist."""
+
+    key: str
+    operator: str  # one of OPERATORS
+    values: tuple[str, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        if self.operator == "In":
+            return self.key in labels and labels[self.key] in self.values
+        if self.operator == "NotIn":  # as Kubernetes: a missing label is "not in"
+            return self.key not in labels or labels[self.key] not in self.values
+        if self.operator == "Exists":
+            return self.key in labels
+        return self.key not in labels
+
+    def __str__(self) -> str:
+        if self.operator in ("In", "NotIn"):
+            return f"{self.key} {self.operator.lower()} ({','.join(self.values)})"
+        return self.key if self.operator == "Exists" else f"!{self.key}"
+
+
+@dataclass(frozen=True)
+class LabelSelector:
+    """A Kubernetes label selector: every label and every expression must hold; empty = everything."""
+
+    match_labels: tuple[tuple[str, str], ...] = ()  # (key, value), sorted by key
+    match_expressions: tuple[Requirement, ...] = ()
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return (all(labels.get(k) == v for k, v in self.match_labels)
+                and all(r.matches(labels) for r in self.match_expressions))
+
+    def __str__(self) -> str:
+        """Kubernetes' selector syntax (kubectl -l), e.g. `rack=a,zone in (x,y)`."""
+        parts = [f"{k}={v}" for k, v in self.match_labels] + [str(r) for r in self.match_expressions]
+        return ",".join(parts) or "(everything)"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.match_labels:
+            out["matchLabels"] = dict(self.match_labels)
+        if self.match_expressions:
+            out["matchExpressions"] = [{"key": r.key, "operator": r.operator,
+                                        **({"values": list(r.values)} if r.values else {})}
+                                       for r in self.match_expressions]
+        return out
+
+
+@dataclass(frozen=True)
+class ServiceAllocation:
+    """Who may use a pool, and its preference among pools (MetalLB's serviceAllocation)."""
+
+    priority: int | None = None  # lower is preferred; None = after every numbered pool
+    namespaces: tuple[str, ...] = ()
+    namespace_selectors: tuple[LabelSelector, ...] = ()
+    service_selectors: tuple[LabelSelector, ...] = ()
+
+    def admits(self, namespace: str, ns_labels: Mapping[str, str],
+               svc_labels: Mapping[str, str]) -> str | None:
+        """None when a Service of namespace with svc_labels may use the pool, else the refusing rule.
+        The namespace rules are ORed with each other (either admits); service-selectors must hold too."""
+        if (self.namespaces or self.namespace_selectors) and not (
+                namespace in self.namespaces or any(s.matches(ns_labels) for s in self.namespace_selectors)):
+            return _clip(self._namespace_refusal(namespace, ns_labels), MAX_MESSAGE)
+        if self.service_selectors and not any(s.matches(svc_labels) for s in self.service_selectors):
+            return _clip(f"Service labels {_labels_text(svc_labels)} match no service-allocation."
+                         f"service-selectors [{'; '.join(map(str, self.service_selectors))}]", MAX_MESSAGE)
+        return None
+
+    def _namespace_refusal(self, namespace: str, ns_labels: Mapping[str, str]) -> str:
+        parts = []
+        if self.namespaces:
+            parts.append(f"is not in service-allocation.namespaces [{', '.join(self.namespaces)}]")
+        if self.namespace_selectors:
+            parts.append(f"has labels {_labels_text(ns_labels)} matching no service-allocation."
+                         f"namespace-selectors [{'; '.join(map(str, self.namespace_selectors))}]")
+        return f"namespace {namespace} " + " and ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.priority is not None:
+            out["priority"] = self.priority
+        if self.namespaces:
+            out["namespaces"] = list(self.namespaces)
+        if self.namespace_selectors:
+            out["namespace-selectors"] = [s.to_dict() for s in self.namespace_selectors]
+        if self.service_selectors:
+            out["service-selectors"] = [s.to_dict() for s in self.service_selectors]
+        return out
+
+
+def _labels_text(labels: Mapping[str, str]) -> str:
+    return _clip("{" + ", ".join(f"{k}={v}" for k, v in sorted(labels.items())) + "}", 200)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Pool:
     name: str
@@ -124,6 +282,28 @@ class Pool:
     addresses: tuple[AddressRange, ...]
     auto_assign: bool = True
     avoid_buggy_ips: bool = False
+    node_selectors: tuple[LabelSelector, ...] = ()  # ORed; () = every node
+    interfaces: tuple[str, ...] = ()  # names or fnmatch globs; () = subnet-aware (speaker's choice)
+    service_allocation: ServiceAllocation | None = None
+
+    def node_matches(self, labels: Mapping[str, str]) -> bool:
+        """True when a node with these labels may announce the pool's addresses."""
+        return not self.node_selectors or any(s.matches(labels) for s in self.node_selectors)
+
+    def interface_matches(self, name: str) -> bool:
+        """True when the pool may be answered on interface name (case-sensitive glob match)."""
+        return not self.interfaces or any(fnmatch.fnmatchcase(name, pat) for pat in self.interfaces)
+
+    def admits(self, namespace: str, ns_labels: Mapping[str, str],
+               svc_labels: Mapping[str, str]) -> str | None:
+        """None when the Service may use the pool, else the refusing rule (see ServiceAllocation)."""
+        if self.service_allocation is None:
+            return None
+        return self.service_allocation.admits(namespace, ns_labels, svc_labels)
+
+    @property
+    def priority(self) -> int | None:
+        return self.service_allocation.priority if self.service_allocation else None
 
     def contains(self, ip: str | IPAddress) -> bool:
         """True when ip is in one of the pool's ranges (avoid-buggy-ips not considered)."""
@@ -373,7 +553,7 @@ def _path(parts: Any) -> str:
 
 
 _KEYWORDS = {"$schema", "type", "additionalProperties", "required", "properties", "items", "pattern",
-             "minLength", "maxLength", "minItems"}
+             "minLength", "maxLength", "minItems", "maxItems"}
 
 
 def _fits(schema: Mapping[str, Any], value: Any) -> bool:
@@ -387,7 +567,8 @@ def _fits(schema: Mapping[str, Any], value: Any) -> bool:
                 and ("pattern" not in schema or re.search(schema["pattern"], value) is not None))
     if isinstance(value, list):
         items = schema.get("items", {})
-        return len(value) >= schema.get("minItems", 0) and all(_fits(items, v) for v in value)
+        return (schema.get("minItems", 0) <= len(value) <= schema.get("maxItems", len(value))
+                and all(_fits(items, v) for v in value))
     if isinstance(value, dict):
         props = schema.get("properties", {})
         if not all(k in value for k in schema.get("required", ())):
@@ -406,9 +587,27 @@ def _keywords(schema: Mapping[str, Any]) -> set[str]:
 assert _keywords(SCHEMA) <= _KEYWORDS, "config._fits must learn the new schema keywords"
 
 
+def _over_cap(schema: Mapping[str, Any], value: Any, parts: list[Any]) -> tuple[list[Any], int] | None:
+    """The first list longer than its maxItems, found before jsonschema would walk all of its items."""
+    if isinstance(value, list):
+        if len(value) > schema.get("maxItems", len(value)):
+            return parts, schema["maxItems"]
+        items = schema.get("items", {})
+        return next((hit for i, v in enumerate(value) if (hit := _over_cap(items, v, [*parts, i]))), None)
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        return next((hit for k, v in value.items()
+                     if k in props and (hit := _over_cap(props[k], v, [*parts, k]))), None)
+    return None
+
+
 def _check_schema(doc: Any) -> None:
     if _fits(SCHEMA, doc):
         return
+    capped = _over_cap(SCHEMA, doc, [])
+    if capped is not None:
+        raise ConfigError(_path(capped[0]), _MISSING, f"more than {capped[1]} entries",
+                          _pool_name_at(doc, capped[0]))
     errors = sorted(_VALIDATOR.iter_errors(doc),
                     key=lambda e: [(0, p, "") if isinstance(p, int) else (1, 0, p) for p in e.absolute_path])
     if not errors:
@@ -428,6 +627,8 @@ def _check_schema(doc: Any) -> None:
     if err.validator == "minItems":
         raise ConfigError(_path(parts), err.instance, "a pool needs at least one address (an empty pool "
                           "is refused, as MetalLB does)", pool)
+    if err.validator == "maxItems":
+        raise ConfigError(_path(parts), _MISSING, f"more than {err.validator_value} entries", pool)
     if err.validator == "minLength":
         raise ConfigError(_path(parts), err.instance, "must not be empty", pool)
     if err.validator == "maxLength":
@@ -470,8 +671,101 @@ def _pool(index: int, raw: Mapping[str, Any]) -> Pool:
     if protocol != "layer2":
         raise ConfigError(f"{where}.protocol", protocol, "unknown protocol; expected layer2", name)
     ranges = tuple(parse_address(a, f"{where}.addresses[{j}]", name) for j, a in enumerate(raw["addresses"]))
+    alloc = raw.get("service-allocation")
     return Pool(name=name, protocol=protocol, addresses=ranges,
-                auto_assign=raw.get("auto-assign", True), avoid_buggy_ips=raw.get("avoid-buggy-ips", False))
+                auto_assign=raw.get("auto-assign", True), avoid_buggy_ips=raw.get("avoid-buggy-ips", False),
+                node_selectors=_selectors(raw.get("node-selectors", ()), f"{where}.node-selectors", name),
+                interfaces=tuple(_interface(x, f"{where}.interfaces[{j}]", name)
+                                 for j, x in enumerate(raw.get("interfaces", ()))),
+                service_allocation=None if alloc is None else _service_allocation(
+                    alloc, f"{where}.service-allocation", name))
+
+
+# Kubernetes' rules (apimachinery validation): a label name or value is up to 63 characters,
+# alphanumeric at both ends, with - _ . inside; a key may have a DNS-subdomain prefix and a slash.
+_LABEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_GLOB_CHARS = set("*?[")
+MAX_PRIORITY = 2**31 - 1  # MetalLB's field is an int32
+
+
+def _label_key(key: Any, field: str, pool: str) -> str:
+    if not isinstance(key, str):
+        raise ConfigError(field, key, f"a label key must be text, got {type(key).__name__}", pool)
+    prefix, slash, name = key.rpartition("/")
+    if slash and not (len(prefix) <= 253 and _DNS_SUBDOMAIN.fullmatch(prefix)):
+        raise ConfigError(field, key, "the key's prefix must be a DNS subdomain (lower case, digits, - "
+                          "and ., at most 253 characters), as Kubernetes requires", pool)
+    if not (len(name) <= 63 and _LABEL_NAME.fullmatch(name)):
+        raise ConfigError(field, key, "a label key's name must be 1-63 characters, alphanumeric at both "
+                          "ends, with - _ . inside, as Kubernetes requires", pool)
+    return key
+
+
+def _label_value(value: Any, field: str, pool: str) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(field, value, f"a label value must be text, got {type(value).__name__} (quote it: "
+                          f"\"{_clip(str(value).lower() if isinstance(value, bool) else str(value), 40)}\")",
+                          pool)
+    if value and not (len(value) <= 63 and _LABEL_NAME.fullmatch(value)):
+        raise ConfigError(field, value, "a label value must be empty or 1-63 characters, alphanumeric at "
+                          "both ends, with - _ . inside, as Kubernetes requires", pool)
+    return value
+
+
+def _selectors(raw: Any, field: str, pool: str) -> tuple[LabelSelector, ...]:
+    return tuple(_selector(s, f"{field}[{i}]", pool) for i, s in enumerate(raw))
+
+
+def _selector(raw: Mapping[str, Any], field: str, pool: str) -> LabelSelector:
+    labels = raw.get("matchLabels", {})
+    if len(labels) > MAX_LABELS:
+        raise ConfigError(f"{field}.matchLabels", _MISSING, f"more than {MAX_LABELS} labels", pool)
+    pairs = tuple(sorted((_label_key(k, f"{field}.matchLabels", pool),
+                          _label_value(v, f"{field}.matchLabels.{k}", pool)) for k, v in labels.items()))
+    exprs = tuple(_requirement(e, f"{field}.matchExpressions[{i}]", pool)
+                  for i, e in enumerate(raw.get("matchExpressions", ())))
+    return LabelSelector(match_labels=pairs, match_expressions=exprs)
+
+
+def _requirement(raw: Mapping[str, Any], field: str, pool: str) -> Requirement:
+    key = _label_key(raw["key"], f"{field}.key", pool)
+    op = raw["operator"]
+    if op not in OPERATORS:
+        raise ConfigError(f"{field}.operator", op, "unknown operator; expected one of "
+                          f"{', '.join(OPERATORS)} (case matters)", pool)
+    values = tuple(_label_value(v, f"{field}.values[{i}]", pool) for i, v in enumerate(raw.get("values", ())))
+    if op in ("In", "NotIn") and not values:
+        raise ConfigError(f"{field}.values", list(values), f"{op} needs at least one value", pool)
+    if op in ("Exists", "DoesNotExist") and values:
+        raise ConfigError(f"{field}.values", list(values), f"{op} takes no values", pool)
+    return Requirement(key=key, operator=op, values=values)
+
+
+def _interface(name: str, field: str, pool: str) -> str:
+    if any(ch.isspace() or ch in "/:" or not ch.isprintable() for ch in name):
+        raise ConfigError(field, name, "an interface name or glob has no spaces, '/' or ':'", pool)
+    if not _GLOB_CHARS & set(name) and len(name) > 15:
+        raise ConfigError(field, name, "longer than 15 characters: no Linux interface has such a name "
+                          "(use a glob such as 'ens*' to match several)", pool)
+    return name
+
+
+def _service_allocation(raw: Mapping[str, Any], field: str, pool: str) -> ServiceAllocation:
+    priority = raw.get("priority")
+    if priority is not None and not -MAX_PRIORITY - 1 <= priority <= MAX_PRIORITY:
+        raise ConfigError(f"{field}.priority", priority, "out of range (a 32-bit integer, as MetalLB's)",
+                          pool)
+    for i, ns in enumerate(raw.get("namespaces", ())):
+        if not _DNS_LABEL.fullmatch(ns):
+            raise ConfigError(f"{field}.namespaces[{i}]", ns, "not a namespace name (lower case, digits and "
+                              "'-', alphanumeric at both ends)", pool)
+    return ServiceAllocation(
+        priority=priority, namespaces=tuple(raw.get("namespaces", ())),
+        namespace_selectors=_selectors(raw.get("namespace-selectors", ()), f"{field}.namespace-selectors",
+                                       pool),
+        service_selectors=_selectors(raw.get("service-selectors", ()), f"{field}.service-selectors", pool))
 
 
 def parse_address(text: str, field: str = "address", pool: str | None = None) -> AddressRange:
@@ -620,11 +914,20 @@ def contains(config: Config, ip: str | IPAddress) -> bool:
 
 def to_dict(config: Config) -> dict[str, Any]:
     """Canonical plain form: every key explicit, addresses normalized."""
-    return {"address-pools": [
-        {"name": p.name, "protocol": p.protocol, "addresses": [r.text for r in p.addresses],
-         "auto-assign": p.auto_assign, "avoid-buggy-ips": p.avoid_buggy_ips}
-        for p in config.pools
-    ]}
+    return {"address-pools": [_pool_dict(p) for p in config.pools]}
+
+
+def _pool_dict(p: Pool) -> dict[str, Any]:
+    """The seed's keys always; the extensions only when set (older configs render unchanged)."""
+    out: dict[str, Any] = {"name": p.name, "protocol": p.protocol, "addresses": [r.text for r in p.addresses],
+                           "auto-assign": p.auto_assign, "avoid-buggy-ips": p.avoid_buggy_ips}
+    if p.node_selectors:
+        out["node-selectors"] = [s.to_dict() for s in p.node_selectors]
+    if p.interfaces:
+        out["interfaces"] = list(p.interfaces)
+    if p.service_allocation is not None:
+        out["service-allocation"] = p.service_allocation.to_dict()
+    return out
 
 
 def to_yaml(config: Config | str | Mapping[str, Any]) -> str:
