@@ -37,6 +37,8 @@ def _rule(groups: list[str], resources: list[str], verbs: list[str],
 WATCH = ["list", "watch"]  # informers list then watch; neither component GETs these one by one
 EVENTS = _rule([""], ["events"], ["create"])
 LEASES = "coordination.k8s.io"
+ANNOUNCEMENTS = "ipannouncements"  # l2lb.io, cluster-scoped, one per announced IP
+L2LB_GROUP = "l2lb.io"
 
 
 def rules(component: str, secret_name: str) -> tuple[list[Rule], list[Rule]]:
@@ -45,7 +47,9 @@ def rules(component: str, secret_name: str) -> tuple[list[Rule], list[Rule]]:
         return (
             # nodes list: the InternalIPs a pool must not cover (a ConfigWarning), read once per config
             [_rule([""], ["services"], WATCH), _rule([""], ["services/status"], ["patch"]), EVENTS,
-             _rule([""], ["nodes"], ["list"])],
+             _rule([""], ["nodes"], ["list"]),
+             # an IP's IPAnnouncement goes when the IP is released; a periodic sweep finds orphans
+             _rule([L2LB_GROUP], [ANNOUNCEMENTS], ["list", "delete"])],
             [
                 # The Informer lists/watches with fieldSelector metadata.name=config: resourceNames hold.
                 _rule([""], ["configmaps"], WATCH, [CONFIG_MAP_NAME]),
@@ -59,6 +63,9 @@ def rules(component: str, secret_name: str) -> tuple[list[Rule], list[Rule]]:
             _rule([""], ["services", "nodes"], WATCH),
             _rule(["discovery.k8s.io"], ["endpointslices"], WATCH),
             EVENTS,
+            # who announces each IP: one LIST at start, a GET before a write, create, status patch
+            _rule([L2LB_GROUP], [ANNOUNCEMENTS], ["get", "list", "create"]),
+            _rule([L2LB_GROUP], [f"{ANNOUNCEMENTS}/status"], ["patch"]),
         ],
         [
             # Registrations: all read, own written (which one is "own" is the admission policy's job).

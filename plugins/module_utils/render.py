@@ -296,10 +296,52 @@ def speaker_daemonset(settings: Settings) -> dict[str, t.Any]:
     }
 
 
+# The speakers' record of who announces each IP (l2lb_agent.announce_status): one object per IP.
+ANNOUNCEMENTS_GROUP, ANNOUNCEMENTS_VERSION = "l2lb.io", "v1alpha1"
+ANNOUNCEMENTS_CRD = f"{rbac.ANNOUNCEMENTS}.{ANNOUNCEMENTS_GROUP}"
+
+
+def _column(name: str, path: str, type_: str = "string", **extra: t.Any) -> dict[str, t.Any]:
+    return {"name": name, "type": type_, "jsonPath": path, **extra}
+
+
+def announcements_crd() -> dict[str, t.Any]:
+    """CRD ipannouncements.l2lb.io: cluster-scoped, named after the IP; `kubectl get ipannouncements`
+    lists every announced IP with its node. Cluster-wide on purpose: the IPs are."""
+    text = {"type": "string"}
+    schema = {"type": "object", "properties": {
+        "spec": {"type": "object", "required": ["ip"],
+                 "properties": {"ip": {"type": "string", "maxLength": 45, "description": "The IP."}}},
+        "status": {"type": "object", "properties": {
+            "node": {**text, "description": "The node answering ARP/NDP for the IP; empty: none."},
+            "services": {"type": "array", "items": text, "description": "Services (namespace/name)."},
+            "since": {**text, "format": "date-time", "description": "When node took the IP over."},
+            "reason": {**text, "description": "Why no node announces the IP (node empty)."}}},
+    }}
+    columns = [_column("IP", ".spec.ip"), _column("Node", ".status.node"),
+               _column("Services", ".status.services"), _column("Since", ".status.since", "date"),
+               _column("Reason", ".status.reason", priority=1),
+               _column("Age", ".metadata.creationTimestamp", "date")]
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": _meta(ANNOUNCEMENTS_CRD, None),
+        "spec": {
+            "group": ANNOUNCEMENTS_GROUP,
+            "scope": "Cluster",
+            "names": {"plural": rbac.ANNOUNCEMENTS, "singular": "ipannouncement", "kind": "IPAnnouncement",
+                      "listKind": "IPAnnouncementList", "shortNames": ["ipann"], "categories": ["l2lb"]},
+            "versions": [{"name": ANNOUNCEMENTS_VERSION, "served": True, "storage": True,
+                          "subresources": {"status": {}}, "additionalPrinterColumns": columns,
+                          "schema": {"openAPIV3Schema": schema}}],
+        },
+    }
+
+
 def manifests(settings: Settings) -> list[dict[str, t.Any]]:
-    """Everything but the pools ConfigMap and the keys Secret, in apply order: namespace, then
-    identities and permissions (and the Lease guard) before any workload starts."""
-    objects = [namespace(settings)]
+    """Everything but the pools ConfigMap and the keys Secret, in apply order: namespace and the
+    CRD, then identities and permissions (and the Lease guard) before any workload starts."""
+    objects = [namespace(settings), announcements_crd()]
     for component in (CONTROLLER, SPEAKER):
         objects.append(service_account(settings, component))
         objects.extend(rbac.objects(_meta, settings.namespace, component, MEMBERLIST_SECRET))

@@ -77,6 +77,7 @@ EXPECTED_GRANTS = {
     ("ClusterRole", "l2lb-controller"): {
         ("", "services", "list", "*"), ("", "services", "watch", "*"),
         ("", "services/status", "patch", "*"), ("", "events", "create", "*"), ("", "nodes", "list", "*"),
+        ("l2lb.io", "ipannouncements", "list", "*"), ("l2lb.io", "ipannouncements", "delete", "*"),
     },
     ("Role", "l2lb-controller"): {
         ("", "configmaps", "list", "config"), ("", "configmaps", "watch", "config"),
@@ -88,6 +89,8 @@ EXPECTED_GRANTS = {
         *(("", r, v, "*") for r in ("services", "nodes") for v in ("list", "watch")),
         *(("discovery.k8s.io", "endpointslices", v, "*") for v in ("list", "watch")),
         ("", "events", "create", "*"),
+        *(("l2lb.io", "ipannouncements", v, "*") for v in ("get", "list", "create")),
+        ("l2lb.io", "ipannouncements/status", "patch", "*"),
     },
     ("Role", "l2lb-speaker"): {
         *(("coordination.k8s.io", "leases", v, "*")

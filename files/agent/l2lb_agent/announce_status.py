@@ -32,7 +32,7 @@ import ipaddress
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -45,7 +45,7 @@ IPANNOUNCEMENTS = kube.Resource(f"{GROUP}/{VERSION}", PLURAL, KIND)
 RELEASE_GRACE = 2.0  # s a silenced owner waits before saying "nobody": a peer normally takes over first
 FIRST_RETRY, MAX_RETRY = 0.25, 30.0  # s, doubling per failure of one IP
 PRIME_FRESH = 10.0  # s the start-up LIST is trusted for
-NO_CRD_RETRY = 30.0  # s between attempts while the CRD is not installed
+NO_CRD_RETRY = 5.0  # s between attempts while the CRD is not installed (yet)
 
 
 # -- names (pure) -------------------------------------------------------------------------------
@@ -324,3 +324,75 @@ class StatusWriter:
                 self._known[ip] = written
         log.info("IPAnnouncement %s: node %s%s", name, want.node or '""',
                  f" ({want.reason})" if want.reason else "")
+
+
+# -- garbage (the controller's leader) ------------------------------------------------------------
+
+RELEASE_DELAY = 3.0  # s after a release before its object goes: an IP handed on at once keeps it
+SWEEP_INTERVAL = 60.0  # s between sweeps for orphans (objects whose IP no Service holds)
+SWEEP_MIN_AGE = 60.0  # s an object must have existed before a sweep may take it (no race at creation)
+
+
+class Janitor:
+    """Deletes IPAnnouncements of released IPs, and orphans every SWEEP_INTERVAL, while leading.
+
+    `held()` returns every IP some Service's status holds (any class: two installations or test
+    speakers must not lose each other's objects). start() / stop(); forget() never blocks."""
+
+    def __init__(self, client: kube.KubeClient, is_leader: Callable[[], bool],
+                 held: Callable[[], Iterable[Any]]) -> None:
+        self._client, self._is_leader, self._held = client, is_leader, held
+        self._released: dict[str, float] = {}  # ip -> monotonic time its object may go
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.deleted = 0
+
+    def forget(self, ips: Iterable[Any]) -> None:
+        """These IPs were released: delete their objects soon, unless a Service holds them again."""
+        at = time.monotonic() + RELEASE_DELAY
+        with self._lock:
+            self._released.update({str(ip): at for ip in ips})
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="announce-janitor", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _loop(self) -> None:
+        next_sweep = time.monotonic() + SWEEP_INTERVAL
+        while not self._stop.wait(0.5):
+            now = time.monotonic()
+            with self._lock:
+                due = [ip for ip, at in self._released.items() if at <= now]
+                for ip in due:
+                    del self._released[ip]
+            if not self._is_leader():
+                continue
+            try:
+                if due:
+                    self._delete_unheld([new_object(ip) for ip in due], min_age=0.0)
+                if now >= next_sweep:
+                    next_sweep = now + SWEEP_INTERVAL
+                    items, _rv = self._client.list(IPANNOUNCEMENTS)
+                    self._delete_unheld(items, min_age=SWEEP_MIN_AGE)
+            except kube.ApiError as exc:
+                log.info("IPAnnouncements not cleaned up (%s); next sweep in %.0fs", exc, SWEEP_INTERVAL)
+
+    def _delete_unheld(self, objects: Iterable[Mapping[str, Any]], min_age: float) -> None:
+        now = datetime.now(UTC)
+        for obj in orphans(objects, self._held()):
+            made = (obj.get("metadata") or {}).get("creationTimestamp")
+            if made and (now - datetime.fromisoformat(made.replace("Z", "+00:00"))).total_seconds() < min_age:
+                continue
+            name = (obj.get("metadata") or {}).get("name") or ""
+            try:
+                self._client.delete(IPANNOUNCEMENTS, name)
+            except kube.NotFound:
+                continue
+            self.deleted += 1
+            log.info("IPAnnouncement %s deleted: no Service holds %s", name, announced_ip(obj))

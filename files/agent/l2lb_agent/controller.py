@@ -31,7 +31,7 @@ from typing import Any
 
 import prometheus_client
 
-from . import allocator, config, kube, leader, metrics, services
+from . import allocator, announce_status, config, kube, leader, metrics, services
 from .writers import KeyQueue, Writers
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,9 @@ class Controller:
             registry=reg)
         self.queue = KeyQueue()
         self.services = kube.Informer(client, kube.SERVICES, self._on_service, name="services")
+        # who announces each IP (IPAnnouncements): the leader deletes those of released IPs
+        self.announcements = announce_status.Janitor(client, lambda: self.elector.is_leader(), lambda: [
+            ip for s in self.services.items() for ip in services.status_ips(s)])
         self.configmaps = kube.Informer(client, kube.CONFIGMAPS, lambda *_args: self.queue.put(CONFIG),
                                         namespace=namespace, field_selector=f"metadata.name={CONFIGMAP}",
                                         name="configmap")
@@ -90,6 +93,7 @@ class Controller:
         self.services.start()
         self.configmaps.start()
         self.writers.start()
+        self.announcements.start()
         self.event_writers.start()
         self._thread = threading.Thread(target=self._run, name="controller", daemon=True)
         self._thread.start()
@@ -100,6 +104,7 @@ class Controller:
             self._thread.join(5)
         self.elector.stop(release=True)
         self.writers.stop()
+        self.announcements.stop()
         self.event_writers.stop()
         self.services.stop()
         self.configmaps.stop()
@@ -255,6 +260,7 @@ class Controller:
         self._forget(key)
         if not held:
             return
+        self.announcements.forget(held)
         log.info("%s: released %s (%s)", key, ", ".join(map(str, held)),
                  "deleted" if svc is None else "no longer a LoadBalancer of this class")
         if svc is not None and set(services.status_ips(svc)) <= set(held) and services.status_ips(svc):
