@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from l2lb_agent import allocator, config
-from l2lb_agent.allocator import Reason, Request
+from l2lb_agent.allocator import Reason, Request, Tenant
 
 R = Reason
 
@@ -90,6 +90,17 @@ THREE = cfg(pool("manual", "10.0.0.1", **{"auto-assign": False}), pool("b", "10.
             pool("c", "10.0.2.1"))
 DUAL = cfg(pool("v4only", "10.1.0.0/30"), pool("dual", "10.2.0.0/30", "fd00::/126"),
            pool("v6only", "fd01::1"))
+
+TENANTS = cfg(
+    pool("web-only", "10.0.0.1", **{"service-allocation": {
+        "service-selectors": [{"matchLabels": {"app": "web"}}]}}),
+    pool("open", "10.0.1.1-10.0.1.3"),
+    pool("mid", "10.0.2.1", **{"service-allocation": {"priority": 5, "namespaces": ["team-a"]}}),
+    pool("fast", "10.0.3.1-10.0.3.2", **{"service-allocation": {
+        "priority": 1, "namespace-selectors": [{"matchLabels": {"team": "a"}}]}}),
+    pool("open2", "10.0.4.1", **{"auto-assign": False}))
+TEAM_A = Tenant(namespace="team-a", namespace_labels={"team": "a"})
+TEAM_B = Tenant(namespace="team-b", namespace_labels={"team": "b"}, service_labels={"app": "web"})
 
 SCENARIOS = {
     "tutorial-lowest-free": (TUTORIAL, [
@@ -186,6 +197,28 @@ SCENARIOS = {
         A("n/new", req(), "192.168.1.241"),
         A("n/pool", req(current=["192.168.1.242"], pool="nope"), reason=R.UNKNOWN_POOL),
     ]),
+    "service-allocation-priority-then-config-order": (TENANTS, [
+        A("team-a/x", req(tenant=TEAM_A), "10.0.3.1", pool="fast"),  # priority 1 beats earlier pools
+        A("team-a/y", req(tenant=TEAM_A), "10.0.3.2", pool="fast"),
+        A("team-a/z", req(tenant=TEAM_A), "10.0.2.1", pool="mid"),  # fast exhausted: priority 5 next
+        A("team-a/w", req(tenant=TEAM_A), "10.0.1.1", pool="open"),  # no priority: after numbered ones
+        A("team-b/x", req(tenant=TEAM_B), "10.0.0.1", pool="web-only"),  # config order; labels admit
+        A("team-b/y", req(tenant=TEAM_B, pool="mid"), reason=R.NOT_ADMITTED),
+        A("team-b/y", req("10.0.3.2", tenant=TEAM_B), reason=R.NOT_ADMITTED),  # refused before "in use"
+        A("team-b/y", req("10.0.1.3", tenant=TEAM_B), "10.0.1.3"),
+        A("team-b/z", req(tenant=TEAM_B), "10.0.1.2", pool="open"),  # fast and mid refuse team-b
+        A("team-a/x", req(tenant=TEAM_B, current=["10.0.3.1"]), "10.0.3.1"),  # held: kept, not renumbered
+        F("team-a/y", "10.0.3.2"),
+        A("other/n", req(tenant=None), "10.0.3.2", pool="fast"),  # no tenant: rules not checked
+    ]),
+    "service-allocation-none-admits": (cfg(
+        pool("a", "10.0.0.1", **{"service-allocation": {"namespaces": ["team-a"]}}),
+        pool("b", "10.0.1.1", **{"service-allocation": {"service-selectors": [{"matchLabels": {"x": "y"}}]}}),
+        pool("m", "10.0.2.1", **{"auto-assign": False})), [
+        A("team-b/s", req(tenant=Tenant(namespace="team-b")), reason=R.NOT_ADMITTED),
+        A("team-b/s", req(pool="m", tenant=Tenant(namespace="team-b")), "10.0.2.1"),  # no rules: admitted
+        A("team-a/s", req(tenant=Tenant(namespace="team-a")), "10.0.0.1", pool="a"),
+    ]),
     "malformed-request-releases": (TUTORIAL, [
         A("n/a", req(), "192.168.1.240"),
         A("n/a", Request(error=allocator.Failure(R.BOTH_SET, "both")), reason=R.BOTH_SET),
@@ -229,6 +262,25 @@ def test_no_auto_assign_pool() -> None:
     al = allocator.Allocator(cfg(pool("m", "10.0.0.1", **{"auto-assign": False})))
     res = al.assign("n/a", req())
     assert res.failure is not None and res.failure.reason is R.NO_AUTO_ASSIGN_POOL
+
+
+def test_refusal_messages_name_pool_and_rule() -> None:
+    al = allocator.Allocator(TENANTS)
+    got = [al.assign("team-b/s", r).failure for r in (
+        req(tenant=TEAM_B, pool="fast"), req("10.0.2.1", tenant=TEAM_B),
+        req(tenant=Tenant(namespace="team-c"), families=(6,)))]
+    assert [f.reason if f else None for f in got] == [R.NOT_ADMITTED, R.NOT_ADMITTED, R.NO_POOL_FOR_FAMILY]
+    assert got[0] is not None and got[0].message == (
+        "pool 'fast' refuses the Service: namespace team-b has labels {team=b} matching no "
+        "service-allocation.namespace-selectors [team=a]")
+    assert got[1] is not None and got[1].message == (
+        "requested 10.0.2.1 is in pool 'mid', which refuses the Service: namespace team-b is not in "
+        "service-allocation.namespaces [team-a]")
+    al2 = allocator.Allocator(cfg(pool("a", "10.0.0.1", **{"service-allocation": {"namespaces": ["x"]}})))
+    res = al2.assign("n/s", req(tenant=Tenant(namespace="n")))
+    assert res.failure is not None and res.failure.message == (
+        "no auto-assign pool admits the Service (pool 'a': namespace n is not in "
+        "service-allocation.namespaces [x])")
 
 
 @pytest.mark.parametrize(

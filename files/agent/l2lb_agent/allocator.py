@@ -11,8 +11,15 @@ Rules (the issue's, and MetalLB's where it is silent):
 - An address that is in no pool any more (config swap) stays with its Service, flagged
   `outside_pools`, until the operator acts (deletes the Service or requests other addresses).
 - Auto-assign: the lowest free address (ranges in config order, ascending within each) of the first
-  auto-assign pool, in config order, that can serve every required family. One address per family,
-  all from one pool. `avoid-buggy-ips` skips IPv4 addresses ending in .0 and .255.
+  auto-assign pool that admits the Service and can serve every required family, pools ordered by
+  `service-allocation.priority` (lower first; pools without one after every numbered pool), then
+  config order. One address per family, all from one pool. `avoid-buggy-ips` skips IPv4 addresses
+  ending in .0 and .255.
+- Who may use a pool (`service-allocation`, checked when `request.tenant` is given): a Service may
+  be given, request by annotation, or request by address only a pool that admits it; a refusal is
+  `Reason.NOT_ADMITTED` naming the pool and the rule. Addresses a Service already holds are kept
+  when a later change of rules or labels no longer admits it (as an address outside every pool:
+  never renumbered silently); the controller warns.
 - Sharing: Services with the same sharing key may hold the same address when their (port, protocol)
   pairs do not clash and their backend keys (the selector, for externalTrafficPolicy Local) match.
   With a key, an already shared compatible address is preferred to a fresh one.
@@ -26,7 +33,7 @@ from __future__ import annotations
 import bisect
 import enum
 import ipaddress
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 
 from . import config as cfgmod
@@ -52,6 +59,7 @@ class Reason(enum.Enum):
     FAMILY_MISMATCH = "family_mismatch"
     BOTH_SET = "annotation_and_spec_set"
     INVALID_REQUEST = "invalid_request"
+    NOT_ADMITTED = "pool_refuses_service"
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,15 @@ class Failure:
 
     def __str__(self) -> str:
         return self.message
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tenant:
+    """Who asks: what a pool's service-allocation rules look at."""
+
+    namespace: str
+    namespace_labels: Mapping[str, str] = field(default_factory=dict)
+    service_labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,6 +93,7 @@ class Request:
     backend_key: str = ""  # the selector when externalTrafficPolicy is Local, else ""
     current: tuple[IP, ...] = ()  # addresses in the Service's status now
     error: Failure | None = None  # the Service itself is malformed (set by services.py)
+    tenant: Tenant | None = None  # None: service-allocation rules are not checked
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -99,6 +117,17 @@ class _Alloc:
 
 def _fail(reason: Reason, message: str) -> Result:
     return Result(failure=Failure(reason, message))
+
+
+def _refusal(pool: cfgmod.Pool, req: Request) -> str | None:
+    """Why pool's service-allocation refuses the requesting Service, or None."""
+    t = req.tenant
+    return None if t is None else pool.admits(t.namespace, t.namespace_labels, t.service_labels)
+
+
+def _preference(pool: cfgmod.Pool) -> tuple[bool, int]:
+    """Sort key among pools: numbered priorities first, lowest number first."""
+    return (pool.priority is None, pool.priority or 0)
 
 
 @dataclass
@@ -267,11 +296,19 @@ class Allocator:
             if pool is None:
                 names = ", ".join(p.name for p in self.config.pools) or "none"
                 return _fail(Reason.UNKNOWN_POOL, f"unknown pool {req.pool!r} (pools: {names})")
+            refusal = _refusal(pool, req)
+            if refusal is not None:
+                return _fail(Reason.NOT_ADMITTED, f"pool {pool.name!r} refuses the Service: {refusal}")
             return self._from_pools(key, req, [pool])
         pools = [p for p in self.config.pools if p.auto_assign]
         if not pools:
             return _fail(Reason.NO_AUTO_ASSIGN_POOL, "no pool has auto-assign enabled; request a pool")
-        return self._from_pools(key, req, pools)
+        admitted = [p for p in pools if _refusal(p, req) is None]
+        if not admitted:
+            why = "; ".join(f"pool {p.name!r}: {_refusal(p, req)}" for p in pools)
+            return _fail(Reason.NOT_ADMITTED, f"no auto-assign pool admits the Service ({why})")
+        # sorted() is stable: equal priorities keep config order
+        return self._from_pools(key, req, sorted(admitted, key=_preference))
 
     def _from_pools(self, key: str, req: Request, pools: list[cfgmod.Pool]) -> Result:
         """First pool (in order) that serves every required family; else the most telling failure."""
@@ -324,6 +361,10 @@ class Allocator:
             if req.pool and pool.name != req.pool:
                 return _fail(Reason.WRONG_POOL,
                              f"requested {ip} is in pool {pool.name!r}, not in {req.pool!r}")
+            refusal = _refusal(pool, req)
+            if refusal is not None:
+                return _fail(Reason.NOT_ADMITTED, f"requested {ip} is in pool {pool.name!r}, which refuses "
+                             f"the Service: {refusal}")
             if not pool.usable(ip):
                 return _fail(Reason.BUGGY_IP, f"requested {ip} ends in .0 or .255 and pool {pool.name!r} "
                              "avoids buggy IPs")
