@@ -93,6 +93,10 @@ def build_parser() -> argparse.ArgumentParser:
     _common(ctl, "controller")
     ctl.add_argument("--workers", default=_env("L2LB_WORKERS", "16"),
                      help="parallel status writers [L2LB_WORKERS; default 16]")
+    ctl.add_argument("--api-qps", default=_env("L2LB_API_QPS", "200"),
+                     help="status writes per second, all writers together [L2LB_API_QPS; default 200]")
+    ctl.add_argument("--api-burst", default=_env("L2LB_API_BURST", "400"),
+                     help="status writes allowed at once above --api-qps [L2LB_API_BURST; default 400]")
     spk = sub.add_parser("speaker", help="answer ARP/NDP for the addresses this node owns")
     _common(spk, "speaker")
     spk.add_argument("--node-name", default=_env("L2LB_NODE_NAME"),
@@ -128,6 +132,7 @@ _ENV_OF = {
     "interfaces": "L2LB_INTERFACES", "metrics_host": "L2LB_METRICS_HOST",
     "heartbeat_interval": "L2LB_HEARTBEAT_INTERVAL", "dead_after": "L2LB_DEAD_AFTER",
     "handover_delay": "L2LB_HANDOVER_DELAY", "memberlist_secret": "L2LB_MEMBERLIST_SECRET",
+    "api_qps": "L2LB_API_QPS", "api_burst": "L2LB_API_BURST",
 }
 
 
@@ -148,6 +153,17 @@ def _int(args: argparse.Namespace, field: str, lo: int, hi: int) -> None:
     if not lo <= value <= hi:
         raise _bad(field, raw, f"out of range {lo}-{hi}")
     setattr(args, field, value)
+
+
+def _qps(args: argparse.Namespace) -> None:
+    raw = args.api_qps
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        raise _bad("api_qps", raw, "not a number (requests per second)") from None
+    if not 0.1 <= value <= 100000:
+        raise _bad("api_qps", raw, "out of range 0.1-100000")
+    args.api_qps = value
 
 
 def _bool(args: argparse.Namespace, field: str) -> None:
@@ -230,6 +246,8 @@ def validate(args: argparse.Namespace) -> argparse.Namespace:
     _timings(args)
     if args.component == "controller":
         _int(args, "workers", 1, 256)
+        _qps(args)
+        _int(args, "api_burst", 1, 100000)
     else:
         if not args.node_name:
             raise _bad("node_name", args.node_name, "the speaker needs its node's name")

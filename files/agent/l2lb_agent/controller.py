@@ -4,8 +4,16 @@ Component ring. Flow:
   informers (ConfigMap `config` in l2lb's namespace; Services in all namespaces)
     -> one work queue (deduplicated keys) -> one worker thread, the only one touching the allocator
     -> `services.request_for` -> `allocator.assign` -> writers (status writes on `--workers`
-       threads, sharded by Service key so one Service's writes stay in order; Events on
-       EVENT_WRITERS threads of their own, so under a burst they trail and addresses land first).
+       threads, sharded by Service key so one Service's writes stay in order, all of them together
+       held to `--api-qps`/`--api-burst`; Events on a thread of their own, `writers.EventWriter`).
+One allocation costs one API write on the hot path: its status. Its IPAllocated Event goes out
+at once while the Event budget lasts (events.Budget: burst 25, then 5/s from a backlog of 1,000),
+so a burst of 10,000 allocations costs 10,000 status writes and a trickle of Events; Events beyond
+the backlog are counted (`l2lb_controller_events_dropped_total{reason}`) and summed up in one
+Warning Event `EventsDropped` on the ConfigMap once the backlog drains; an identical Event on the
+same object within 10 minutes is counted as a repeat (`..._events_aggregated_total`), not written.
+The Services informer keeps a projection (`_project`): the fields the allocator and the Events
+read, and nothing of Services that are not ours and hold no address.
 Only the Lease leader (`leader.LeaderElector`) computes and writes; every write re-checks
 leadership. On becoming leader the worker LISTs the Services from the API server (not the informer
 cache, which may not hold the last leader's final writes yet) and builds a fresh allocator from
@@ -31,14 +39,18 @@ from typing import Any
 
 import prometheus_client
 
-from . import allocator, announce_status, config, kube, leader, metrics, services
-from .writers import KeyQueue, Writers
+from . import allocator, announce_status, config, events, kube, leader, metrics, services
+from .writers import EventWriter, KeyQueue, Throttle, Writers
 
 log = logging.getLogger(__name__)
 
 CONFIGMAP = "config"
 LEASE = "l2lb-controller"
-EVENT_WRITERS = 2  # few on purpose: Events must not compete with status writes for the API server
+# Status writes per second (and burst) for all writer threads together. High next to client-go's
+# 5/10, because the goal is to keep up with Services created as fast as the API server takes them
+# (~230/s on the 2-core lab): at 200/s 10,000 Services are written in ~50 s, and the burst covers
+# a batch of 400 at once. The API server's own priority and fairness still applies.
+API_QPS, API_BURST = 200.0, 400
 COMPONENT = "l2lb-controller"
 # Queue tokens (never Service keys). LEADERSHIP means "leadership may have changed": its handler
 # reads the elector's state, so coalesced or reordered tokens still converge.
@@ -49,7 +61,8 @@ class Controller:
     """Explicit start()/stop(); the constructor starts nothing."""
 
     def __init__(self, client: kube.KubeClient, *, namespace: str, lb_class: str, identity: str,
-                 timings: Any, workers: int = 16, claim_unclassed: bool = True, registry: Any = None) -> None:
+                 timings: Any, workers: int = 16, claim_unclassed: bool = True, registry: Any = None,
+                 api_qps: float = API_QPS, api_burst: int = API_BURST) -> None:
         self.client, self.namespace, self.lb_class = client, namespace, lb_class
         self.claim_unclassed = claim_unclassed
         self.metrics = metrics.ControllerMetrics(registry) if registry else metrics.ControllerMetrics()
@@ -62,7 +75,8 @@ class Controller:
             "l2lb_services_write_backoff", "Services whose status write failed and waits for a retry",
             registry=reg)
         self.queue = KeyQueue()
-        self.services = kube.Informer(client, kube.SERVICES, self._on_service, name="services")
+        self.services = kube.Informer(client, kube.SERVICES, self._on_service, name="services",
+                                      project=self._project)
         # who announces each IP (IPAnnouncements): the leader deletes those of released IPs
         self.announcements = announce_status.Janitor(client, lambda: self.elector.is_leader(), lambda: [
             ip for s in self.services.items() for ip in services.status_ips(s)])
@@ -72,8 +86,12 @@ class Controller:
         self.elector = leader.LeaderElector(client, namespace, LEASE, identity, timings,
                                             on_start=lambda: self.queue.put(LEADERSHIP),
                                             on_stop=self._on_lost)
-        self.writers = Writers(workers, self.elector.is_leader, self._write_failed, self._write_ok)
-        self.event_writers = Writers(EVENT_WRITERS, self.elector.is_leader, self._write_failed)
+        self.throttle = Throttle(api_qps, api_burst)
+        self.writers = Writers(workers, self.elector.is_leader, self._write_failed, self._write_ok,
+                               throttle=self.throttle)
+        self.event_writer = EventWriter(self._send_event, self._send_summary, self.elector.is_leader)
+        self.metrics.throttled.set_function(lambda: self.throttle.waited)
+        self.metrics.events_queued.set_function(self.event_writer.aggregator.queued)
         self.config: config.Config | None = None  # last good config
         self.alloc: allocator.Allocator | None = None  # only while leading with a config
         self._raw_seen: object = object()  # ConfigMap text last processed
@@ -94,7 +112,7 @@ class Controller:
         self.configmaps.start()
         self.writers.start()
         self.announcements.start()
-        self.event_writers.start()
+        self.event_writer.start()
         self._thread = threading.Thread(target=self._run, name="controller", daemon=True)
         self._thread.start()
 
@@ -105,7 +123,7 @@ class Controller:
         self.elector.stop(release=True)
         self.writers.stop()
         self.announcements.stop()
-        self.event_writers.stop()
+        self.event_writer.stop()
         self.services.stop()
         self.configmaps.stop()
 
@@ -143,6 +161,13 @@ class Controller:
 
     def _on_service(self, _kind: str, new: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
         self.queue.put(kube.object_key(new or old or {}))
+
+    def _project(self, svc: dict[str, Any]) -> dict[str, Any] | None:
+        """What the cache keeps of a Service: see `project_service`; None for a Service that is not
+        ours and holds no address (nothing to assign, nothing to take back)."""
+        if not self._managed(svc) and not _ingress(svc):
+            return None
+        return project_service(svc)
 
     def _on_lost(self) -> None:
         self.metrics.is_leader.set(0)
@@ -223,7 +248,7 @@ class Controller:
             return
         started = time.monotonic()
         try:  # the API's own answer, not the cache: the last leader's final writes may not be in it yet
-            fresh, _rv = self.client.list(kube.SERVICES)
+            fresh, _rv = self.client.list(kube.SERVICES, each=self._project)
         except kube.ApiError as exc:
             _failures, delay = self.queue.put_later(LEADERSHIP)
             log.warning("leading, but listing Services failed (%s); trying again in %.1fs", exc, delay)
@@ -333,17 +358,44 @@ class Controller:
         key = services.key_of(svc)
         self._written[key] = ingress
         body = {"status": {"loadBalancer": {"ingress": ingress or None}}}
-        self.writers.submit(key, lambda: self.client.patch_status(kube.SERVICES, meta["name"], body,
-                                                                  meta["namespace"]))
+
+        def write() -> None:
+            self.metrics.status_writes.inc()
+            self.client.patch_status(kube.SERVICES, meta["name"], body, meta["namespace"])
+
+        self.writers.submit(key, write)
 
     def _event(self, obj: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         if not self.elector.is_leader():
             return
         meta = obj["metadata"]
-        ns = meta.get("namespace") or self.namespace
-        full = {"apiVersion": "v1", "kind": obj.get("kind") or "Service", **obj}
-        self.event_writers.submit(kube.object_key(obj), lambda: self.client.create_event(
-            ns, full, type_, reason, message, COMPONENT), report=False, priority=1)
+        involved = {"apiVersion": "v1", "kind": obj.get("kind") or "Service", "metadata": meta}
+        event = events.Event(key=kube.object_key(obj), type=type_, reason=reason, message=message,
+                             payload=(meta.get("namespace") or self.namespace, involved))
+        verdict = self.event_writer.submit(event)
+        if verdict is events.Verdict.AGGREGATED:
+            self.metrics.events_aggregated.labels(reason).inc()
+        elif verdict is events.Verdict.DROPPED:
+            self.metrics.events_dropped.labels(reason).inc()
+
+    def _send_event(self, event: events.Event) -> None:
+        """Write one Event (the EventWriter's thread)."""
+        ns, involved = event.payload  # type: ignore[misc]
+        self.client.create_event(ns, involved, event.type, event.reason, event.message, COMPONENT)
+        self.metrics.events_written.labels(event.reason).inc()
+
+    def _send_summary(self, dropped: dict[str, int]) -> None:
+        """One Warning Event on the ConfigMap for the Events a storm cost (EventWriter's thread)."""
+        cm = self.configmaps.get(f"{self.namespace}/{CONFIGMAP}")
+        if cm is None:
+            return
+        what = ", ".join(f"{n} {reason}" for reason, n in sorted(dropped.items()))
+        involved = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": cm["metadata"]}
+        self.client.create_event(self.namespace, involved, "Warning", "EventsDropped",
+                                 f"{sum(dropped.values())} Events not written under a burst ({what}); "
+                                 "the addresses were written; see l2lb_controller_events_dropped_total",
+                                 COMPONENT)
+        self.metrics.events_written.labels("EventsDropped").inc()
 
     def _write_failed(self, key: str, exc: kube.ApiError) -> None:
         """A status write failed (not NotFound; writer thread): forget what we wrote and look at the
@@ -374,6 +426,21 @@ class Controller:
         self.write_backoff.set(self.queue.failing())
 
 
+SPEC_FIELDS = ("type", "loadBalancerClass", "loadBalancerIP", "ipFamilies", "ipFamilyPolicy", "ports",
+               "selector", "externalTrafficPolicy")  # what services.request_for reads
+META_FIELDS = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp", "labels", "annotations")
+
+
+def project_service(svc: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of a Service the controller reads (allocation, status, Events); the rest (e.g.
+    last-applied annotations' siblings, clusterIPs, sessionAffinity) is not kept in memory."""
+    meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
+    lb = (svc.get("status") or {}).get("loadBalancer") or {}
+    return {"kind": "Service", "metadata": {k: meta[k] for k in META_FIELDS if k in meta},
+            "spec": {k: spec[k] for k in SPEC_FIELDS if k in spec},
+            "status": {"loadBalancer": {"ingress": lb["ingress"]}} if lb.get("ingress") else {}}
+
+
 def _ingress(svc: Mapping[str, Any]) -> list[dict[str, str]]:
     ing = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
     return [{"ip": str(i.get("ip")), "ipMode": str(i.get("ipMode") or "VIP")} for i in ing if i.get("ip")]
@@ -382,11 +449,12 @@ def _ingress(svc: Mapping[str, Any]) -> list[dict[str, str]]:
 def run(args: Any) -> int:
     """Entry point from cli: run until args.stop is set."""
     client = kube.KubeClient.from_config(args.kubeconfig, args.context, pool_size=args.workers + 4)
+    qps, burst = getattr(args, "api_qps", API_QPS), getattr(args, "api_burst", API_BURST)
     log.info("controller %s: API %s, namespace %s, class %s%s", args.pod_name, client.config.source,
              args.namespace, args.loadbalancer_class, " (and none)" if args.claim_unclassed else " only")
     ctl = Controller(client, namespace=args.namespace, lb_class=args.loadbalancer_class,
                      identity=args.pod_name, timings=args.timings, workers=args.workers,
-                     claim_unclassed=args.claim_unclassed)
+                     claim_unclassed=args.claim_unclassed, api_qps=qps, api_burst=burst)
     args.health = ctl.healthy
     ctl.start()
     args.stop.wait()

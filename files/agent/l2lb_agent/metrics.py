@@ -129,6 +129,22 @@ class ControllerMetrics:
         self.ready = Gauge("l2lb_controller_ready",
                            "1 once this leader has rebuilt its state and processed every Service",
                            registry=registry)
+        self.status_writes = Counter("l2lb_controller_status_writes",
+                                     "Service status writes sent (one per allocation or release)",
+                                     registry=registry)
+        self.throttled = Gauge("l2lb_controller_throttled_seconds",
+                               "Seconds status writers waited for the --api-qps budget, in total",
+                               registry=registry)
+        self.events_written = Counter("l2lb_controller_events_written", "Events written, by reason",
+                                      ["reason"], registry=registry)
+        self.events_aggregated = Counter("l2lb_controller_events_aggregated",
+                                         "Events not written: an identical one went out within 10 minutes",
+                                         ["reason"], registry=registry)
+        self.events_dropped = Counter("l2lb_controller_events_dropped",
+                                      "Events not written: the backlog was full during a burst "
+                                      "(summed up in one EventsDropped Event)", ["reason"], registry=registry)
+        self.events_queued = Gauge("l2lb_controller_events_queued",
+                                   "Events waiting for the Event budget", registry=registry)
         self._pools: set[str] = set()
 
     def set_pools(self, stats: Iterable[tuple[str, int, int]]) -> None:

@@ -9,6 +9,11 @@ wait in a heap inside the queue: no thread or timer per failure, one entry per k
 to the same thread, so the writes of one Service keep their order while different Services are
 written in parallel; status writes go before Events. Every write re-checks `may_write()` (leadership)
 just before it is sent. Not guaranteed: delivery; a failed write is reported to `on_error`.
+`Throttle` keeps the writer threads together to a QPS with a burst (one token bucket shared by
+all threads), so a resync that rewrites 10,000 statuses cannot outrun what the API server was
+promised. `EventWriter` sends Events on one thread of its own through `events.EventAggregator`:
+a few at once, the rest at a steady rate from a bounded backlog, repeats and overflow counted,
+and one summary Event (`on_summary`) after a storm in which Events were dropped.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterable
 
-from . import kube
+from . import events, kube
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +134,11 @@ class Writers:
 
     def __init__(self, n: int, may_write: Callable[[], bool],
                  on_error: Callable[[str, kube.ApiError], None],
-                 on_success: Callable[[str], None] = lambda key: None) -> None:
+                 on_success: Callable[[str], None] = lambda key: None,
+                 throttle: Throttle | None = None) -> None:
         self._queues: list[queue.PriorityQueue[_Item]] = [queue.PriorityQueue() for _i in range(n)]
         self._may_write, self._on_error, self._on_success = may_write, on_error, on_success
+        self._throttle = throttle
         self._seq = itertools.count()
         self._threads: list[threading.Thread] = []
 
@@ -160,6 +167,8 @@ class Writers:
             if not self._may_write():
                 log.debug("%s: not the leader, write dropped", key)
                 continue
+            if self._throttle is not None:
+                self._throttle.acquire()
             try:
                 job()
                 if report:
@@ -172,3 +181,105 @@ class Writers:
                     self._on_error(key, exc)
             except Exception:
                 log.exception("%s: write failed", key)
+
+
+class Throttle:
+    """A token bucket shared by threads: `acquire()` blocks until the caller may send one request.
+    Each caller reserves its own slot, so N threads together keep to `qps` after the first `burst`."""
+
+    def __init__(self, qps: float, burst: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self._bucket = events.TokenBucket(qps, burst)
+        self._lock = threading.Lock()
+        self._clock, self._sleep = clock, sleep
+        self.waited = 0.0  # seconds callers spent waiting, in total (a metric)
+
+    def acquire(self) -> float:
+        """Wait for a slot; returns the seconds waited."""
+        with self._lock:
+            delay = self._bucket.reserve(self._clock())
+            self.waited += delay
+        if delay > 0:
+            self._sleep(delay)
+        return delay
+
+
+Send = Callable[[events.Event], object]
+
+
+class EventWriter:
+    """Sends Events on its own thread through an `events.EventAggregator`; explicit start()/stop().
+
+    `send(event)` writes one Event (its payload carries what the API needs); `on_summary(dropped)`
+    writes one Event saying how many were dropped by reason, once the backlog has drained.
+    `submit` never blocks the caller (the controller's worker) and never does I/O itself."""
+
+    def __init__(self, send: Send, on_summary: Callable[[dict[str, int]], object],
+                 may_write: Callable[[], bool], budget: events.Budget | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.aggregator = events.EventAggregator(budget)
+        self._send, self._on_summary, self._may_write, self._clock = send, on_summary, may_write, clock
+        self._ready: list[events.Event] = []  # allowed now, not yet sent
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self.written = 0  # Events sent (summaries included)
+        self.failed = 0  # Events the API refused or could not take
+
+    def submit(self, event: events.Event) -> events.Verdict:
+        with self._cond:
+            verdict = self.aggregator.offer(event, self._clock())
+            if verdict is events.Verdict.WRITE:
+                self._ready.append(event)
+            if verdict in (events.Verdict.WRITE, events.Verdict.QUEUED):
+                self._cond.notify()
+        if verdict is events.Verdict.DROPPED:
+            log.debug("%s: Event %s dropped (backlog full)", event.key, event.reason)
+        return verdict
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="event-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(2)
+
+    def _next(self) -> tuple[list[events.Event], dict[str, int]] | None:
+        """Block until there is something to send; None when stopping."""
+        with self._cond:
+            while not self._stopping:
+                batch = self._ready + self.aggregator.due(self._clock())
+                self._ready = []
+                dropped = self.aggregator.take_dropped() if not self.aggregator.queued() else {}
+                if batch or dropped:
+                    return batch, dropped
+                self._cond.wait(self.aggregator.wait(self._clock()))
+            return None
+
+    def _run(self) -> None:
+        while (work := self._next()) is not None:
+            batch, dropped = work
+            for event in batch:
+                self._write(event.key, lambda e=event: self._send(e))
+            if dropped:
+                log.warning("Events dropped under a burst (backlog full): %s", dropped)
+                self._write("summary", lambda d=dropped: self._on_summary(d))
+
+    def _write(self, key: str, job: Job) -> None:
+        if not self._may_write():
+            return
+        try:
+            job()
+            self.written += 1
+        except kube.NotFound:
+            self.failed += 1  # the object is gone
+        except kube.ApiError as exc:
+            self.failed += 1
+            log.warning("%s: Event not written: %s", key, exc)
+        except Exception:
+            self.failed += 1
+            log.exception("%s: Event not written", key)
