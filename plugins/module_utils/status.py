@@ -107,10 +107,28 @@ def announcers(leases: t.Iterable[Obj]) -> dict[str, str]:
     return out
 
 
+def announcements(objects: t.Iterable[Obj]) -> list[dict[str, t.Any]]:
+    """The speakers' IPAnnouncement objects (one per IP, l2lb.io/v1alpha1), as plain entries:
+    ip, node ("" when nobody announces it), services, since and reason; sorted by IP."""
+    out = []
+    for obj in objects:
+        spec, state = obj.get("spec") or {}, _status(obj)
+        if spec.get("ip"):
+            out.append({"ip": spec["ip"], "node": state.get("node") or "",
+                        "services": state.get("services") or [], "since": state.get("since"),
+                        "reason": state.get("reason") or ""})
+    return sorted(out, key=lambda item: item["ip"])
+
+
 def assignments(services: t.Iterable[Obj], leases: t.Iterable[Obj],
-                pool_of: t.Callable[[str], str | None]) -> list[dict[str, t.Any]]:
-    """One entry per LoadBalancer Service: its addresses, their pools and the announcing nodes."""
-    by_ip = announcers(leases)
+                pool_of: t.Callable[[str], str | None],
+                announced: t.Iterable[t.Mapping[str, t.Any]] | None = None) -> list[dict[str, t.Any]]:
+    """One entry per LoadBalancer Service: its addresses, their pools and the announcing nodes,
+    from `announced` (entries of `announcements`) when given, else from the registration Leases."""
+    if announced is None:
+        by_ip = announcers(leases)
+    else:
+        by_ip = {item["ip"]: item["node"] for item in announced if item["node"]}
     out = []
     for svc in services:
         spec = svc.get("spec") or {}

@@ -12,9 +12,13 @@ module: l2lb_info
 short_description: Show which IPs l2lb assigned to which Service, who announces them, and readiness
 version_added: 0.1.0
 description:
-  - Reads the C(LoadBalancer) Services' status, the speakers' registration Leases (each lists the
-    IPs its node announces now, in the annotation C(l2lb.io/announcing)), and the readiness of the
+  - Reads the C(LoadBalancer) Services' status, who announces each IP, and the readiness of the
     controller Deployment, the speaker DaemonSet and their Pods.
+  - Who announces each IP comes from the cluster-scoped C(IPAnnouncement) objects
+    (C(ipannouncements.l2lb.io), one per IP, written by the speaker that takes the IP over; the
+    same as C(kubectl get ipannouncements)). On a cluster without that CRD (an installation
+    older than it) it comes from the speakers' registration Leases instead (annotation
+    C(l2lb.io/announcing)), and RV(announcements) is empty.
   - Read-only; never reports C(changed).
 author:
   - l2lb maintainers (@l2lb)
@@ -75,6 +79,26 @@ assignments:
       announced_by: node2
       announcers: {"192.168.1.240": node2}
       loadbalancer_class: null
+announcements:
+  description:
+    - One entry per C(IPAnnouncement) object, sorted by IP; empty when the CRD is not installed.
+    - C(node) is the node that answers ARP/NDP for C(ip), or empty when no node does (then
+      C(reason) says why); C(since) is when that node took the IP over.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - ip: 192.168.1.240
+      node: node2
+      services: [default/nginx]
+      since: "2026-01-01T00:00:00Z"
+      reason: ""
+announcements_source:
+  description: Where RV(assignments) took the announcing nodes from.
+  returned: always
+  type: str
+  choices: [ipannouncements, leases]
+  sample: ipannouncements
 ready:
   description: True when the controller Deployment and every speaker are Ready.
   returned: always
@@ -107,6 +131,7 @@ except ImportError:  # pool names are a nicety here; everything else works witho
     l2lb_config = None
 
 HEARTBEAT_SELECTOR = "l2lb.io/role=speaker-heartbeat"
+ANNOUNCEMENTS = ("l2lb.io/v1alpha1", "IPAnnouncement")
 ARGUMENT_SPEC = {
     "namespace": {"type": "str", "default": render.DEFAULT_NAMESPACE},
     "wait": {"type": "bool", "default": False},
@@ -166,9 +191,14 @@ def run(module: AnsibleModule) -> dict:
         problems = readiness(kube, namespace)
     leases = kube.list("coordination.k8s.io/v1", "Lease", namespace, label_selector=HEARTBEAT_SELECTOR)
     services = kube.list("v1", "Service")
+    served = kube.serves(*ANNOUNCEMENTS)
+    announced = status.announcements(kube.list(*ANNOUNCEMENTS)) if served else []
     return {
         "changed": False,
-        "assignments": status.assignments(services, leases, pool_lookup(kube, namespace)),
+        "assignments": status.assignments(services, leases, pool_lookup(kube, namespace),
+                                          announced if served else None),
+        "announcements": announced,
+        "announcements_source": "ipannouncements" if served else "leases",
         "ready": not problems,
         "not_ready": problems,
         "speakers": heartbeats(kube, namespace),

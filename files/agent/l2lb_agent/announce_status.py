@@ -59,6 +59,8 @@ def object_name(ip: str) -> str:
         addr = ipaddress.ip_address(ip.strip())
     except ValueError as exc:
         raise ValueError(f"ip: {ip!r} is not an IPv4 or IPv6 address") from exc
+    if getattr(addr, "scope_id", None):  # fe80::1%eth0: a LoadBalancer IP is never scoped
+        raise ValueError(f"ip: {ip!r} is not an IPv4 or IPv6 address (a scoped one)")
     if addr.version == 4:
         return str(addr).replace(".", "-")
     text = _compressed(addr.exploded)
