@@ -23,8 +23,9 @@ Rules (the issue's, and MetalLB's where it is silent):
 - Sharing: Services with the same sharing key may hold the same address when their (port, protocol)
   pairs do not clash and their backend keys (the selector, for externalTrafficPolicy Local) match.
   With a key, an already shared compatible address is preferred to a fresh one.
-Free-address search walks a sorted list of used addresses from the range start, so its cost grows
-with the addresses in use, never with the pool's size (a /64 is fine).
+Free-address search walks a sorted list of used addresses, so its cost never grows with the pool's
+size (a /64 is fine); it starts from a per-range mark below which every address is known taken
+(lowered by a release), so a burst of n allocations costs O(n log n), not O(n^2).
 Not guaranteed: thread safety (the controller calls it from one thread).
 """
 
@@ -146,6 +147,7 @@ class Allocator:
         self._alloc: dict[str, _Alloc] = {}  # service key -> its allocation
         self._users: dict[IP, dict[str, Request]] = {}  # address -> service key -> request
         self._used: dict[int, list[int]] = {4: [], 6: []}  # family -> sorted used addresses (ints)
+        self._floor: dict[tuple[int, int, int], int] = {}  # (family, start, end) -> all below taken
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -208,6 +210,7 @@ class Allocator:
                 used = self._used[ip.version]
                 del used[bisect.bisect_left(used, int(ip))]
                 freed.append(ip)
+                self._lower_floors(ip)
         return tuple(freed)
 
     def assign(self, key: str, req: Request) -> Result:
@@ -400,16 +403,26 @@ class Allocator:
 
     def _lowest_free(self, r: cfgmod.AddressRange, avoid_buggy: bool) -> IP | None:
         used = self._used[r.version]
-        i = bisect.bisect_left(used, r.start)
-        cand = r.start
+        mark = (r.version, r.start, r.end)
+        cand = max(r.start, self._floor.get(mark, r.start))
+        i = bisect.bisect_left(used, cand)
         while cand <= r.end:
             if avoid_buggy and r.version == 4 and cand & 0xFF in (0, 255):
                 cand += 1
             elif i < len(used) and used[i] == cand:
                 cand, i = cand + 1, i + 1
             else:
+                self._floor[mark] = cand  # every address below cand is taken (or avoided)
                 return ipaddress.ip_address(cand) if r.version == 4 else ipaddress.IPv6Address(cand)
+        self._floor[mark] = cand
         return None
+
+    def _lower_floors(self, ip: IP) -> None:
+        """A freed address may be the lowest free one again: move the marks of its ranges down."""
+        n = int(ip)
+        for mark, floor in self._floor.items():
+            if mark[0] == ip.version and mark[1] <= n < floor:
+                self._floor[mark] = n
 
     def _clash(self, key: str, req: Request, ip: IP) -> Failure | None:
         """Why key may not hold ip next to its current users, or None."""
