@@ -315,9 +315,8 @@ def _convert_pool(pool: t.Mapping[str, t.Any], ads: t.Sequence[t.Mapping[str, t.
                              "converting it would start answering ARP/NDP for them. Add an L2Advertisement "
                              "first if it should be announced, or write the pool by hand")
     where, problem = merge_where(mine)
-    if problem:
-        return None, Refusal("IPAddressPool", name, problem)
-    assert base is not None and where is not None
+    if where is None or base is None:
+        return None, Refusal("IPAddressPool", name, problem or "cannot be converted")
     if where.nodes is not None:
         base["node-selectors"] = [json.loads(s) for s in sorted(where.nodes)]
     if where.ifaces is not None:

@@ -52,7 +52,7 @@ options:
   loadbalancer_class:
     description:
       - The C(loadBalancerClass) l2lb will be installed with (C(l2lb_loadbalancer_class)); decides
-        RV(services[].keeps_address).
+        C(keeps_address) in RV(services).
     type: str
     default: l2lb.io/layer2
   claim_unclassed:
