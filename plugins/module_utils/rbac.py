@@ -45,9 +45,10 @@ def rules(component: str, secret_name: str) -> tuple[list[Rule], list[Rule]]:
     """(cluster-wide rules, rules inside the l2lb namespace) for one component."""
     if component == CONTROLLER:
         return (
-            # nodes list: the InternalIPs a pool must not cover (a ConfigWarning), read once per config
-            [_rule([""], ["services"], WATCH), _rule([""], ["services/status"], ["patch"]), EVENTS,
-             _rule([""], ["nodes"], ["list"]),
+            # nodes: the InternalIPs a pool must not cover (a ConfigWarning), and the labels a pool's
+            # node-selectors match (NoEligibleNode); namespaces: the labels of service-allocation rules
+            [_rule([""], ["services", "nodes", "namespaces"], WATCH),
+             _rule([""], ["services/status"], ["patch"]), EVENTS,
              # an IP's IPAnnouncement goes when the IP is released; a periodic sweep finds orphans
              _rule([L2LB_GROUP], [ANNOUNCEMENTS], ["list", "delete"])],
             [
@@ -56,6 +57,8 @@ def rules(component: str, secret_name: str) -> tuple[list[Rule], list[Rule]]:
                 # create cannot be limited by name in RBAC; the admission policy limits it.
                 _rule([LEASES], ["leases"], ["create"]),
                 _rule([LEASES], ["leases"], ["get", "update"], [CONTROLLER_LEASE]),
+                # the speakers' registrations: the subnets they announce on (NoMatchingSubnet)
+                _rule([LEASES], ["leases"], WATCH),
             ],
         )
     return (

@@ -63,7 +63,10 @@ def secret_keys(kube) -> list[str]:
 CONTROLLER = [
     ("list", "services", "-A", True), ("watch", "services", "-A", True),
     ("patch", "services/status", OTHER, True), ("create", "events", OTHER, True),
-    ("list", "nodes", None, True),  # InternalIPs a pool must not cover (ConfigWarning)
+    ("list", "nodes", None, True), ("watch", "nodes", None, True),  # InternalIPs, node-selectors
+    ("list", "namespaces", None, True), ("watch", "namespaces", None, True),  # service-allocation
+    ("list", "leases.coordination.k8s.io", NS, True),  # speakers' subnets (NoMatchingSubnet)
+    ("watch", "leases.coordination.k8s.io", NS, True),
     ("list", "configmaps/config", NS, True), ("watch", "configmaps/config", NS, True),
     ("create", "leases.coordination.k8s.io", NS, True),
     ("get", "leases.coordination.k8s.io/l2lb-controller", NS, True),
@@ -71,14 +74,14 @@ CONTROLLER = [
     # the extra grants removed, and nothing else
     ("update", "services/status", OTHER, False), ("patch", "events", OTHER, False),
     ("get", "services", OTHER, False), ("update", "services", OTHER, False),
-    ("list", "leases.coordination.k8s.io", NS, False), ("watch", "leases.coordination.k8s.io", NS, False),
+    ("list", "leases.coordination.k8s.io", OTHER, False), ("get", "namespaces/default", None, False),
     ("patch", "leases.coordination.k8s.io/l2lb-controller", NS, False),
     ("delete", "leases.coordination.k8s.io/l2lb-controller", NS, False),
     ("update", "leases.coordination.k8s.io/l2lb-speaker-node1", NS, False),
     ("create", "leases.coordination.k8s.io", OTHER, False),
     ("list", "configmaps", NS, False), ("get", "configmaps/other", NS, False),
     ("update", "configmaps/config", NS, False), ("list", "configmaps/config", OTHER, False),
-    ("get", f"secrets/{SECRET}", NS, False), ("watch", "nodes", None, False),
+    ("get", f"secrets/{SECRET}", NS, False), ("get", "nodes/node1", None, False),
     ("list", "endpointslices.discovery.k8s.io", "-A", False), ("list", "pods", NS, False),
 ]
 SPEAKER = [

@@ -75,8 +75,8 @@ def grants(objects: list[dict], kind: str, name: str) -> set[tuple[str, str, str
 # docs/internals.md): informers list+watch, never get; no patch of Events, no ConfigMap for speakers.
 EXPECTED_GRANTS = {
     ("ClusterRole", "l2lb-controller"): {
-        ("", "services", "list", "*"), ("", "services", "watch", "*"),
-        ("", "services/status", "patch", "*"), ("", "events", "create", "*"), ("", "nodes", "list", "*"),
+        *(("", r, v, "*") for r in ("services", "nodes", "namespaces") for v in ("list", "watch")),
+        ("", "services/status", "patch", "*"), ("", "events", "create", "*"),
         ("l2lb.io", "ipannouncements", "list", "*"), ("l2lb.io", "ipannouncements", "delete", "*"),
     },
     ("Role", "l2lb-controller"): {
@@ -84,6 +84,7 @@ EXPECTED_GRANTS = {
         ("coordination.k8s.io", "leases", "create", "*"),
         ("coordination.k8s.io", "leases", "get", "l2lb-controller"),
         ("coordination.k8s.io", "leases", "update", "l2lb-controller"),
+        ("coordination.k8s.io", "leases", "list", "*"), ("coordination.k8s.io", "leases", "watch", "*"),
     },
     ("ClusterRole", "l2lb-speaker"): {
         *(("", r, v, "*") for r in ("services", "nodes") for v in ("list", "watch")),

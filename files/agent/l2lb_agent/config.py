@@ -908,6 +908,32 @@ def node_warnings(config: Config, node_ips: Iterable[tuple[str, str]]) -> list[s
     return out
 
 
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+MAX_SUBNETS = 64  # per speaker: a node with more announcing subnets is not expected
+
+
+def parse_subnets(text: str | None) -> tuple[Network, ...]:
+    """A speaker's published subnets ("192.168.1.0/24,fd00::/64"); bad entries are skipped (the
+    text comes from another program's annotation, not from the operator)."""
+    out = []
+    for part in (text or "").split(",")[:MAX_SUBNETS]:
+        try:
+            out.append(ipaddress.ip_network(part.strip(), strict=False))
+        except ValueError:
+            continue
+    return tuple(out)
+
+
+def in_subnets(ip: IPAddress, subnets: Iterable[Network]) -> bool:
+    return any(ip.version == net.version and ip in net for net in subnets)
+
+
+def reaches_subnets(pool: Pool, subnets: Iterable[Network]) -> bool:
+    """True when some address range of pool overlaps one of subnets."""
+    nets = [(n.version, int(n.network_address), int(n.broadcast_address)) for n in subnets]
+    return any(v == r.version and lo <= r.end and r.start <= hi for r in pool.addresses for v, lo, hi in nets)
+
+
 def contains(config: Config, ip: str | IPAddress) -> bool:
     return pool_of(config, ip) is not None
 

@@ -31,6 +31,7 @@ IPAllocated is sent once per address change, not once per attempt.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -39,7 +40,7 @@ from typing import Any
 
 import prometheus_client
 
-from . import allocator, announce_status, config, events, kube, leader, metrics, services
+from . import allocator, announce_status, config, events, kube, leader, metrics, placement, services
 from .writers import EventWriter, KeyQueue, Throttle, Writers
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,10 @@ COMPONENT = "l2lb-controller"
 # Queue tokens (never Service keys). LEADERSHIP means "leadership may have changed": its handler
 # reads the elector's state, so coalesced or reordered tokens still converge.
 CONFIG, LEADERSHIP = "\0config", "\0leadership"
+PLACEMENT = "\0placement"  # Node labels or speakers' subnets changed: check the holders again
+SUBNETS = "l2lb.io/subnets"  # a speaker's registration Lease: its announcing interfaces' subnets
+SPEAKER_ROLE = "l2lb.io/role=speaker-heartbeat"  # the label selector of registration Leases
+SPEAKER_NODE = "l2lb.io/node"
 
 
 class Controller:
@@ -83,6 +88,19 @@ class Controller:
         self.configmaps = kube.Informer(client, kube.CONFIGMAPS, lambda *_args: self.queue.put(CONFIG),
                                         namespace=namespace, field_selector=f"metadata.name={CONFIGMAP}",
                                         name="configmap")
+        # who may use a pool (Namespace labels) and where it can be announced (Node labels, the
+        # speakers' subnets); each cache keeps labels only, and calls back only when they change
+        self.namespaces = kube.Informer(client, kube.NAMESPACES, self._on_namespace, name="namespaces",
+                                        project=_labels_only)
+        self.nodes = kube.Informer(client, kube.NODES, self._on_placement, name="nodes", project=_labels_only)
+        self.speakers = kube.Informer(client, kube.LEASES, self._on_placement,
+                                      namespace=namespace, label_selector=SPEAKER_ROLE, name="speakers",
+                                      project=_speaker_subnets)
+        self.without_subnet = prometheus_client.Gauge(
+            "l2lb_pool_without_subnet", "1 when a pool without an interfaces list meets no subnet of the "
+            "speakers that may announce it", ["pool"], registry=reg)
+        self._placement_warned: dict[str, set[str]] = {}  # key -> Event reasons sent (once per Service)
+        self._placement_view: placement.View | None = None  # built on demand, dropped on a change
         self.elector = leader.LeaderElector(client, namespace, LEASE, identity, timings,
                                             on_start=lambda: self.queue.put(LEADERSHIP),
                                             on_stop=self._on_lost)
@@ -110,6 +128,8 @@ class Controller:
     def start(self) -> None:
         self.services.start()
         self.configmaps.start()
+        for informer in (self.namespaces, self.nodes, self.speakers):
+            informer.start()
         self.writers.start()
         self.announcements.start()
         self.event_writer.start()
@@ -126,9 +146,13 @@ class Controller:
         self.event_writer.stop()
         self.services.stop()
         self.configmaps.stop()
+        for informer in (self.namespaces, self.nodes, self.speakers):
+            informer.stop()
 
     def healthy(self) -> bool:
-        return self.services.synced.is_set() and self.configmaps.synced.is_set()
+        # Namespace labels decide who may use a pool: no allocation before they are known
+        return (self.services.synced.is_set() and self.configmaps.synced.is_set()
+                and self.namespaces.synced.is_set())
 
     def _run(self) -> None:
         while not self._stop.is_set() and not self.healthy():
@@ -152,8 +176,11 @@ class Controller:
     def _handle(self, item: str) -> None:
         if item == CONFIG:
             self._load_config()
+            self.queue.put(PLACEMENT)  # the pools' rules may have changed
         elif item == LEADERSHIP:
             self._resync()
+        elif item == PLACEMENT:
+            self._check_placement_all()
         elif self.alloc is not None:
             self._sync(item)
 
@@ -260,6 +287,7 @@ class Controller:
         self._written.clear()
         self._evented.clear()
         self._warned.clear()
+        self._placement_warned.clear()
         managed = [s for s in fresh if self._managed(s)]
         managed.sort(key=lambda s: (not services.status_ips(s), s["metadata"].get("creationTimestamp", ""),
                                     services.key_of(s)))
@@ -300,12 +328,13 @@ class Controller:
         self._written.pop(key, None)
         self._evented.pop(key, None)
         self._warned.discard(key)
+        self._placement_warned.pop(key, None)
 
     def _sync_service(self, svc: dict[str, Any]) -> None:
         assert self.alloc is not None
         key = services.key_of(svc)
         before = self.alloc.ips_of(key)
-        result = self.alloc.assign(key, services.request_for(svc))
+        result = self.alloc.assign(key, self._request(svc))
         if result.ok:
             self._assigned(svc, key, result)
         else:
@@ -334,6 +363,75 @@ class Controller:
                         "Service keeps it until you delete it or request another address")
         elif not result.outside_pools:
             self._warned.discard(key)
+        self._check_placement(svc, key, result.ips, result.pool)
+
+    # -- who may use a pool, where it can be announced (issue 13) -------------------------------
+
+    def _request(self, svc: Mapping[str, Any]) -> allocator.Request:
+        """The Service's request, with what the pools' service-allocation rules look at."""
+        meta = svc.get("metadata") or {}
+        ns = str(meta.get("namespace") or "")
+        ns_obj = self.namespaces.get(ns) or {}
+        tenant = allocator.Tenant(namespace=ns, namespace_labels=_labels(ns_obj),
+                                  service_labels=meta.get("labels") or {})
+        return dataclasses.replace(services.request_for(svc), tenant=tenant)
+
+    def _on_namespace(self, _kind: str, new: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
+        """A Namespace's labels changed (informer thread): its Services may be admitted or not now."""
+        ns = kube.object_key(new or old or {})
+        self.queue.put_many([services.key_of(s) for s in self.services.items()
+                             if (s.get("metadata") or {}).get("namespace") == ns and self._managed(s)])
+
+    def _on_placement(self, *_args: Any) -> None:
+        """Node labels or a speaker's subnets changed (informer thread)."""
+        self._placement_view = None
+        self.queue.put(PLACEMENT)
+
+    def _view(self) -> placement.View:
+        if self._placement_view is None:
+            self._placement_view = self._build_view()
+        return self._placement_view
+
+    def _build_view(self) -> placement.View:
+        return placement.View(
+            nodes={kube.object_key(n): _labels(n) for n in self.nodes.items()},
+            subnets={_lease_node(s): config.parse_subnets(_annotation(s, SUBNETS))
+                     for s in self.speakers.items() if _annotation(s, SUBNETS)},
+            nodes_known=self.nodes.synced.is_set())
+
+    def _check_placement(self, svc: Mapping[str, Any], key: str, ips: tuple[allocator.IP, ...],
+                         pool_name: str | None, view: placement.View | None = None) -> None:
+        """Warn once per Service when no node may announce its pool, or its address is in no
+        speaker's subnet (Warning Events NoEligibleNode, NoMatchingSubnet)."""
+        pool = self.config.pool(pool_name) if self.config and pool_name else None
+        if pool is None or not (pool.node_selectors or not pool.interfaces):
+            return
+        warned = self._placement_warned.setdefault(key, set())
+        if len(warned) == 2:
+            return
+        view = view or self._view()
+        for reason, why in (("NoEligibleNode", placement.no_eligible_node(pool, view)),
+                            ("NoMatchingSubnet", placement.no_matching_subnet(pool, ips, view))):
+            if why is not None and reason not in warned:
+                warned.add(reason)
+                log.warning("%s: %s", key, why)
+                self._event(svc, "Warning", reason, why)
+
+    def _check_placement_all(self) -> None:
+        """Node labels or subnets changed: the gauge per pool, and the holders not yet warned."""
+        if self.config is None:
+            return
+        view = self._view()
+        self.without_subnet.clear()  # pools gone from the config lose their series
+        for name, missing in placement.without_subnet(self.config.pools, view).items():
+            self.without_subnet.labels(name).set(1 if missing else 0)
+        if self.alloc is None:
+            return
+        for key in list(self.alloc.holders()):
+            svc, ips = self.services.get(key), self.alloc.ips_of(key)
+            pool = config.pool_of(self.config, ips[0]) if ips else None
+            if svc is not None and pool is not None:
+                self._check_placement(svc, key, ips, pool.name, view)
 
     def _failed_alloc(self, svc: dict[str, Any], key: str, result: allocator.Result) -> None:
         assert result.failure is not None
@@ -439,6 +537,33 @@ def project_service(svc: Mapping[str, Any]) -> dict[str, Any]:
     return {"kind": "Service", "metadata": {k: meta[k] for k in META_FIELDS if k in meta},
             "spec": {k: spec[k] for k in SPEC_FIELDS if k in spec},
             "status": {"loadBalancer": {"ingress": lb["ingress"]}} if lb.get("ingress") else {}}
+
+
+def _labels(obj: Mapping[str, Any]) -> dict[str, str]:
+    return dict((obj.get("metadata") or {}).get("labels") or {})
+
+
+def _annotation(obj: Mapping[str, Any], name: str) -> str:
+    return str(((obj.get("metadata") or {}).get("annotations") or {}).get(name) or "")
+
+
+def _lease_node(lease: Mapping[str, Any]) -> str:
+    return str(_labels(lease).get(SPEAKER_NODE) or (lease.get("metadata") or {}).get("name"))
+
+
+def _labels_only(obj: dict[str, Any]) -> dict[str, Any]:
+    """A Namespace or Node as the caches keep it: name and labels (status heartbeats change nothing)."""
+    meta = obj.get("metadata") or {}
+    return {"metadata": {"name": meta.get("name"), "labels": meta.get("labels") or {}}}
+
+
+def _speaker_subnets(lease: dict[str, Any]) -> dict[str, Any]:
+    """A speaker's registration as the cache keeps it: its node and its subnets (not the announced
+    IPs, which change often and would wake the placement check for nothing)."""
+    meta = lease.get("metadata") or {}
+    return {"metadata": {"name": meta.get("name"), "namespace": meta.get("namespace"),
+                         "labels": {SPEAKER_NODE: _labels(lease).get(SPEAKER_NODE, "")},
+                         "annotations": {SUBNETS: _annotation(lease, SUBNETS)}}}
 
 
 def _ingress(svc: Mapping[str, Any]) -> list[dict[str, str]]:
