@@ -96,6 +96,7 @@ class Node:
     paused: bool = False
     inbox: list = dataclasses.field(default_factory=list)  # (deliver at, payload)
     answering: frozenset[str] = frozenset()
+    last_desired: dict = dataclasses.field(default_factory=dict)  # ip -> owner at the step before
 
 
 class Lan:
@@ -139,8 +140,10 @@ class Lan:
         me_live = n.ready and now < fence and n.m.candidate_since_seq is not None
         live = n.m.live_candidates(now) | ({name} if me_live else set())
         desired = {ip: ownership.owner_of(ip, live) for ip in IPS}
-        n.plan = ownership.step(n.plan, desired, name, live, now, T.handover_delay,
+        mine = [ip for ip, owner in desired.items() if owner == name]
+        n.plan = ownership.step(n.plan, mine, n.last_desired, name, live, now, T.handover_delay,
                                 seen_by=n.m.acked_since(n.m.candidate_since_seq))
+        n.last_desired = desired
         n.answering = n.plan.announce if me_live else frozenset()
 
     def _check(self) -> None:

@@ -192,27 +192,48 @@ SCENARIO = [
 ]
 
 
+class Steps:
+    """Drives ownership.step from whole desired maps, as the speaker's index does: each step gets
+    the IPs desired for me, and for each the owner desired at the step before."""
+
+    def __init__(self, me: str, delay: float, last: dict | None = None) -> None:
+        self.me, self.delay, self.last, self.plan = me, delay, dict(last or {}), own.Plan()
+
+    def __call__(self, desired: dict, live: set, now: float, seen_by: set | None = None) -> own.Plan:
+        mine = [ip for ip, owner in desired.items() if owner == self.me]
+        self.plan = own.step(self.plan, mine, self.last, self.me, live, now, self.delay, seen_by=seen_by)
+        self.last = dict(desired)
+        return self.plan
+
+
 def test_step_scenario() -> None:
-    plan = own.Plan()
+    steps = Steps("node1", 0.5)
     for name, now, owner, live, expect in SCENARIO:
-        plan = own.step(plan, {IP: owner}, "node1", live, now, delay=0.5)
+        plan = steps({IP: owner}, live, now)
         assert (IP in plan.announce) is expect, name
         assert not (plan.announce & set(plan.pending)), name  # invariant: never both
         assert all(ip_owner == "node1" for ip_owner in [owner] if IP in plan.announce), name
 
 
 def test_step_pending_cancelled_when_ownership_moves_away() -> None:
-    plan = own.step(own.Plan(seen_owner={IP: "node2"}), {IP: "node1"}, "node1", {"node1", "node2"}, 0.0, 0.5)
+    steps = Steps("node1", 0.5, last={IP: "node2"})
+    plan = steps({IP: "node1"}, {"node1", "node2"}, 0.0)
     assert plan.pending == {IP: 0.5} and plan.next_due() == 0.5
-    plan = own.step(plan, {IP: "node2"}, "node1", {"node1", "node2"}, 0.2, 0.5)
+    plan = steps({IP: "node2"}, {"node1", "node2"}, 0.2)
     assert not plan.pending and not plan.announce
     assert plan.next_due() is None
 
 
 def test_step_drops_ips_that_vanish() -> None:
-    plan = own.step(own.Plan(), {IP: "node1"}, "node1", {"node1"}, 0.0, 0.5)
+    steps = Steps("node1", 0.5)
+    assert steps({IP: "node1"}, {"node1"}, 0.0).announce == {IP}
+    assert steps({}, {"node1"}, 0.1).announce == frozenset()
+
+
+def test_step_cost_follows_mine_not_all_ips() -> None:
+    """Only the IPs passed as mine are looked at: 10,000 others cost nothing."""
+    plan = own.step(own.Plan(), [IP], {}, "node1", {"node1"}, 0.0, 0.5)
     assert plan.announce == {IP}
-    assert own.step(plan, {}, "node1", {"node1"}, 0.1, 0.5).announce == frozenset()
 
 
 # -- rivals must have seen us; Ready not trusted when no live node has it ------------------------
@@ -221,26 +242,28 @@ def test_step_drops_ips_that_vanish() -> None:
 def test_step_waits_until_the_rival_saw_our_candidacy() -> None:
     ip = "192.168.1.240"
     me, rival = "b", "a"
-    plan = own.step(own.Plan(), {ip: rival}, me, {me, rival}, 0.0, 0.1, seen_by=set())
-    plan = own.step(plan, {ip: me}, me, {me, rival}, 0.0, 0.1, seen_by=set())
+    steps = Steps(me, 0.1)
+    steps({ip: rival}, {me, rival}, 0.0, seen_by=set())
+    plan = steps({ip: me}, {me, rival}, 0.0, seen_by=set())
     assert ip not in plan.announce and plan.pending_from[ip] == (rival,)
-    plan = own.step(plan, {ip: me}, me, {me, rival}, 0.5, 0.1, seen_by=set())
+    plan = steps({ip: me}, {me, rival}, 0.5, seen_by=set())
     assert ip not in plan.announce  # the delay passed, but the rival has not acknowledged us
-    plan = own.step(plan, {ip: me}, me, {me, rival}, 0.5, 0.1, seen_by={rival})
+    plan = steps({ip: me}, {me, rival}, 0.5, seen_by={rival})
     assert ip in plan.announce
 
 
 def test_step_gain_from_a_dead_owner_is_immediate_when_the_runner_up_saw_us() -> None:
     ip = "192.168.1.240"
-    plan = own.step(own.Plan(), {ip: "dead"}, "b", {"b", "c", "dead"}, 0.0, 0.1, seen_by={"c", "dead"})
-    plan = own.step(plan, {ip: "b"}, "b", {"b", "c"}, 1.0, 0.1, seen_by={"c"})
+    steps = Steps("b", 0.1)
+    steps({ip: "dead"}, {"b", "c", "dead"}, 0.0, seen_by={"c", "dead"})
+    plan = steps({ip: "b"}, {"b", "c"}, 1.0, seen_by={"c"})
     assert ip in plan.announce
 
 
 def test_step_cold_start_waits_for_a_runner_up_that_has_not_seen_us() -> None:
     ip = "192.168.1.240"
     runner = own.owner_of(ip, {"a", "c"})
-    plan = own.step(own.Plan(), {ip: "zz"}, "zz", {"zz", "a", "c"}, 0.0, 0.1, seen_by=set())
+    plan = Steps("zz", 0.1)({ip: "zz"}, {"zz", "a", "c"}, 0.0, seen_by=set())
     if own.owner_of(ip, {"zz", "a", "c"}) == "zz":
         assert ip not in plan.announce and plan.pending_from[ip] == (runner,)
 

@@ -29,7 +29,7 @@ import dataclasses
 import enum
 import hashlib
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -88,8 +88,8 @@ def rank(key: str, nodes: Iterable[str]) -> list[str]:
 
 
 def owner_of(key: str, nodes: Iterable[str]) -> str | None:
-    ranked = rank(key, nodes)
-    return ranked[0] if ranked else None
+    """rank(key, nodes)[0] in one pass (no sort), None for no nodes."""
+    return max(nodes, key=lambda n: (score(n, key), n), default=None)
 
 
 # -- parsing Kubernetes dicts ------------------------------------------------------------------
@@ -173,22 +173,81 @@ def slice_service_key(sl: Mapping[str, Any]) -> str | None:
     return f"{meta.get('namespace')}/{name}" if name else None
 
 
+# -- projections: what the speaker's caches keep of each object ------------------------------
+
+
+def _meta(obj: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+    meta = obj.get("metadata") or {}
+    return {k: meta[k] for k in ("name", "namespace", "resourceVersion", *keys) if k in meta}
+
+
+def project_service(svc: dict[str, Any], lb_class: str,
+                    claim_unclassed: bool = True) -> dict[str, Any] | None:
+    """The fields of a Service this speaker reads, or None when it does not serve it (not kept)."""
+    spec = svc.get("spec") or {}
+    if not services.is_ours(spec, lb_class, claim_unclassed):
+        return None
+    ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    return {"metadata": _meta(svc, "uid"),
+            "spec": {k: spec[k] for k in ("type", "loadBalancerClass", "externalTrafficPolicy") if k in spec},
+            "status": {"loadBalancer": {"ingress": [{"ip": i["ip"]} for i in ingress
+                                                    if isinstance(i, Mapping) and i.get("ip")]}}}
+
+
+def project_slice(sl: dict[str, Any]) -> dict[str, Any]:
+    """An EndpointSlice as its Service label and its distinct (node, ready) pairs: a slice of 1,000
+    Pods on 3 nodes keeps at most 6 entries. Slices of every Service are kept (small as they are):
+    a Service may become a LoadBalancer after its slices arrived."""
+    meta = _meta(sl)
+    name = ((sl.get("metadata") or {}).get("labels") or {}).get(SERVICE_NAME_LABEL)
+    if name:
+        meta["labels"] = {SERVICE_NAME_LABEL: name}
+    seen = set()
+    for ep in sl.get("endpoints") or []:
+        if isinstance(ep, Mapping):
+            seen.add((ep.get("nodeName"), (ep.get("conditions") or {}).get("ready") is not False))
+    return {"metadata": meta, "endpoints": [{"nodeName": n, "conditions": {"ready": r}} if n else
+                                            {"conditions": {"ready": r}} for n, r in sorted(seen, key=str)]}
+
+
+def project_node(node: dict[str, Any]) -> dict[str, Any]:
+    """A Node as its name, labels and the two conditions eligibility reads (Ready's heartbeat
+    timestamps change every few seconds; without them an unchanged Node wakes nobody)."""
+    conds = [{"type": c.get("type"), "status": c.get("status")}
+             for c in (node.get("status") or {}).get("conditions") or []
+             if isinstance(c, Mapping) and c.get("type") in ("Ready", "NetworkUnavailable")]
+    return {"metadata": _meta(node, "labels"), "status": {"conditions": conds}}
+
+
 # -- choosing owners ---------------------------------------------------------------------------
 
 
+Allowed = Callable[[str], "frozenset[str] | None"]
+"""allowed(ip): the nodes that may announce ip (pool node selectors, interfaces), None for any."""
+
+
 def choose(services: Iterable[ServiceView], endpoints: Mapping[str, Endpoints],
-           candidates: Iterable[str]) -> dict[str, Choice]:
-    """ip -> Choice, for every IP of services. candidates: eligible nodes with a live speaker."""
+           candidates: Iterable[str], allowed: Allowed | None = None) -> dict[str, Choice]:
+    """ip -> Choice, for every IP of services, from scratch. candidates: eligible nodes with a live
+    speaker. ``owner_index.OwnerIndex`` gives the same answers, recomputing only what changed."""
     pool = frozenset(candidates)
     by_ip: dict[str, list[ServiceView]] = {}  # ip -> services announcing it
     for svc in services:
         for ip in svc.ips:
             by_ip.setdefault(ip, []).append(svc)
-    return {ip: _choose_ip(ip, svcs, endpoints, pool) for ip, svcs in sorted(by_ip.items())}
+    return {ip: choose_ip(ip, svcs, endpoints, restrict(pool, allowed, ip))
+            for ip, svcs in sorted(by_ip.items())}
 
 
-def _choose_ip(ip: str, svcs: list[ServiceView], endpoints: Mapping[str, Endpoints],
-               pool: frozenset[str]) -> Choice:
+def restrict(pool: frozenset[str], allowed: Allowed | None, ip: str) -> frozenset[str]:
+    """The candidates that may announce ip."""
+    only = allowed(ip) if allowed is not None else None
+    return pool if only is None else pool & only
+
+
+def choose_ip(ip: str, svcs: Iterable[ServiceView], endpoints: Mapping[str, Endpoints],
+              pool: frozenset[str]) -> Choice:
+    """The Choice for one IP announced by svcs, among pool (the candidates allowed for ip)."""
     keys = tuple(sorted(s.key for s in svcs))
     sets = []
     for svc in svcs:
@@ -214,16 +273,17 @@ class Plan:
     pending: Mapping[str, float] = dataclasses.field(default_factory=dict)  # ip -> not before (monotonic)
     # ip -> live nodes that may answer it until they have seen us
     pending_from: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
-    seen_owner: Mapping[str, str | None] = dataclasses.field(default_factory=dict)  # ip -> last desired owner
 
     def next_due(self) -> float | None:
         """The earliest time a pending gain matures, or None."""
         return min(self.pending.values(), default=None)
 
 
-def step(plan: Plan, desired: Mapping[str, str | None], me: str, live: Iterable[str],
+def step(plan: Plan, mine: Iterable[str], before: Mapping[str, str | None], me: str, live: Iterable[str],
          now: float, delay: float, seen_by: Iterable[str] | None = None) -> Plan:
-    """The next Plan. desired: ip -> owner; live: nodes whose speaker is live now (incl. me if live).
+    """The next Plan. mine: the IPs whose desired owner is me; before: ip -> its desired owner
+    before it became mine (absent: nobody); live: nodes whose speaker is live now (incl. me if live).
+    Costs O(mine), whatever the number of IPs.
 
     Losing is immediate. A gain waits ``delay`` when another live node may still answer the IP:
     its previous owner, or (with ``seen_by``, the peers that acknowledged this node's current
@@ -235,15 +295,13 @@ def step(plan: Plan, desired: Mapping[str, str | None], me: str, live: Iterable[
     announce: set[str] = set()
     pending: dict[str, float] = {}
     pending_from: dict[str, tuple[str, ...]] = {}
-    for ip, owner in desired.items():
-        if owner != me:
-            continue  # lost (or never ours): stop at once
+    for ip in mine:  # anything not in mine is lost (or never ours): stop at once
         if ip in plan.announce:
             announce.add(ip)
             continue
         due, waits = plan.pending.get(ip), plan.pending_from.get(ip, ())
         if due is None:
-            waits = _rivals(ip, plan.seen_owner.get(ip), me, live_set, acked)
+            waits = _rivals(ip, before.get(ip), me, live_set, acked)
             due = now + delay if waits else now
         blocked = acked is not None and any(w in live_set and w not in acked for w in waits)
         if due <= now and not blocked:
@@ -252,7 +310,7 @@ def step(plan: Plan, desired: Mapping[str, str | None], me: str, live: Iterable[
         pending[ip] = due
         pending_from[ip] = waits
     return Plan(announce=frozenset(announce), pending=MappingProxyType(pending),
-                pending_from=MappingProxyType(pending_from), seen_owner=MappingProxyType(dict(desired)))
+                pending_from=MappingProxyType(pending_from))
 
 
 def _rivals(ip: str, before: str | None, me: str, live: frozenset[str],

@@ -2,8 +2,9 @@
 
 Flow: LAN heartbeats (``lanlink`` -> ``membership``) say which speakers are live; watches
 (``speaker_watch``: Services, EndpointSlices, Nodes, registrations, keys) give the desired state;
-the sync loop (on a change, at the next expiry, at least every ``MAX_WAIT``) computes
-``ownership.choose`` over the live eligible candidates -> ``ownership.step`` (hand-over) ->
+the sync loop (on a change, at the next expiry, at least every ``MAX_WAIT``) feeds what changed
+into ``owner_index.OwnerIndex`` (owners of the live eligible candidates, recomputed only where an
+input changed) -> ``ownership.step`` (hand-over, over this node's IPs only) ->
 ``announcer.Announcer`` -> ARP/NDP on the LAN.
 ``speaker_registry.Registry`` keeps this node's registration Lease and probes the API server.
 
@@ -26,13 +27,14 @@ Not guaranteed: a pause between the last fence check and the send system call it
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import secrets
 import threading
 import time
 from argparse import Namespace
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import prometheus_client
@@ -45,6 +47,7 @@ from . import (
     kubeconfig,
     lanlink,
     membership,
+    owner_index,
     ownership,
     speaker_metrics,
     speaker_registry,
@@ -73,20 +76,28 @@ class Speaker:
         self._mlock = threading.Lock()  # membership is touched by receive, heartbeat and sync threads
         self.registry = speaker_registry.Registry(probe_client, namespace, node, identity, t)
         self.status = announce_status.StatusWriter(client, node)  # kubectl get ipannouncements
-        self.watches = speaker_watch.Watches(client, namespace, secret, self._changed,
-                                             self._registration_changed, self._keys_changed)
+        handlers = speaker_watch.Handlers(services=self._service_changed, slices=self._slice_changed,
+                                          nodes=self._node_changed, registrations=self._registration_changed,
+                                          keys=self._keys_changed)
+        self.watches = speaker_watch.Watches(client, namespace, secret, handlers, lb_class=lb_class,
+                                             claim_unclassed=claim_unclassed)
         self.plan = ownership.Plan()
-        self.choices: Mapping[str, ownership.Choice] = {}
+        self.index = owner_index.OwnerIndex()
+        self._changes_lock = threading.Lock()  # guards the three change sets below (informer threads add)
+        self._changed_services: set[str] = set()  # keys whose Service changed
+        self._changed_endpoints: set[str] = set()  # Service keys whose EndpointSlices changed
+        self._slices_of: dict[str, set[str]] = {}  # Service key -> its EndpointSlice keys
+        self._members_dirty = True  # Nodes or registrations changed
+        self._eligible: frozenset[str] = frozenset()
+        self.recompute = speaker_metrics.Timer()  # seconds spent updating owners, per sync that changed any
         self.ready, self.not_ready_why = False, "starting"
         self.keys_loaded = False
         self.keyring_errors = 0
         self._stop_beat = threading.Event()
         self._beat_now = threading.Event()
         self._wake = threading.Event()
-        self._dirty = True
         self._seen_changes = -1
         self._last_live: frozenset[str] | None = None
-        self._last_desired: dict[str, str | None] = {}
         self._events: queue.Queue[tuple[str, str]] = queue.Queue(maxsize=10000)  # (service key, ip)
         self._last_beat = self._last_sync = float("inf")  # monotonic; inf until started
         self._fence_moved = float("-inf")  # when a frame last moved the fence
@@ -110,15 +121,34 @@ class Speaker:
         if changed:
             self._wake.set()
 
-    def _changed(self, _kind: str, _new: Any, _old: Any) -> None:
-        self._dirty = True
+    def _service_changed(self, _kind: str, new: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
+        with self._changes_lock:
+            self._changed_services.add(kube.object_key(new or old or {}))
         self._wake.set()
 
-    def _registration_changed(self, kind: str, new: Any, old: dict[str, Any] | None) -> None:
+    def _slice_changed(self, _kind: str, new: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
+        key = kube.object_key(new or old or {})
+        before = ownership.slice_service_key(old) if old else None
+        after = ownership.slice_service_key(new) if new else None
+        with self._changes_lock:
+            if before is not None and before != after:
+                self._slices_of.get(before, set()).discard(key)
+                self._changed_endpoints.add(before)
+            if after is not None:
+                self._slices_of.setdefault(after, set()).add(key)
+                self._changed_endpoints.add(after)
+        self._wake.set()
+
+    def _node_changed(self, _kind: str, _new: Any, _old: Any) -> None:
+        self._members_dirty = True
+        self._wake.set()
+
+    def _registration_changed(self, kind: str, _new: Any, old: dict[str, Any] | None) -> None:
         if kind == "DELETED" and speaker_registry.lease_node(old or {}) == self.node:
             log.warning("registration Lease of %s deleted by someone else: writing it again", self.node)
             self.registry.lost()
-        self._changed(kind, new, old)
+        self._members_dirty = True
+        self._wake.set()
 
     def _keys_changed(self, kind: str, new: dict[str, Any] | None, _old: Any) -> None:
         if kind == "DELETED":
@@ -256,6 +286,7 @@ class Speaker:
 
     def _sync(self, now: float) -> None:
         self._last_sync = now
+        nodes_changed = self._members_dirty
         with self._mlock:
             self._refresh_members()
             fence = self.members.fence(now)
@@ -266,15 +297,13 @@ class Speaker:
             self._seen_changes = self.members.changes
         me_live = self.ready and now < fence and since is not None
         live = peers | {self.node} if me_live else peers
-        if self._dirty or live != self._last_live:
-            self._dirty = False
-            if live != self._last_live:
-                log.info("live speakers: %s", ", ".join(sorted(live)) or "none")
-                self._ack_soon = True  # once applied below, acknowledge at once: joiners wait for it
-            self._last_live = live
-            self._last_desired = self._desired(live)
-        self.plan = ownership.step(self.plan, self._last_desired, self.node, live, now,
-                                   self.t.handover_delay, seen_by=seen_by)
+        if live != self._last_live:
+            log.info("live speakers: %s", ", ".join(sorted(live)) or "none")
+            self._ack_soon = True  # once applied below, acknowledge at once: joiners wait for it
+        self._update_owners(live, nodes_changed)
+        self._last_live = live
+        self.plan = ownership.step(self.plan, self.index.owned_by(self.node), self.index.previous, self.node,
+                                   live, now, self.t.handover_delay, seen_by=seen_by)
         if not me_live:
             self.announcer.silence()
             self._apply(frozenset())
@@ -293,8 +322,9 @@ class Speaker:
 
     def _refresh_members(self) -> None:
         """Known nodes and registered speakers, from the watches (under the membership lock)."""
-        if not self._dirty:
+        if not self._members_dirty:
             return
+        self._members_dirty = False
         self.members.forget(time.monotonic())  # peers silent for a minute (deleted nodes) go
         nodes = self.watches.items("nodes")
         self.members.set_known(n["metadata"]["name"] for n in nodes)
@@ -305,31 +335,42 @@ class Speaker:
     def _apply(self, owned: frozenset[str]) -> None:
         gained, lost = self.announcer.update(owned)
         for ip in sorted(lost):
-            owner = self._last_desired.get(ip)
+            choice = self.index.choices.get(ip)
+            owner = choice.owner if choice is not None else None
             log.info("stopped announcing %s (owner now: %s)", ip, owner or "nobody")
             why = ("its desired owner went silent" if owner == self.node else
-                   "no eligible live node" if ip in self._last_desired else "no longer allocated")
+                   "no eligible live node" if choice is not None else "no longer allocated")
             self.status.released(ip, owner, why)
         for ip in sorted(gained):
             log.info("announcing %s from %s", ip, self.node)
-            self.status.announced(ip, self.choices[ip].services if ip in self.choices else ())
-            for svc in self.choices[ip].services if ip in self.choices else ():
+            choice = self.index.choices.get(ip)
+            services = choice.services if choice is not None else ()
+            self.status.announced(ip, services)
+            for svc in services:
                 self._queue_event(svc, ip)
         if gained or lost:
             self.registry.publish(owned)
 
-    def _desired(self, live: frozenset[str]) -> dict[str, str | None]:
-        views = [v for v in (ownership.service_view(s, self.lb_class, self.claim_unclassed)
-                             for s in self.watches.items("services")) if v]
-        slices: dict[str, list[dict[str, Any]]] = {}  # service key -> its EndpointSlices
-        for sl in self.watches.items("slices"):
-            key = ownership.slice_service_key(sl)
-            if key:
-                slices.setdefault(key, []).append(sl)
-        endpoints = {v.key: ownership.endpoints_of(slices.get(v.key, ())) for v in views}
-        eligible = ownership.eligible_nodes(self.watches.items("nodes"), live)
-        self.choices = ownership.choose(views, endpoints, live & eligible)
-        return {ip: c.owner for ip, c in self.choices.items()}
+    def _update_owners(self, live: frozenset[str], nodes_changed: bool) -> None:
+        """Feed the index what changed since the last sync (Services, EndpointSlices, the candidates)
+        and recompute the owners of the IPs that depend on it."""
+        began = time.perf_counter()
+        with self._changes_lock:
+            services, self._changed_services = self._changed_services, set()
+            endpoints, self._changed_endpoints = self._changed_endpoints, set()
+            slices_of = {key: tuple(self._slices_of.get(key, ())) for key in services | endpoints}
+        for key in services:
+            obj = self.watches.get("services", key)
+            self.index.set_service(key, ownership.service_view(obj, self.lb_class, self.claim_unclassed)
+                                   if obj is not None else None)
+        for key in services | endpoints:
+            slices = [s for s in map(functools.partial(self.watches.get, "slices"), slices_of[key]) if s]
+            self.index.set_endpoints(key, ownership.endpoints_of(slices) if slices else None)
+        if nodes_changed or live != self._last_live:
+            self._eligible = ownership.eligible_nodes(self.watches.items("nodes"), live)
+        self.index.set_candidates(live & self._eligible)
+        if self.index.flush():
+            self.recompute.observe(time.perf_counter() - began)
 
     # -- events ------------------------------------------------------------------------------
 

@@ -10,9 +10,20 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 
 from . import membership
+
+
+class Timer:
+    """Count and total seconds of a repeated step (exported as a summary: rate(sum)/rate(count))."""
+
+    def __init__(self) -> None:
+        self.count, self.total = 0, 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.count += 1
+        self.total += seconds
 
 
 class Collector:
@@ -24,6 +35,7 @@ class Collector:
     def collect(self) -> Iterable[Any]:
         yield from self._answers()
         yield from self._membership()
+        yield from self._owners()
 
     def _answers(self) -> Iterable[Any]:
         s, stats = self.s, self.s.announcer.stats
@@ -47,6 +59,17 @@ class Collector:
         for limit in ("requester", "target", "total"):
             limited.add_metric([limit], stats.rate_limited[limit])
         yield limited
+
+    def _owners(self) -> Iterable[Any]:
+        s = self.s
+        recompute = SummaryMetricFamily("l2lb_speaker_owner_update_seconds",
+                                        "Time spent updating owners after a change (syncs that changed some)")
+        recompute.add_metric([], s.recompute.count, s.recompute.total)
+        yield recompute
+        yield CounterMetricFamily("l2lb_speaker_ips_recomputed", "IPs whose owner was recomputed",
+                                  value=s.index.recomputed)
+        yield GaugeMetricFamily("l2lb_speaker_ips_known", "LoadBalancer IPs this speaker knows",
+                                value=len(s.index.choices))
 
     def _membership(self) -> Iterable[Any]:
         s, m, now = self.s, self.s.members, time.monotonic()

@@ -8,16 +8,21 @@ heartbeat keys (watched by name, so RBAC can grant that one Secret only).
 Each informer relists after any failure (``kube.Informer.run``), so no view goes stale
 silently; liveness does not depend on these watches at all (see ``membership``), so a slow or
 absent API server delays changes to the desired state and nothing else.
-Readers use ``items(kind)`` / ``get(kind, key)``.
+Readers use ``items(kind)`` / ``get(kind, key)``. The caches hold projections (``ownership.project_*``):
+only the speaker's LoadBalancer Services, each with the few fields it reads, EndpointSlices as their
+distinct (node, ready) pairs, Nodes as labels and two conditions; a change that leaves a projection
+equal (a Node's heartbeat timestamps) reaches no handler.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
 
-from . import kube
+from . import kube, ownership
 
 log = logging.getLogger(__name__)
 
@@ -25,19 +30,34 @@ SECRETS = kube.Resource("v1", "secrets", "Secret")
 REGISTRATION_SELECTOR = "l2lb.io/role=speaker-heartbeat"
 
 
+@dataclasses.dataclass(frozen=True)
+class Handlers:
+    """One handler per watched kind (called on that informer's thread)."""
+
+    services: kube.Handler
+    slices: kube.Handler
+    nodes: kube.Handler
+    registrations: kube.Handler
+    keys: kube.Handler
+
+
 class Watches:
     """The five informers. start() / wait_synced() / stop()."""
 
-    def __init__(self, client: kube.KubeClient, namespace: str, secret: str, on_change: kube.Handler,
-                 on_registration: kube.Handler, on_keys: kube.Handler) -> None:
-        c = client
+    def __init__(self, client: kube.KubeClient, namespace: str, secret: str, handlers: Handlers, *,
+                 lb_class: str, claim_unclassed: bool) -> None:
+        c, h = client, handlers
+        ours = functools.partial(ownership.project_service, lb_class=lb_class,
+                                 claim_unclassed=claim_unclassed)
         self.informers: dict[str, kube.Informer] = {  # kind -> informer
-            "services": kube.Informer(c, kube.SERVICES, on_change, name="speaker-services"),
-            "slices": kube.Informer(c, kube.ENDPOINTSLICES, on_change, name="speaker-slices"),
-            "nodes": kube.Informer(c, kube.NODES, on_change, name="speaker-nodes"),
-            "registrations": kube.Informer(c, kube.LEASES, on_registration, namespace=namespace,
+            "services": kube.Informer(c, kube.SERVICES, h.services, name="speaker-services", project=ours),
+            "slices": kube.Informer(c, kube.ENDPOINTSLICES, h.slices, name="speaker-slices",
+                                    project=ownership.project_slice),
+            "nodes": kube.Informer(c, kube.NODES, h.nodes, name="speaker-nodes",
+                                   project=ownership.project_node),
+            "registrations": kube.Informer(c, kube.LEASES, h.registrations, namespace=namespace,
                                            label_selector=REGISTRATION_SELECTOR, name="speaker-registry"),
-            "keys": kube.Informer(c, SECRETS, on_keys, namespace=namespace,
+            "keys": kube.Informer(c, SECRETS, h.keys, namespace=namespace,
                                   field_selector=f"metadata.name={secret}", name="speaker-keys"),
         }
 

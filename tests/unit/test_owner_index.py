@@ -1,0 +1,136 @@
+"""OwnerIndex: incremental owners equal a full recompute after any sequence of changes, and cost
+follows what changed (counted in IPs recomputed, not timed)."""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+
+import pytest
+from l2lb_agent import ownership as own
+from l2lb_agent.owner_index import OwnerIndex
+
+NODES = [f"node{i}" for i in range(8)]
+IPS = [f"192.168.1.{i}" for i in range(30)] + ["fd00::1", "fd00::2"]
+
+
+class Model:
+    """The same inputs kept plainly, for ownership.choose."""
+
+    def __init__(self) -> None:
+        self.services: dict[str, own.ServiceView] = {}
+        self.endpoints: dict[str, own.Endpoints] = {}
+        self.candidates: frozenset[str] = frozenset()
+        self.allowed: dict[str, frozenset[str]] | None = None
+
+    def allow(self, ip: str) -> frozenset[str] | None:
+        return None if self.allowed is None else self.allowed.get(ip)
+
+    def full(self) -> dict[str, own.Choice]:
+        return own.choose(self.services.values(), self.endpoints, self.candidates,
+                          self.allow if self.allowed is not None else None)
+
+
+def random_change(rng: random.Random, model: Model, index: OwnerIndex) -> None:
+    what = rng.random()
+    if what < 0.35:
+        key = f"ns/svc{rng.randrange(15)}"
+        if rng.random() < 0.15:
+            model.services.pop(key, None)
+            index.set_service(key, None)
+            return
+        view = own.ServiceView(key=key, ips=tuple(sorted(set(rng.sample(IPS, rng.choice([0, 1, 1, 1, 2]))))),
+                               local=rng.random() < 0.3)
+        model.services[key] = view
+        index.set_service(key, view)
+    elif what < 0.7:
+        key = f"ns/svc{rng.randrange(15)}"
+        if rng.random() < 0.1:
+            model.endpoints.pop(key, None)
+            index.set_endpoints(key, None)
+            return
+        eps = own.Endpoints(ready=rng.random() < 0.85, nodes=frozenset(rng.sample(NODES, rng.randrange(4))))
+        model.endpoints[key] = eps
+        index.set_endpoints(key, eps)
+    elif what < 0.95:
+        nodes = set(model.candidates)
+        for _ in range(rng.choice([1, 1, 2, 3])):
+            nodes ^= {rng.choice(NODES)}  # one joins or leaves
+        model.candidates = frozenset(nodes)
+        index.set_candidates(nodes)
+    else:
+        model.allowed = None if rng.random() < 0.3 else {
+            ip: frozenset(rng.sample(NODES, rng.randrange(3, 9))) for ip in IPS if rng.random() < 0.5}
+        index.set_allowed(model.allow if model.allowed is not None else None)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_incremental_equals_full_after_any_sequence(seed: int) -> None:
+    rng = random.Random(seed)
+    model, index = Model(), OwnerIndex()
+    seen: dict[str, own.Choice] = {}
+    for _ in range(300):
+        for _ in range(rng.choice([1, 1, 2, 5])):
+            random_change(rng, model, index)
+        for ip, choice in index.flush().items():  # the reported changes, applied, give the whole
+            if choice is None:
+                seen.pop(ip, None)
+            else:
+                seen[ip] = choice
+        full = model.full()
+        assert index.choices == full
+        assert seen == full
+        owners: dict[str, set[str]] = {}
+        for ip, c in full.items():
+            if c.owner:
+                owners.setdefault(c.owner, set()).add(ip)
+        assert index.by_owner == owners
+
+
+def build(n_services: int, nodes: list[str]) -> OwnerIndex:
+    index = OwnerIndex()
+    base = ipaddress.ip_address("10.0.0.0")
+    for i in range(n_services):
+        key = f"ns/s{i}"
+        index.set_service(key, own.ServiceView(key=key, ips=(str(base + i),), local=False))
+        index.set_endpoints(key, own.Endpoints(ready=True, nodes=frozenset()))
+    index.set_candidates(nodes)
+    index.flush()
+    return index
+
+
+def test_an_endpoint_change_recomputes_only_its_service() -> None:
+    index = build(2000, NODES)
+    before = index.recomputed
+    index.set_endpoints("ns/s7", own.Endpoints(ready=False, nodes=frozenset()))
+    changed = index.flush()
+    assert index.recomputed - before == 1
+    assert changed["10.0.0.7"].why is own.Why.NO_READY_ENDPOINTS
+
+
+def test_a_node_death_recomputes_only_the_ips_it_owned() -> None:
+    index = build(2000, NODES)
+    owned = index.owned_by("node3")
+    before = index.recomputed
+    index.set_candidates(set(NODES) - {"node3"})
+    changed = index.flush()
+    assert index.recomputed - before == len(owned)
+    assert set(changed) == owned and all(c.owner != "node3" for c in changed.values())
+    assert index.previous[next(iter(owned))] == "node3"
+
+
+def test_a_join_recomputes_only_the_ips_the_joiner_wins() -> None:
+    index = build(2000, NODES[:-1])
+    before = index.recomputed
+    index.set_candidates(NODES)
+    changed = index.flush()
+    assert index.recomputed - before == len(changed) == len(index.owned_by(NODES[-1]))
+    assert all(c.owner == NODES[-1] for c in changed.values())
+
+
+def test_unchanged_inputs_recompute_nothing() -> None:
+    index = build(500, NODES)
+    before = index.recomputed
+    index.set_endpoints("ns/s1", own.Endpoints(ready=True, nodes=frozenset()))  # same as before
+    index.set_candidates(NODES)
+    assert index.flush() == {} and index.recomputed == before
