@@ -1,0 +1,208 @@
+"""Who announces each IP, in the lab: `kubectl get ipannouncements` with real speakers and frames.
+
+Real speakers (tests/bench/speaker_harness.py) on real veths, the real API server, a client
+probing ARP every 20 ms. The IPAnnouncement CRD is applied here as the deploy role renders it.
+Writes are counted from a watch on ipannouncements (every write that changes an object is one
+ADDED/MODIFIED event): a failover must cost one write per moved IP, a restart none.
+Run under the shared lab lock: flock /tmp/l2lb-shared-lab.lock .venv/bin/pytest -m lab <this file>
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from l2lb_agent import announce_status as a
+from l2lb_agent import kube, ownership
+
+from tests.bench import speaker_harness as h
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "collections"))
+from ansible_collections.l2lb.layer2.plugins.module_utils import render
+
+pytestmark = pytest.mark.timeout(300)
+
+NS = "l2lb-announce-it"
+CRDS = kube.Resource("apiextensions.k8s.io/v1", "customresourcedefinitions", "CustomResourceDefinition")
+CANDIDATES = [f"192.168.1.{n}" for n in range(160, 190)]  # used by no other test
+
+
+def ensure_crd(api: kube.KubeClient) -> None:
+    """The CRD as the role installs it, Established (a deploy may have installed it already)."""
+    crd = render.announcements_crd()
+    with contextlib.suppress(kube.AlreadyExists):
+        api.create(CRDS, crd)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        conditions = (api.get(CRDS, crd["metadata"]["name"]).get("status") or {}).get("conditions") or []
+        if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
+            return
+        time.sleep(0.2)
+    raise TimeoutError("the IPAnnouncement CRD is not Established after 30 s")
+
+
+class Recorder:
+    """Every change to ipannouncements seen by a watch: (monotonic time, type, ip, node)."""
+
+    def __init__(self, api: kube.KubeClient) -> None:
+        self.api = api
+        self.events: list[tuple[float, str, str, str]] = []
+        self._stream: kube.WatchStream | None = None
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> Recorder:
+        _items, rv = self.api.list(a.IPANNOUNCEMENTS)
+        self._stream = self.api.watch(a.IPANNOUNCEMENTS, resource_version=rv, bookmarks=False)
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        assert self._stream is not None
+        with contextlib.suppress(kube.ApiError):
+            for kind, obj in self._stream:
+                node = (obj.get("status") or {}).get("node") or ""
+                self.events.append((time.monotonic(), kind, a.announced_ip(obj) or "", node))
+
+    def __exit__(self, *_exc: object) -> None:
+        time.sleep(0.3)  # the last events in flight
+        if self._stream is not None:
+            self._stream.close()
+
+    def of(self, ip: str, since: float = 0.0) -> list[tuple[float, str, str, str]]:
+        return [e for e in self.events if e[2] == ip and e[0] >= since]
+
+
+def node_of(api: kube.KubeClient, ip: str) -> str | None:
+    try:
+        obj = api.get(a.IPANNOUNCEMENTS, a.object_name(ip))
+    except kube.NotFound:
+        return None
+    return (obj.get("status") or {}).get("node")
+
+
+def wait_node(api: kube.KubeClient, ip: str, node: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (got := node_of(api, ip)) != node:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"IPAnnouncement of {ip} says {got!r}, expected {node!r}")
+        time.sleep(0.1)
+
+
+def owned_by(node: str, count: int) -> list[str]:
+    """IPs whose owner among the three nodes is `node` (every node has endpoints)."""
+    return [ip for ip in CANDIDATES if ownership.owner_of(ip, h.NODES) == node][:count]
+
+
+@pytest.fixture(scope="module")
+def cluster(lab: Any) -> Iterator[h.Cluster]:
+    api = h.client()
+    ensure_crd(api)
+    for ip in CANDIDATES:  # leftovers of an interrupted run would make the first write a no-op
+        with contextlib.suppress(kube.NotFound):
+            api.delete(a.IPANNOUNCEMENTS, a.object_name(ip))
+    with h.running(NS) as c:
+        yield c
+    for ip in CANDIDATES:
+        with contextlib.suppress(kube.NotFound):
+            api.delete(a.IPANNOUNCEMENTS, a.object_name(ip))
+
+
+@pytest.fixture
+def up(cluster: h.Cluster) -> h.Cluster:
+    for node in h.NODES:
+        if not cluster.alive(node):
+            cluster.start(node)
+    cluster.wait_ready(h.NODES)
+    return cluster
+
+
+def test_kubectl_names_the_announcing_node(up: h.Cluster, lab: Any) -> None:
+    ip = owned_by("node2", 1)[0]
+    up.service("who", [ip])
+    _t, macs = h.wait_answer(ip)
+    assert macs == [h.MAC["node2"]]
+    wait_node(up.api, ip, "node2", timeout=2.0)
+    out = lab.kubectl("get", "ipannouncements", a.object_name(ip)).stdout
+    header, row = out.splitlines()[:2]
+    assert header.split()[:4] == ["NAME", "IP", "NODE", "SERVICES"], header
+    assert row.split()[:3] == [a.object_name(ip), ip, "node2"], row
+    assert f"{NS}/who" in row
+    up.delete_service("who")
+
+
+def test_sigkill_failover_is_recorded_within_a_second_with_one_write_per_ip(up: h.Cluster) -> None:
+    victim = "node3"
+    ips = owned_by(victim, 3)
+    heir = {ip: ownership.owner_of(ip, [n for n in h.NODES if n != victim]) for ip in ips}
+    up.service("failover", ips)
+    for ip in ips:
+        wait_node(up.api, ip, victim)
+    with Recorder(up.api) as rec, h.probing(ips[0], 5.0) as res:
+        time.sleep(0.5)
+        killed = time.monotonic()
+        up.kill(victim, signal.SIGKILL)
+        time.sleep(4.0)
+    probes = res["probes"]
+    first_answer = next(t for t, macs in probes if t >= killed and macs == [h.MAC[heir[ips[0]]]])
+    recorded = next(t for t, kind, _ip, node in rec.of(ips[0], killed) if node == heir[ips[0]])
+    lag = recorded - first_answer
+    print(f"takeover {first_answer - killed:.3f}s after SIGKILL; IPAnnouncement {lag:+.3f}s after the "
+          "new owner's first ARP answer")
+    assert lag <= 1.0, f"IPAnnouncement followed the takeover {lag:.3f}s after the first answer"
+    for ip in ips:
+        writes = [(kind, node) for _t, kind, _ip, node in rec.of(ip, killed)]
+        assert writes == [("MODIFIED", heir[ip])], f"{ip}: one write by the new owner, got {writes}"
+    up.delete_service("failover")
+
+
+def test_restarts_write_nothing(up: h.Cluster) -> None:
+    """Every speaker SIGKILLed (nobody writes), then started again, the owner first: its objects
+    already name it, so the restart costs no write; a non-owner's restart neither."""
+    ips = owned_by("node1", 2)
+    up.service("restart", ips)
+    for ip in ips:
+        wait_node(up.api, ip, "node1")
+    with Recorder(up.api) as rec:
+        since = time.monotonic()
+        for node in h.NODES:
+            up.kill(node, signal.SIGKILL)
+        time.sleep(0.5)
+        up.start("node1")  # the owner of these IPs in every set of nodes holding it
+        time.sleep(1.0)
+        for node in ("node2", "node3"):
+            up.start(node)
+        up.wait_ready(h.NODES)
+        for ip in ips:
+            h.wait_answer(ip)
+        up.kill("node2", signal.SIGKILL)  # not an owner: nothing to write
+        up.start("node2")
+        up.wait_ready(h.NODES)
+        time.sleep(2.0)
+    assert [e for ip in ips for e in rec.of(ip, since)] == [], "a restart wrote"
+    assert all(node_of(up.api, ip) == "node1" for ip in ips)
+    up.delete_service("restart")
+
+
+def test_an_ip_nobody_announces_says_so(up: h.Cluster) -> None:
+    ip = owned_by("node2", 2)[1]
+    up.service("gone", [ip])
+    wait_node(up.api, ip, "node2")
+    with Recorder(up.api) as rec:
+        since = time.monotonic()
+        up.endpoints("gone", h.NODES, ready=False)  # no ready endpoint anywhere: nobody may announce
+        wait_node(up.api, ip, "", timeout=2.0)
+        took = time.monotonic() - since
+        time.sleep(1.0)
+    obj = up.api.get(a.IPANNOUNCEMENTS, a.object_name(ip))
+    assert obj["status"]["reason"], obj["status"]
+    assert [(k, n) for _t, k, _ip, n in rec.of(ip, since)] == [("MODIFIED", "")]
+    assert took <= 1.5, f"'nobody' recorded {took:.3f}s after the endpoints went"
+    up.delete_service("gone")
