@@ -31,6 +31,8 @@ from kubernetes.client.rest import ApiException
 from l2lb_lab.testing import wait_until
 from test_controller import Env
 
+from tests.bench import speaker_harness as h
+
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "metallb"
 GROUP, VERSION = "metallb.io", "v1beta1"
 PLURALS = {"IPAddressPool": "ipaddresspools", "L2Advertisement": "l2advertisements",
@@ -91,6 +93,15 @@ class MetalLB:
         svc = self.kube.core.read_namespaced_service_status(name, self.apps)
         return [{"ip": i.ip, "ipMode": i.ip_mode} for i in (svc.status.load_balancer.ingress or [])]
 
+    def endpoints(self, name: str) -> None:
+        """A ready endpoint on every node (the speakers announce only Services that can take traffic)."""
+        eps = [{"addresses": [h.NODE_IP[n]], "nodeName": n, "conditions": {"ready": True}} for n in h.NODES]
+        labels = {"kubernetes.io/service-name": name,
+                  "endpointslice.kubernetes.io/managed-by": "tests.l2lb.io"}
+        self.kube.discovery.create_namespaced_endpoint_slice(self.apps, {
+            "metadata": {"name": f"{name}-test", "labels": labels},
+            "addressType": "IPv4", "endpoints": eps, "ports": [{"port": 80, "protocol": "TCP"}]})
+
     def wait_ips(self, name: str) -> list[str]:
         return [i["ip"] for i in wait_until(f"an address on {name}", lambda: self.ingress(name), 20)]
 
@@ -141,6 +152,23 @@ def adopt(m: MetalLB, pools: list[dict], held: dict[str, str]) -> None:
     assert kept == {n: [ip] for n, ip in held.items()}, controller.logs()[-3000:]
 
 
+def answered(m: MetalLB, held: dict[str, str]) -> None:
+    """l2lb's speakers (test speakers of the controller's class and namespace) answer ARP for every
+    kept address with exactly one node's MAC, seen from the lab's client."""
+    for name in held:
+        m.endpoints(name)
+    speakers = h.Cluster(m.env.ns, lb_class=m.env.lb_class)
+    speakers.setup()
+    try:
+        speakers.start_all()
+        speakers.wait_ready(h.NODES)
+        for ip in sorted(set(held.values())):
+            _sent, macs = h.wait_answer(ip, timeout=15)
+            assert len(macs) == 1 and macs[0] in h.NODE_OF_MAC, f"{ip} answered by {macs}"
+    finally:
+        speakers.stop_all()
+
+
 def test_crds_convert_and_every_service_keeps_its_address(metallb: MetalLB) -> None:
     m = metallb
     m.create("IPAddressPool", "web", {"addresses": ["192.168.1.200-192.168.1.207"],
@@ -178,6 +206,7 @@ def test_crds_convert_and_every_service_keeps_its_address(metallb: MetalLB) -> N
     adopt(m, pools, held)
     m.service("new", None)
     assert m.wait_ips("new") == ["192.168.1.202"]  # .200, .201 adopted; .202 is the lowest free
+    answered(m, held)
 
 
 LEGACY = """\
@@ -209,6 +238,7 @@ def test_legacy_configmap_converts_and_every_service_keeps_its_address(metallb: 
     adopt(m, pools, held)
     m.service("three", None)
     assert m.wait_ips("three") == ["192.168.1.226"]
+    answered(m, held)
 
 
 def test_refusals_stop_the_playbook_before_anything_is_written(metallb: MetalLB) -> None:
