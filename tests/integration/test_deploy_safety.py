@@ -71,6 +71,7 @@ CONTROLLER = [
     ("create", "leases.coordination.k8s.io", NS, True),
     ("get", "leases.coordination.k8s.io/l2lb-controller", NS, True),
     ("update", "leases.coordination.k8s.io/l2lb-controller", NS, True),
+    ("list", "ipannouncements.l2lb.io", None, True), ("delete", "ipannouncements.l2lb.io", None, True),
     # the extra grants removed, and nothing else
     ("update", "services/status", OTHER, False), ("patch", "events", OTHER, False),
     ("get", "services", OTHER, False), ("update", "services", OTHER, False),
@@ -83,6 +84,8 @@ CONTROLLER = [
     ("update", "configmaps/config", NS, False), ("list", "configmaps/config", OTHER, False),
     ("get", f"secrets/{SECRET}", NS, False), ("get", "nodes/node1", None, False),
     ("list", "endpointslices.discovery.k8s.io", "-A", False), ("list", "pods", NS, False),
+    ("create", "ipannouncements.l2lb.io", None, False),
+    ("patch", "ipannouncements.l2lb.io/status", None, False),
 ]
 SPEAKER = [
     ("list", "services", "-A", True), ("watch", "services", "-A", True),
@@ -94,6 +97,8 @@ SPEAKER = [
     *((verb, "leases.coordination.k8s.io/l2lb-speaker-node1", NS, True)
       for verb in ("get", "update", "delete")),
     *((verb, f"secrets/{SECRET}", NS, True) for verb in ("get", "list", "watch")),
+    *((verb, "ipannouncements.l2lb.io", None, True) for verb in ("get", "list", "create")),
+    ("patch", "ipannouncements.l2lb.io/status", None, True),
     # the extra grants removed, and nothing else
     ("get", "configmaps/config", NS, False), ("list", "configmaps", NS, False),
     ("watch", "configmaps", NS, False), ("patch", "events", OTHER, False),
@@ -104,6 +109,8 @@ SPEAKER = [
     ("patch", "services/status", OTHER, False), ("get", "services", OTHER, False),
     ("get", "nodes/node1", None, False), ("update", "nodes/node1", None, False),
     ("list", "pods", NS, False), ("create", "services", OTHER, False),
+    ("delete", "ipannouncements.l2lb.io", None, False), ("update", "ipannouncements.l2lb.io", None, False),
+    ("watch", "ipannouncements.l2lb.io", None, False),
 ]
 
 
