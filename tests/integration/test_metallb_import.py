@@ -26,7 +26,7 @@ from typing import Any
 import kubernetes.client as k8s
 import pytest
 import yaml
-from ansible_run import playbook, recap, succeeded
+from ansible_run import playbook, recap, refused, succeeded
 from kubernetes.client.rest import ApiException
 from l2lb_lab.testing import wait_until
 from test_controller import Env
@@ -249,5 +249,11 @@ def test_refusals_stop_the_playbook_before_anything_is_written(metallb: MetalLB)
     dest = m.tmp / "pools.yml"
     extra = {"l2lb_metallb_namespace": m.ns, "l2lb_metallb_dest": str(dest)}
     result = playbook("playbooks/migrate_from_metallb.yml", extra=extra, tmp=m.tmp)
-    assert result.returncode != 0 and not dest.exists()
-    assert "Refused: split" in result.stdout and "rack1" in result.stdout, result.stdout[-3000:]
+    refused(result, "Refused: split", "L2Advertisements rack1 (nodes", "differ in both node selectors")
+    assert not dest.exists()
+
+
+def test_no_metallb_configuration_is_one_clear_failure(metallb: MetalLB) -> None:
+    extra = {"l2lb_metallb_namespace": metallb.ns}
+    result = playbook("playbooks/migrate_from_metallb.yml", extra=extra, tmp=metallb.tmp)
+    refused(result, f"no MetalLB configuration in namespace {metallb.ns}")
