@@ -77,6 +77,7 @@ SUBNET = [
     pytest.param(RACK_A, [V4], view({"node2": LAN4, "node1": OTHER}), "seen: 10.9.0.0/16",
                  id="only-eligible-nodes-count"),
     pytest.param(RACK_A, [V4], view({"node9": LAN4, "node1": OTHER}), None, id="unknown-node-counts"),
+    pytest.param(RACK_A, [V4], view({"node2": LAN4}), None, id="no-eligible-speaker-is-NoEligibleNode"),
 ]
 
 

@@ -53,12 +53,13 @@ def no_eligible_node(pool: config.Pool, view: View) -> str | None:
 
 def no_matching_subnet(pool: config.Pool, ips: Iterable[config.IPAddress], view: View) -> str | None:
     """Why an address of pool is in no speaker's subnet, or None (also None for a pool with an
-    `interfaces` list, which forces the interfaces, and while no speaker has published subnets)."""
+    `interfaces` list, which forces the interfaces, and while no speaker that may announce the pool
+    has published subnets)."""
     if pool.interfaces or not view.subnets:
         return None
     nets = view.pool_subnets(pool)
     outside = [ip for ip in ips if not config.in_subnets(ip, nets)]
-    if not outside:
+    if not outside or not nets:  # no speaker may announce the pool: that is NoEligibleNode's to say
         return None
     return (f"{', '.join(map(str, outside))} of pool {pool.name!r} is in no subnet of the speakers' "
             f"interfaces (seen: {_shown(nets)}); speakers answer on their configured interfaces "
@@ -67,7 +68,8 @@ def no_matching_subnet(pool: config.Pool, ips: Iterable[config.IPAddress], view:
 
 def without_subnet(pools: Iterable[config.Pool], view: View) -> dict[str, bool]:
     """pool name -> True when the pool has no interfaces list and none of its ranges meets a
-    subnet of a speaker that may announce it; {} when no speaker has published subnets."""
+    subnet of a speaker that may announce it (also when no such speaker published any); {} when
+    no speaker has published subnets."""
     if not view.subnets:
         return {}
     return {p.name: not p.interfaces and not config.reaches_subnets(p, view.pool_subnets(p)) for p in pools}
