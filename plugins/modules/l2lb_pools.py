@@ -28,9 +28,21 @@ requirements:
 options:
   pools:
     description:
-      - Address pools in the seed's shape (C(name), C(protocol), C(addresses), and any other key
-        the config model accepts). C(addresses) may be one string or a list of CIDRs, ranges
-        (C(a-b)) or single addresses.
+      - Address pools in the seed's shape (C(name), C(protocol), C(addresses), C(auto-assign),
+        C(avoid-buggy-ips)). C(addresses) may be one string or a list of CIDRs, ranges (C(a-b)) or
+        single addresses.
+      - Optional keys, with MetalLB's names, say where a pool is announced and who may use it.
+        C(node-selectors) is a list of Kubernetes label selectors (C(matchLabels),
+        C(matchExpressions) with C(In), C(NotIn), C(Exists), C(DoesNotExist)), ORed; only matching
+        nodes announce the pool's addresses (absent means every node).
+      - C(interfaces) is a list of interface names or globs (C(ens*)) the pool is answered on;
+        absent means subnet-aware (an address is answered only on an interface whose subnet
+        contains it).
+      - C(service-allocation) has C(priority) (lower is preferred among auto-assign pools; absent
+        means after every numbered pool), C(namespaces) (a list), C(namespace-selectors) and
+        C(service-selectors) (label selectors). A Service outside them is refused the pool, by
+        annotation or by address, with a Warning Event C(AllocationFailed) naming the rule.
+      - Unknown keys are errors. The full reference is docs/pools.md.
       - Empty means no pools (the controller then hands out nothing; live Services keep their
         addresses only with O(allow_orphaned_addresses=true)).
     type: list
@@ -85,6 +97,20 @@ EXAMPLES = r"""
       - name: my-ip-space
         protocol: layer2
         addresses: 192.168.1.240/28
+
+- name: A pool announced only by rack-a nodes on ens* interfaces, for team-a's web Services first
+  l2lb.layer2.l2lb_pools:
+    pools:
+      - name: team-a
+        addresses: [192.168.1.224/28]
+        node-selectors:
+          - matchLabels: {rack: a}
+        interfaces: ["ens*"]
+        service-allocation:
+          priority: 10
+          namespaces: [team-a]
+          service-selectors:
+            - matchExpressions: [{key: tier, operator: In, values: [web]}]
 
 - name: Only validate (nothing is written)
   l2lb.layer2.l2lb_pools:
