@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 K8S_BUILD := lab/k8s-build/build.sh
 
-.PHONY: venv debs k8s image lab-up lab-down lab-status demo test test-unit test-lab lint bench clean
+.PHONY: venv debs k8s image lab-up lab-down lab-status demo test test-unit test-lab lint bench bench-scale clean
 
 $(STAMP): requirements.txt constraints.txt files/agent/pyproject.toml lab/pyproject.toml
 	@echo ">> creating $(VENV) with pinned Python packages"
@@ -51,6 +51,11 @@ lint: venv
 
 bench: venv debs k8s image
 	@$(PY) -m tests.bench
+
+# Issue 12: 10,000 Services (<= 20 min); takes the lab lock itself. L2LB_SCALE_SERVICES / _TRIALS.
+bench-scale: venv debs k8s image
+	@flock /tmp/l2lb-shared-lab.lock $(VENV)/bin/lab up
+	@$(PY) -m tests.bench.scale_bench
 
 clean: lab-down
 	rm -rf $(VENV) .pytest_cache .ruff_cache

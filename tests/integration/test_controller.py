@@ -18,6 +18,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -465,3 +466,42 @@ def test_hostile_config_is_refused_by_name_and_the_last_good_one_kept(env: Env) 
     env.service("b")
     assert env.wait_ips("b") == ["192.168.1.241"]  # the last good config still allocates
     assert ctl.proc.poll() is None and "Traceback" not in ctl.logs()
+
+
+def test_burst_of_200_costs_one_status_write_each_and_events_trail_at_their_budget(env: Env) -> None:
+    """Issue 12: one API write per allocation on the hot path; Events aggregated behind a budget
+    (burst 25, then 5/s) yet all of them arrive, none dropped without being counted."""
+    n = 200
+    env.set_config("address-pools:\n- name: big\n  protocol: layer2\n  addresses: [10.220.0.0/24]\n")
+    ctl = env.controller()
+    wait_until("the controller ready", lambda: ctl.metrics().get("l2lb_controller_ready") == 1, 30)
+    before = ctl.metrics()
+    body = {"spec": {"type": "LoadBalancer", "loadBalancerClass": env.lb_class,
+                     "allocateLoadBalancerNodePorts": False, "ports": [{"port": 80, "protocol": "TCP"}]}}
+    started = time.monotonic()
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda i: env.kube.core.create_namespaced_service(
+            env.ns, {**body, "metadata": {"name": f"b-{i:03d}"}}), range(n)))
+
+    def assigned() -> bool:
+        items = env.kube.core.list_namespaced_service(env.ns).items
+        return sum(1 for s in items if s.status.load_balancer.ingress) == n
+    wait_until(f"all {n} Services assigned", assigned, 60, every=0.2)
+    elapsed = time.monotonic() - started
+    during = ctl.metrics()
+
+    def delta(name: str, m: dict[str, float]) -> float:
+        return m.get(name, 0.0) - before.get(name, 0.0)
+    assert delta("l2lb_controller_status_writes_total", during) == n  # exactly one write per allocation
+    written = delta('l2lb_controller_events_written_total{reason="IPAllocated"}', during)
+    assert written <= 25 + 5 * elapsed + 2, f"{written} Events in {elapsed:.1f}s: over the budget"
+    requests = delta("l2lb_controller_api_requests", during)
+    assert requests <= n + written + 4 * elapsed + 5, f"{requests} requests for {n} allocations"
+    # all Events arrive, trailing at 5/s: nothing dropped (the backlog holds 1,000), nothing lost
+    wait_until("the Event backlog drained", lambda: ctl.metrics().get("l2lb_controller_events_queued") == 0,
+               n / 5 + 20)
+    after = ctl.metrics()
+    assert delta('l2lb_controller_events_written_total{reason="IPAllocated"}', after) == n
+    assert delta('l2lb_controller_events_dropped_total{reason="IPAllocated"}', after) == 0
+    evs = env.kube.core.list_namespaced_event(env.ns, field_selector="reason=IPAllocated").items
+    assert len({e.involved_object.name for e in evs}) == n

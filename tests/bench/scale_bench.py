@@ -1,0 +1,390 @@
+"""`make bench-scale` (issue 12): l2lb at 10,000 LoadBalancer Services on the lab's real API server.
+
+    .venv/bin/python -m tests.bench.scale_bench [--services 10000] [--trials 3] [--arp-trials 20]
+
+What is real and what is simulated:
+  - real: the lab's kube-apiserver (Go) and etcd; the controller process (`python -m l2lb_agent
+    controller`, its own namespace and loadBalancerClass, so the deployed l2lb never sees these
+    Services); the speakers are real processes in the lab's node namespaces l2lb-node1..3
+    (tests/bench/speaker_harness.py), answering real ARP on the lab LAN, probed from l2lb-client;
+  - simulated: the workloads. Services have no selector and their EndpointSlices are written by
+    this bench (one per Service, endpoints on the 3 nodes), as the lab runs no kube-proxy or
+    endpoint controller; nodes beyond the lab's 3 are not run here (the speaker rows for 100
+    nodes are the lead's hooks below, on the pure ownership code).
+Services set `allocateLoadBalancerNodePorts: false`: past ~2,700 LoadBalancer Services the API
+server refuses new ones otherwise ("range is full"), and layer 2 needs no NodePort.
+
+Measured (rows: name, unit, trials, p50, p95, goal; p50/p95 over the trials):
+  1. 1,000 Services created at once -> all assigned, the API server alone for the same creates
+     (no controller, a class nobody serves), and their ratio (goal <= 1.2x);
+  2. the same at --services (10,000; goal <= 60 s), with the controller's API requests/s and RSS;
+  3. speakers started with --services Services + EndpointSlices: RSS each, API requests/s each;
+  4. Service created -> first ARP answer for 1 Service (controller + speakers in the loop);
+  5. hooks for the speaker rows of the lead (`speaker_recompute_rows`, `takeover_churn_rows`).
+Bounded: at most MAX_SERVICES Services, a deadline per phase; cleanup deletes Services and
+EndpointSlices by collection (one request each) and then the namespaces, also after a failure.
+Takes the lab lock (/tmp/l2lb-shared-lab.lock) unless L2LB_LAB_LOCKED=1 says the caller holds it.
+Output: a table on stdout and JSON in build/bench/scale-<stamp>.json (+ scale-latest.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import os
+import platform
+import statistics
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from l2lb_agent import kube
+
+from tests.bench import procfs
+from tests.bench import speaker_harness as h
+from tests.bench.__main__ import print_table
+from tests.bench.controller_bench import _Controller
+
+REPO = Path(__file__).resolve().parents[2]
+OUT = REPO / "build" / "bench"
+LOCK = "/tmp/l2lb-shared-lab.lock"
+MAX_SERVICES = 20_000
+CREATE_THREADS = 16
+BULK_POOL = "10.210.0.0/17"  # 32,768 addresses: room for MAX_SERVICES; announced only on the lab LAN
+ARP_POOL = "192.168.1.224/29"  # inside the lab LAN (probed from l2lb-client), away from nodes
+POOLS = ("address-pools:\n"
+         f"- name: bulk\n  protocol: layer2\n  addresses: [{BULK_POOL}]\n"
+         f"- name: lan\n  protocol: layer2\n  auto-assign: false\n  addresses: [{ARP_POOL}]\n")
+SPEAKER_METRICS = 17474  # beside a deployed speaker's 7473 and speaker_bench's 17473
+SPEAKER_API = ("l2lb_speaker_api_probes_total", "l2lb_speaker_api_writes_total")
+
+
+def pct(values: list[float], q: float) -> float | None:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else None
+
+
+def row(name: str, unit: str, values: list[float], goal: str) -> dict[str, Any]:
+    out = {"name": name, "unit": unit, "trials": len(values), "p50": statistics.median(values) if values
+           else None, "p95": pct(values, 0.95), "goal": goal}
+    print(f"  {name}: p50 {out['p50']} p95 {out['p95']} {unit}", file=sys.stderr, flush=True)
+    return out
+
+
+# -- objects ------------------------------------------------------------------------------------
+
+
+def service(name: str, lb_class: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": name, "annotations": annotations or {}},
+            "spec": {"type": "LoadBalancer", "loadBalancerClass": lb_class,
+                     "allocateLoadBalancerNodePorts": False, "ports": [{"port": 80, "protocol": "TCP"}]}}
+
+
+def endpoint_slice(name: str, nodes: tuple[str, ...] = h.NODES) -> dict[str, Any]:
+    return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
+            "metadata": {"name": f"{name}-bench",
+                         "labels": {"kubernetes.io/service-name": name,
+                                    "endpointslice.kubernetes.io/managed-by": "bench.l2lb.io"}},
+            "addressType": "IPv4", "ports": [{"port": 80, "protocol": "TCP"}],
+            "endpoints": [{"addresses": [h.NODE_IP[n]], "nodeName": n, "conditions": {"ready": True}}
+                          for n in nodes]}
+
+
+def create_all(api: kube.KubeClient, res: kube.Resource, ns: str, bodies: list[dict[str, Any]]) -> float:
+    """Create bodies with CREATE_THREADS clients at once; seconds taken."""
+    started = time.monotonic()
+    with ThreadPoolExecutor(CREATE_THREADS) as pool:
+        list(pool.map(lambda b: api.create(res, b, ns), bodies))
+    return time.monotonic() - started
+
+
+def delete_all(api: kube.KubeClient, ns: str) -> None:
+    """Services and EndpointSlices by collection (one request each), then the namespace."""
+    for res in (kube.SERVICES, kube.ENDPOINTSLICES):
+        with contextlib.suppress(kube.NotFound):
+            api.request("DELETE", res.path(ns))
+    with contextlib.suppress(kube.NotFound):
+        api.delete(kube.NAMESPACES, ns)
+
+
+@contextlib.contextmanager
+def namespace(api: kube.KubeClient, prefix: str) -> Iterator[str]:
+    ns = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    api.create(kube.NAMESPACES, {"metadata": {"name": ns}})
+    try:
+        yield ns
+    finally:
+        delete_all(api, ns)
+
+
+class Assigned:
+    """Watches a namespace's Services and fires when `want` of them hold an address."""
+
+    def __init__(self, api: kube.KubeClient, ns: str, want: int) -> None:
+        self.want, self.done = want, threading.Event()
+        self._names: set[str] = set()
+        self._informer = kube.Informer(api, kube.SERVICES, self._seen, namespace=ns, name="bench-assigned",
+                                       project=_names_with_address)
+
+    def _seen(self, _kind: str, new: dict[str, Any] | None, _old: Any) -> None:
+        if new is not None and new.get("ip"):
+            self._names.add(new["metadata"]["name"])
+            if len(self._names) >= self.want:
+                self.done.set()
+
+    def __enter__(self) -> Assigned:
+        self._informer.start()
+        if not self._informer.synced.wait(30):
+            raise TimeoutError("bench watch did not sync in 30 s")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._informer.stop()
+
+    def count(self) -> int:
+        return len(self._names)
+
+
+def _names_with_address(svc: dict[str, Any]) -> dict[str, Any]:
+    """The bench watch keeps only name and whether an address is set (10,000 objects, cheap)."""
+    meta = svc.get("metadata") or {}
+    ing = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    return {"metadata": {"name": meta.get("name"), "namespace": meta.get("namespace"),
+                         "resourceVersion": meta.get("resourceVersion")}, "ip": bool(ing)}
+
+
+# -- controller rows ----------------------------------------------------------------------------
+
+
+def baseline(api: kube.KubeClient, n: int) -> float:
+    """Seconds the API server alone takes to create n Services (a class nobody serves)."""
+    with namespace(api, "l2lb-scale-base") as ns:
+        return create_all(api, kube.SERVICES, ns, [service(f"s-{i:05d}", "nobody.l2lb.io/x")
+                                                   for i in range(n)])
+
+
+def start_controller(api: kube.KubeClient, ns: str, lb_class: str) -> _Controller:
+    api.create(kube.CONFIGMAPS, {"metadata": {"name": "config"}, "data": {"config": POOLS}}, ns)
+    OUT.mkdir(parents=True, exist_ok=True)
+    ctl = _Controller(h.KUBECONFIG, ns, lb_class, OUT / "scale-controller.log")
+    deadline = time.monotonic() + 60
+    while ctl.metric("l2lb_controller_ready") != 1:
+        if time.monotonic() > deadline or ctl.proc.poll() is not None:
+            raise TimeoutError("the bench controller did not become ready in 60 s")
+        time.sleep(0.05)
+    return ctl
+
+
+def assign_trial(api: kube.KubeClient, n: int, timeout: float) -> dict[str, float]:
+    """Create n Services at once under a fresh controller: seconds until all hold an address, the
+    controller's API requests per second and per allocation, its status writes, its RSS."""
+    base = baseline(api, n)
+    suffix = uuid.uuid4().hex[:6]
+    lb_class = f"scale.l2lb.io/{suffix}"
+    with namespace(api, "l2lb-scale") as ns:
+        ctl = start_controller(api, ns, lb_class)
+        try:
+            req0, writes0 = (ctl.metric("l2lb_controller_api_requests") or 0,
+                             ctl.metric("l2lb_controller_status_writes_total") or 0)
+            with Assigned(api, ns, n) as seen:
+                started = time.monotonic()
+                create_all(api, kube.SERVICES, ns, [service(f"s-{i:05d}", lb_class) for i in range(n)])
+                if not seen.done.wait(timeout):
+                    raise TimeoutError(f"only {seen.count()}/{n} Services assigned in {timeout:.0f} s")
+                took = time.monotonic() - started
+            requests = (ctl.metric("l2lb_controller_api_requests") or 0) - req0
+            out = {"base": base, "assign": took, "ratio": took / base, "rps": requests / took,
+                   "per_alloc": requests / n,
+                   "status_writes": ((ctl.metric("l2lb_controller_status_writes_total") or 0) - writes0) / n,
+                   "rss": procfs.rss_mib(ctl.proc.pid) or float("nan")}
+        finally:
+            ctl.stop()
+    print(f"  {n} Services: API alone {base:.2f}s, assigned in {out['assign']:.2f}s ({out['ratio']:.2f}x), "
+          f"{out['per_alloc']:.2f} requests/allocation, {out['status_writes']:.2f} status writes/allocation, "
+          f"RSS {out['rss']:.0f} MiB", file=sys.stderr, flush=True)
+    return out
+
+
+def controller_rows(api: kube.KubeClient, n: int, trials: int, timeout: float, goal: str) -> list[dict]:
+    results = [assign_trial(api, n, timeout) for _ in range(trials)]
+    col = {k: [r[k] for r in results] for k in results[0]}
+    label = f"{n:,}"
+    return [row(f"controller: {label} Services created at once -> all assigned", "s", col["assign"], goal),
+            row(f"API server alone: {label} Services created (same client, no controller)", "s",
+                col["base"], "-"),
+            row(f"controller: {label} assigned / API server alone", "x", col["ratio"],
+                "<= 1.2" if n <= 1000 else "-"),
+            row(f"controller: status writes per allocation ({label})", "writes", col["status_writes"],
+                "<= 1"),
+            row(f"controller: API requests per allocation incl. Events ({label})", "requests",
+                col["per_alloc"], "-"),
+            row(f"controller: API requests/s during the {label} burst", "requests/s", col["rps"],
+                "<= --api-qps + Events"),
+            row(f"controller: RSS with {label} Services", "MiB", col["rss"], "-")]
+
+
+# -- speakers at scale, and the end-to-end ARP row ---------------------------------------------
+
+
+def speakers_rows(api: kube.KubeClient, n: int, arp_trials: int, timeout: float) -> list[dict]:
+    """Controller + 3 speakers in one namespace: the ARP row with 1 Service, then n Services with
+    EndpointSlices, speakers restarted on them: their RSS and API requests/s."""
+    suffix = uuid.uuid4().hex[:6]
+    cluster = h.Cluster(f"l2lb-scale-spk-{suffix}", lb_class=f"scale.l2lb.io/{suffix}")
+    cluster.setup()
+    ctl = None
+    try:
+        ctl = start_controller(api, cluster.ns, cluster.lb_class)
+        start_speakers(cluster)
+        rows = [row("Service created -> first ARP answer (1 Service; controller + speakers)", "s",
+                    arp_first_answer(cluster, arp_trials), "<= 0.03 p95")]
+        cluster.stop_all()  # the speakers list everything again at start: the cold case at n
+        with Assigned(api, cluster.ns, n) as seen:
+            create_all(api, kube.SERVICES, cluster.ns, [service(f"s-{i:05d}", cluster.lb_class)
+                                                        for i in range(n)])
+            create_all(api, kube.ENDPOINTSLICES, cluster.ns, [endpoint_slice(f"s-{i:05d}") for i in range(n)])
+            if not seen.done.wait(timeout):
+                raise TimeoutError(f"only {seen.count()}/{n} Services assigned in {timeout:.0f} s")
+        started = time.monotonic()
+        start_speakers(cluster, timeout=timeout)
+        rows.append(row(f"speakers: start -> Ready with {n:,} Services + EndpointSlices", "s",
+                        [time.monotonic() - started], "-"))
+        time.sleep(5.0)  # past the start-up writes: the steady state
+        rows += speaker_cost(cluster, n, window=20.0)
+        rows.append(row(f"controller: RSS with {n:,} Services + EndpointSlices (speakers running)", "MiB",
+                        [procfs.rss_mib(ctl.proc.pid) or float("nan")], "-"))
+        return rows
+    finally:
+        if ctl is not None:
+            ctl.stop()
+        cluster.stop_all()
+        delete_all(api, cluster.ns)
+
+
+def start_speakers(cluster: h.Cluster, timeout: float = 60.0) -> None:
+    for node in h.NODES:
+        cluster.start(node, metrics_port=SPEAKER_METRICS)
+    cluster.wait_ready(h.NODES, timeout=timeout)
+    time.sleep(0.5)  # every speaker a candidate in every view
+
+
+def arp_first_answer(cluster: h.Cluster, trials: int) -> list[float]:
+    """Create a Service asking for a LAN address (EndpointSlice first), probe it every 10 ms from
+    l2lb-client: seconds from the create request to the first probe answered."""
+    out = []
+    for i in range(trials):
+        name, ip = f"arp-{i}", f"192.168.1.{225 + i % 6}"
+        cluster.api.create(kube.ENDPOINTSLICES, endpoint_slice(name), cluster.ns)
+        with h.probing(ip, 2.0, 0.01) as res:
+            t0 = time.monotonic()
+            cluster.api.create(kube.SERVICES, service(name, cluster.lb_class,
+                                                      {"l2lb.io/loadBalancerIPs": ip}), cluster.ns)
+        first = next((t for t, macs in res["probes"] if t >= t0 and macs), None)
+        if first is not None:
+            out.append(first - t0)
+        cluster.delete_service(name)
+        with contextlib.suppress(kube.NotFound):
+            cluster.api.delete(kube.ENDPOINTSLICES, f"{name}-bench", cluster.ns)
+        time.sleep(0.5)  # the address is free again before the next trial asks for it
+    return out
+
+
+def speaker_cost(cluster: h.Cluster, n: int, window: float) -> list[dict]:
+    before = {node: h.scrape(node, SPEAKER_METRICS) for node in h.NODES}
+    time.sleep(window)
+    after = {node: h.scrape(node, SPEAKER_METRICS) for node in h.NODES}
+    rps = [sum(after[nd].get(m, 0.0) - before[nd].get(m, 0.0) for m in SPEAKER_API) / window
+           for nd in h.NODES]
+    cpu = [100 * (after[nd].get("process_cpu_seconds_total", 0.0)
+                  - before[nd].get("process_cpu_seconds_total", 0.0)) / window for nd in h.NODES]
+    rss = [mib for p in cluster.procs.values() if (mib := procfs.rss_mib(p.pid)) is not None]
+    return [row(f"speaker: RSS with {n:,} Services + {n:,} EndpointSlices (each of 3)", "MiB", rss, "<= 120"),
+            row(f"speaker: API requests/s each, steady, {n:,} Services", "requests/s", rps, "flat"),
+            row(f"speaker: CPU each, steady, {n:,} Services", "% of a core", cpu, "-")]
+
+
+# -- hooks for the lead's speaker rows (issue 12 items 1 and 2) ----------------------------------
+
+
+def speaker_recompute_rows(services: int = 10_000, nodes: int = 100) -> list[dict]:
+    """HOOK (lead): "speaker recompute per change p50/p95 at 10k Services x 100 nodes (EndpointSlice
+    change, node death)", measured on the pure ownership code (no lab needed). Returns rows."""
+    return []
+
+
+def takeover_churn_rows(api: kube.KubeClient, services: int = 10_000) -> list[dict]:
+    """HOOK (lead): "takeover after SIGKILL with 10k Services while 10% of EndpointSlices churn", on
+    the lab's speakers (speaker_harness). Returns rows."""
+    return []
+
+
+# -- main ---------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def lab_lock() -> Iterator[None]:
+    if os.environ.get("L2LB_LAB_LOCKED") == "1":
+        yield
+        return
+    with open(LOCK, "a") as fd:
+        print(f"waiting for the lab lock {LOCK} ...", file=sys.stderr, flush=True)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def run(services: int, trials: int, arp_trials: int, phases: set[str]) -> list[dict]:
+    if not 1 <= services <= MAX_SERVICES:
+        raise SystemExit(f"--services {services}: expected 1-{MAX_SERVICES}")
+    api = kube.KubeClient.from_config(h.KUBECONFIG, pool_size=CREATE_THREADS + 4)
+    steps: list[tuple[str, Callable[[], list[dict]]]] = [
+        ("1k", lambda: controller_rows(api, 1000, trials, 120, "-")),
+        ("big", lambda: controller_rows(api, services, max(1, trials // 3), 300, "<= 60")),
+        ("speakers", lambda: speakers_rows(api, services, arp_trials, 300)),
+        ("recompute", lambda: speaker_recompute_rows(services)),
+        ("takeover", lambda: takeover_churn_rows(api, services)),
+    ]
+    rows: list[dict] = []
+    for name, step in steps:
+        if name in phases:
+            print(f"== {name}", file=sys.stderr, flush=True)
+            rows += step()
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="make bench-scale")
+    parser.add_argument("--services", type=int, default=int(os.environ.get("L2LB_SCALE_SERVICES", "10000")))
+    parser.add_argument("--trials", type=int, default=int(os.environ.get("L2LB_SCALE_TRIALS", "3")))
+    parser.add_argument("--arp-trials", type=int, default=20)
+    parser.add_argument("--only", default="1k,big,speakers,recompute,takeover",
+                        help="comma list of phases: 1k, big, speakers, recompute, takeover")
+    args = parser.parse_args()
+    started = time.monotonic()
+    with lab_lock():
+        rows = run(args.services, args.trials, args.arp_trials, set(args.only.split(",")))
+    print_table(rows)
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    meta = {"date": stamp, "machine": f"{platform.machine()} {os.cpu_count()} cores",
+            "kernel": platform.release(), "services": args.services, "seconds": time.monotonic() - started}
+    OUT.mkdir(parents=True, exist_ok=True)
+    doc = json.dumps({"meta": meta, "rows": rows}, indent=2)
+    (OUT / f"scale-{stamp}.json").write_text(doc)
+    (OUT / "scale-latest.json").write_text(doc)
+    print(f"\nwritten: build/bench/scale-{stamp}.json ({meta['seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
