@@ -79,6 +79,8 @@ def _names(s: render.Settings) -> None:
                        "not a Linux interface name (1-15 characters, no space, '/', ',' or ':')")
     if s.controller_replicas < 0:
         raise _bad("controller_replicas", s.controller_replicas, "must be >= 0")
+    if not 0.1 <= s.controller_api_qps <= 100000:  # the agent's --api-qps range
+        raise _bad("controller_api_qps", s.controller_api_qps, "must be 0.1-100000 writes per second")
 
 
 def _seconds(field: str, value: float | None) -> None:

@@ -77,6 +77,9 @@ class Settings:
     # Serve Services with no loadBalancerClass too (the agent's services.is_ours): false next to
     # another load balancer (MetalLB during a migration), so only our class is answered.
     claim_unclassed: bool = True
+    # The controller's status writes per second, all writer threads together (burst: twice that);
+    # the agent's own default (l2lb_agent.controller.API_QPS): see the README for why so high.
+    controller_api_qps: float = 200.0
 
 
 def name_of(component: str) -> str:
@@ -161,6 +164,9 @@ def _env(settings: Settings, component: str) -> list[dict[str, t.Any]]:
     # Not 0.0.0.0: on the speaker's host network that would serve every interface of the node.
     env.append({"name": "L2LB_METRICS_HOST", "value": host} if host
                else _field_env("L2LB_METRICS_HOST", "status.podIP"))
+    if component == CONTROLLER:
+        env.append({"name": "L2LB_API_QPS", "value": _number(settings.controller_api_qps)})
+        env.append({"name": "L2LB_API_BURST", "value": str(max(1, round(2 * settings.controller_api_qps)))})
     if component == SPEAKER:
         env.append({"name": "L2LB_MEMBERLIST_SECRET", "value": MEMBERLIST_SECRET})
         if settings.interfaces:

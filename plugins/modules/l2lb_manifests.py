@@ -132,6 +132,13 @@ options:
         only Services of O(loadbalancer_class) get addresses and answers.
     type: bool
     default: true
+  controller_api_qps:
+    description:
+      - Service status writes per second the controller may send, all its writer threads together,
+        with a burst of twice that. One allocation costs one status write; Events have a small
+        budget of their own (burst 25, then 5 per second).
+    type: float
+    default: 200
   speaker_lease_guard:
     description:
       - Install a ValidatingAdmissionPolicy (Kubernetes >= 1.30) so that a speaker can write only
@@ -241,6 +248,7 @@ ARGUMENT_SPEC = {
     "controller_resources": {"type": "dict", "default": dict(SETTINGS.controller_resources)},
     "speaker_resources": {"type": "dict", "default": dict(SETTINGS.speaker_resources)},
     "speaker_lease_guard": {"type": "bool", "default": SETTINGS.speaker_lease_guard},
+    "controller_api_qps": {"type": "float", "default": SETTINGS.controller_api_qps},
     "claim_unclassed": {"type": "bool", "default": SETTINGS.claim_unclassed},
     "skip_kube_proxy_check": {"type": "bool", "default": False},
     "wait": {"type": "bool", "default": False},
