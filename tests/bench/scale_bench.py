@@ -23,7 +23,8 @@ Measured (rows: name, unit, trials, p50, p95, goal; p50/p95 over the trials):
   5. hooks for the speaker rows of the lead (`speaker_recompute_rows`, `takeover_churn_rows`).
 Bounded: at most MAX_SERVICES Services, a deadline per phase; cleanup deletes Services and
 EndpointSlices by collection (one request each) and then the namespaces, also after a failure.
-Takes the lab lock (/tmp/l2lb-shared-lab.lock) unless L2LB_LAB_LOCKED=1 says the caller holds it.
+Takes the lab lock (/tmp/l2lb-shared-lab.lock) unless L2LB_LAB_LOCKED=1 says the caller holds it
+(`--only recompute` needs no lab and takes no lock).
 Output: a table on stdout and JSON in build/bench/scale-<stamp>.json (+ scale-latest.json).
 """
 
@@ -36,6 +37,7 @@ import fcntl
 import json
 import os
 import platform
+import random
 import statistics
 import sys
 import threading
@@ -46,7 +48,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from l2lb_agent import kube
+from l2lb_agent import kube, ownership
 
 from tests.bench import procfs
 from tests.bench import speaker_harness as h
@@ -315,10 +317,47 @@ def speaker_cost(cluster: h.Cluster, n: int, window: float) -> list[dict]:
 # -- hooks for the lead's speaker rows (issue 12 items 1 and 2) ----------------------------------
 
 
-def speaker_recompute_rows(services: int = 10_000, nodes: int = 100) -> list[dict]:
+def speaker_recompute_rows(services: int = 10_000, nodes: int = 100, trials: int = 30) -> list[dict]:
     """HOOK (lead): "speaker recompute per change p50/p95 at 10k Services x 100 nodes (EndpointSlice
-    change, node death)", measured on the pure ownership code (no lab needed). Returns rows."""
-    return []
+    change, node death)", measured on the pure ownership code (no lab needed): the speaker's
+    incremental `owner_index.OwnerIndex` when it exists, against one full `ownership.choose`."""
+    try:
+        from l2lb_agent import owner_index
+    except ImportError:  # the incremental index is the lead's (issue 12 item 1)
+        return []
+    names = [f"node{i}" for i in range(nodes)]
+    views = [ownership.ServiceView(key=f"ns/s-{i:05d}", local=False,
+                                   ips=(f"10.{210 + i // 65536}.{i // 256 % 256}.{i % 256}",))
+             for i in range(services)]
+    eps = {v.key: ownership.Endpoints(ready=True, nodes=frozenset(names[:3])) for v in views}
+    started = time.perf_counter()
+    ownership.choose(views, eps, frozenset(names))
+    full = time.perf_counter() - started
+    index = owner_index.OwnerIndex()
+    index.set_candidates(names)
+    for v in views:
+        index.set_service(v.key, v)
+        index.set_endpoints(v.key, eps[v.key])
+    index.flush()
+    rng = random.Random(12)
+    slice_change, death = [], []
+    for t in range(trials):
+        key = views[rng.randrange(services)].key
+        started = time.perf_counter()
+        index.set_endpoints(key, ownership.Endpoints(ready=True, nodes=frozenset(rng.sample(names, 3))))
+        index.flush()
+        slice_change.append(time.perf_counter() - started)
+        dead = names[t % nodes]
+        started = time.perf_counter()
+        index.set_candidates(set(names) - {dead})
+        index.flush()
+        death.append(time.perf_counter() - started)
+        index.set_candidates(names)  # it comes back (not timed)
+        index.flush()
+    where = f"{services:,} Services x {nodes} nodes"
+    return [row(f"speaker: full recompute (ownership.choose), {where}", "s", [full], "-"),
+            row(f"speaker: recompute after one EndpointSlice change, {where}", "s", slice_change, "<= 0.005"),
+            row(f"speaker: recompute after a node death, {where}", "s", death, "<= 0.05")]
 
 
 def takeover_churn_rows(api: kube.KubeClient, services: int = 10_000) -> list[dict]:
@@ -372,8 +411,9 @@ def main() -> int:
                         help="comma list of phases: 1k, big, speakers, recompute, takeover")
     args = parser.parse_args()
     started = time.monotonic()
-    with lab_lock():
-        rows = run(args.services, args.trials, args.arp_trials, set(args.only.split(",")))
+    phases = set(args.only.split(","))
+    with lab_lock() if phases - {"recompute"} else contextlib.nullcontext():
+        rows = run(args.services, args.trials, args.arp_trials, phases)
     print_table(rows)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     meta = {"date": stamp, "machine": f"{platform.machine()} {os.cpu_count()} cores",
