@@ -227,9 +227,18 @@ def test_yaml_values_keep_their_types() -> None:
 
 
 _leaf = st.none() | st.booleans() | st.integers() | st.text(max_size=4) | st.just([]) | st.just({})
+_expression_like = st.fixed_dictionaries({"key": _leaf},
+                                        optional={"operator": _leaf, "values": st.lists(_leaf, max_size=3)})
+_selector_like = st.dictionaries(st.sampled_from(["matchLabels", "matchExpressions", "x"]),
+                                 _leaf | st.lists(_expression_like | _leaf, max_size=2), max_size=2)
+_allocation_like = st.dictionaries(st.sampled_from(["priority", "namespaces", "service-selectors", "y"]),
+                                   _leaf | st.lists(_leaf | _selector_like, max_size=2), max_size=2)
 _pool_like = st.fixed_dictionaries({"name": _leaf | st.sampled_from(["a", "b c", "x,y"]),
                                     "addresses": st.lists(st.text(max_size=3), max_size=2) | _leaf},
-                                   optional={"auto-assign": _leaf, "protocol": _leaf, "colour": _leaf})
+                                   optional={"auto-assign": _leaf, "protocol": _leaf, "colour": _leaf,
+                                             "interfaces": st.lists(_leaf, max_size=2) | _leaf,
+                                             "node-selectors": st.lists(_selector_like, max_size=2) | _leaf,
+                                             "service-allocation": _allocation_like | _leaf})
 
 
 @settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)  # CI machines are shared
