@@ -530,11 +530,16 @@ META_FIELDS = ("name", "namespace", "uid", "resourceVersion", "creationTimestamp
 
 
 def project_service(svc: Mapping[str, Any]) -> dict[str, Any]:
-    """The fields of a Service the controller reads (allocation, status, Events); the rest (e.g.
-    last-applied annotations' siblings, clusterIPs, sessionAffinity) is not kept in memory."""
+    """The fields of a Service the controller reads (allocation, status, Events) and the annotations
+    of l2lb and MetalLB; the rest (kubectl's last-applied copy, managedFields, clusterIPs, ...) is
+    not kept in memory."""
     meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
     lb = (svc.get("status") or {}).get("loadBalancer") or {}
-    return {"kind": "Service", "metadata": {k: meta[k] for k in META_FIELDS if k in meta},
+    slim = {k: meta[k] for k in META_FIELDS if k in meta}
+    if "annotations" in slim:  # ours only: kubectl's last-applied copy alone can be kilobytes
+        slim["annotations"] = {k: v for k, v in slim["annotations"].items()
+                               if k.startswith(services.PREFIXES)}
+    return {"kind": "Service", "metadata": slim,
             "spec": {k: spec[k] for k in SPEC_FIELDS if k in spec},
             "status": {"loadBalancer": {"ingress": lb["ingress"]}} if lb.get("ingress") else {}}
 
