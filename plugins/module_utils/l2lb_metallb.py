@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import re
 import typing as t
 
 try:
@@ -177,12 +178,21 @@ def _pool_base(obj: t.Mapping[str, t.Any]) -> tuple[dict[str, t.Any] | None, str
     return pool, None
 
 
+def _pools_ref_problem(spec: t.Mapping[str, t.Any]) -> str | None:
+    """Why an advertisement's ipAddressPools / ipAddressPoolSelectors cannot be read, or None."""
+    names = spec.get("ipAddressPools") or []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        return "spec.ipAddressPools must be a list of IPAddressPool names"
+    return _selectors_problem(spec.get("ipAddressPoolSelectors") or [], "spec.ipAddressPoolSelectors")
+
+
 def covered(advertisement: t.Mapping[str, t.Any], pools: t.Sequence[t.Mapping[str, t.Any]]) -> list[str]:
-    """Names of the pools an advertisement (L2 or BGP) covers: by name or by label; neither = all."""
+    """Names of the pools an advertisement (L2 or BGP) covers: by name or by label; neither = all.
+    One whose references cannot be read counts as covering every pool (the side that refuses)."""
     spec = _spec(advertisement)
     names = spec.get("ipAddressPools") or []
     selectors = spec.get("ipAddressPoolSelectors") or []
-    if not names and not selectors:
+    if (not names and not selectors) or _pools_ref_problem(spec):
         return [_name(p) for p in pools]
     out = []
     for pool in pools:
@@ -194,9 +204,8 @@ def covered(advertisement: t.Mapping[str, t.Any], pools: t.Sequence[t.Mapping[st
 
 def _advertisement_problem(ad: t.Mapping[str, t.Any]) -> str | None:
     spec = _spec(ad)
-    problem = _unknown(spec, L2_SPEC_KEYS, "spec")
-    for key in ("ipAddressPoolSelectors", "nodeSelectors"):
-        problem = problem or _selectors_problem(spec.get(key) or [], f"spec.{key}")
+    problem = (_unknown(spec, L2_SPEC_KEYS, "spec") or _pools_ref_problem(spec)
+               or _selectors_problem(spec.get("nodeSelectors") or [], "spec.nodeSelectors"))
     ifaces = spec.get("interfaces") or []
     if not problem and not (isinstance(ifaces, list) and all(isinstance(i, str) and i for i in ifaces)):
         problem = "spec.interfaces must be a list of interface names"
@@ -274,6 +283,10 @@ def from_crds(pools: t.Sequence[t.Mapping[str, t.Any]], l2ads: t.Sequence[t.Mapp
         _note_missing(ad, "L2Advertisement", pools, notes)
     bgp_cover: dict[str, list[str]] = {}  # pool -> BGPAdvertisements covering it
     for ad in sorted(bgpads, key=_name):
+        problem = _pools_ref_problem(_spec(ad))
+        if problem:
+            refused.append(Refusal("BGPAdvertisement", _name(ad),
+                                   f"{problem}; counted as covering every pool"))
         for name in covered(ad, pools):
             bgp_cover.setdefault(name, []).append(_name(ad))
     out = []
@@ -283,12 +296,19 @@ def from_crds(pools: t.Sequence[t.Mapping[str, t.Any]], l2ads: t.Sequence[t.Mapp
             refused.append(refusal)
         elif converted:
             out.append(converted)
-    known = tuple((_name(p), tuple(str(a) for a in _spec(p).get("addresses") or [])) for p in pools)
+    known = tuple((_name(p), _texts(_spec(p).get("addresses"))) for p in pools)
     return Conversion("crds", tuple(out), tuple(refused), tuple(notes), known)
+
+
+def _texts(addresses: t.Any) -> tuple[str, ...]:
+    """A pool's address entries as text (nothing when they are not a list)."""
+    return tuple(str(a) for a in addresses) if isinstance(addresses, list) else ()
 
 
 def _note_missing(ad: t.Mapping[str, t.Any], kind: str, pools: t.Sequence[t.Mapping[str, t.Any]],
                   notes: list[str]) -> None:
+    if _pools_ref_problem(_spec(ad)):
+        return
     names = {_name(p) for p in pools}
     for missing in sorted(set(_spec(ad).get("ipAddressPools") or []) - names):
         notes.append(f"{kind} {_name(ad)} names IPAddressPool {missing}, which does not exist (ignored)")
@@ -337,7 +357,7 @@ def from_configmap(text: str) -> Conversion:
     for i, raw in enumerate(doc.get("address-pools") or []):
         name = str(raw.get("name")) if isinstance(raw, dict) else f"address-pools[{i}]"
         if isinstance(raw, dict):
-            known.append((name, tuple(str(a) for a in raw.get("addresses") or [])))
+            known.append((name, _texts(raw.get("addresses"))))
         pool, refusal = _legacy_pool(raw, name)
         if refusal:
             refused.append(refusal)
@@ -395,8 +415,9 @@ def validated(conv: Conversion, load_config: t.Callable[[t.Any], t.Any],
             break
         except config_error as exc:
             name = getattr(exc, "pool", None)
-            index = next((i for i, p in enumerate(pools) if p["name"] == name), None)
-            if index is None:
+            at = re.match(r"address-pools\[(\d+)\]", str(getattr(exc, "field", "")))
+            index = int(at.group(1)) if at and int(at.group(1)) < len(pools) else None
+            if index is None or name is None:
                 raise MetalLBError(f"l2lb's config model refuses the converted pools: {exc}") from None
             pools.pop(index)
             refused.append(Refusal("IPAddressPool" if conv.source == "crds" else "address-pool", name,

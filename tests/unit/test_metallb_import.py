@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "collections"))
@@ -125,11 +127,35 @@ def test_refusals_by_name_bgp_uncovered_unknown_fields_and_the_model() -> None:
     assert any("ghost" in note for note in conv.notes)
 
 
+def test_the_model_refuses_the_later_of_two_same_named_pools() -> None:
+    legacy = ("address-pools:\n- {name: a, protocol: layer2, addresses: [10.0.0.0/30]}\n"
+              "- {name: a, protocol: layer2, addresses: [10.0.1.0/30]}\n")
+    conv = m.validated(m.from_configmap(legacy), l2lb_config.load_config, l2lb_config.ConfigError)
+    assert [p["addresses"] for p in conv.pools] == [["10.0.0.0/30"]]
+    assert "duplicate pool name" in refused(conv)["address-pool/a"]
+
+
 def test_bad_selector_refuses_the_advertisement_and_its_pools() -> None:
     conv = convert([pool("p", "192.168.1.200/30")],
                    [l2("bad", nodeSelectors=[{"matchExpressions": [{"key": "x", "operator": "Near"}]}])])
     assert conv.pools == ()
     assert "operator must be one of" in refused(conv)["L2Advertisement/bad"]
+
+
+@pytest.mark.parametrize("refs", [
+    pytest.param({"ipAddressPools": "p"}, id="names-not-a-list"),
+    pytest.param({"ipAddressPools": [{"name": "p"}]}, id="names-not-strings"),
+    pytest.param({"ipAddressPoolSelectors": [{"matchExpressions": [{"operator": "In"}]}]},
+                 id="selector-no-key"),
+])
+def test_unreadable_pool_references_refuse_on_the_safe_side(refs: dict) -> None:
+    pools = [pool("p", "192.168.1.200/30"), pool("q", "192.168.1.204/30")]
+    l2_bad = convert(pools, [l2("bad", **refs)])
+    assert l2_bad.pools == () and "L2Advertisement/bad" in refused(l2_bad)
+    bgp_bad = convert(pools, [l2("all")], [l2("bgp", **refs)])
+    assert bgp_bad.pools == ()
+    assert "counted as covering every pool" in refused(bgp_bad)["BGPAdvertisement/bgp"]
+    assert "BGPAdvertisement bgp" in refused(bgp_bad)["IPAddressPool/q"]
 
 
 LEGACY = """
@@ -210,3 +236,36 @@ def test_vars_file_is_deterministic_and_loads_as_the_inventory_variable() -> Non
     pools = yaml.safe_load(text)["l2lb_address_pools"]
     assert pools == list(conv.pools)
     assert l2lb_config.load_config({"address-pools": pools}).pools[0].node_selectors
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=3)
+                    | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+                    max_leaves=8)
+FIELDS = st.sampled_from([*m.POOL_SPEC_KEYS, *m.L2_SPEC_KEYS, "matchLabels", "other"])
+
+
+@given(pool_specs=st.lists(st.dictionaries(FIELDS, JSON, max_size=4), max_size=3),
+       ad_specs=st.lists(st.dictionaries(FIELDS, JSON, max_size=4), max_size=3))
+def test_any_shape_of_objects_is_converted_or_refused_never_a_crash(pool_specs: list, ad_specs: list) -> None:
+    pools = [{"metadata": {"name": f"p{i}"}, "spec": spec} for i, spec in enumerate(pool_specs)]
+    ads = [l2(f"a{i}", **spec) for i, spec in enumerate(ad_specs)]
+    conv = convert(pools, ads, ads[:1])
+    accounted = {p["name"] for p in conv.pools} | {r.name for r in conv.refused}
+    assert accounted >= {f"p{i}" for i in range(len(pools))}  # every pool converted or refused by name
+    l2lb_config.load_config({"address-pools": list(conv.pools)})
+
+
+LEGACY_KEYS = st.sampled_from([*m.LEGACY_POOL_KEYS, "bgp-advertisements", "other"])
+
+
+@given(doc=st.dictionaries(st.sampled_from(["address-pools", "peers", "other"]),
+                           st.lists(st.dictionaries(LEGACY_KEYS, JSON, max_size=4), max_size=3) | JSON,
+                           max_size=3))
+def test_any_legacy_configmap_is_converted_refused_or_one_error(doc: dict) -> None:
+    try:
+        conv = m.validated(m.from_configmap(yaml.safe_dump(doc)), l2lb_config.load_config,
+                           l2lb_config.ConfigError)
+    except m.MetalLBError:
+        return
+    l2lb_config.load_config({"address-pools": list(conv.pools)})
