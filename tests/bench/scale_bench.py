@@ -20,7 +20,9 @@ Measured (rows: name, unit, trials, p50, p95, goal; p50/p95 over the trials):
   2. the same at --services (10,000; goal <= 60 s), with the controller's API requests/s and RSS;
   3. speakers started with --services Services + EndpointSlices: RSS each, API requests/s each;
   4. Service created -> first ARP answer for 1 Service (controller + speakers in the loop);
-  5. hooks for the speaker rows of the lead (`speaker_recompute_rows`, `takeover_churn_rows`).
+  5. the speaker rows of the lead's hooks: recompute per change at 10k Services x 100 nodes on the
+     pure `owner_index` (simulated nodes: names only; no lab), and takeover after SIGKILL while
+     10 % of the EndpointSlices churn (real speakers, real ARP).
 Bounded: at most MAX_SERVICES Services, a deadline per phase; cleanup deletes Services and
 EndpointSlices by collection (one request each) and then the namespaces, also after a failure.
 Takes the lab lock (/tmp/l2lb-shared-lab.lock) unless L2LB_LAB_LOCKED=1 says the caller holds it
@@ -38,6 +40,7 @@ import json
 import os
 import platform
 import random
+import signal
 import statistics
 import sys
 import threading
@@ -237,9 +240,11 @@ def controller_rows(api: kube.KubeClient, n: int, trials: int, timeout: float, g
 # -- speakers at scale, and the end-to-end ARP row ---------------------------------------------
 
 
-def speakers_rows(api: kube.KubeClient, n: int, arp_trials: int, timeout: float) -> list[dict]:
+def speakers_rows(api: kube.KubeClient, n: int, arp_trials: int, timeout: float,
+                  takeover_trials: int) -> list[dict]:
     """Controller + 3 speakers in one namespace: the ARP row with 1 Service, then n Services with
-    EndpointSlices, speakers restarted on them: their RSS and API requests/s."""
+    EndpointSlices, speakers restarted on them: their RSS and API requests/s; then the takeover
+    under EndpointSlice churn (takeover_trials, 0 = skip)."""
     suffix = uuid.uuid4().hex[:6]
     cluster = h.Cluster(f"l2lb-scale-spk-{suffix}", lb_class=f"scale.l2lb.io/{suffix}")
     cluster.setup()
@@ -264,6 +269,8 @@ def speakers_rows(api: kube.KubeClient, n: int, arp_trials: int, timeout: float)
         rows += speaker_cost(cluster, n, window=20.0)
         rows.append(row(f"controller: RSS with {n:,} Services + EndpointSlices (speakers running)", "MiB",
                         [procfs.rss_mib(ctl.proc.pid) or float("nan")], "-"))
+        if takeover_trials:
+            rows += takeover_churn_rows(cluster, n, takeover_trials)
         return rows
     finally:
         if ctl is not None:
@@ -360,10 +367,69 @@ def speaker_recompute_rows(services: int = 10_000, nodes: int = 100, trials: int
             row(f"speaker: recompute after a node death, {where}", "s", death, "<= 0.05")]
 
 
-def takeover_churn_rows(api: kube.KubeClient, services: int = 10_000) -> list[dict]:
+def takeover_churn_rows(cluster: h.Cluster, n: int, trials: int, window: float = 6.0) -> list[dict]:
     """HOOK (lead): "takeover after SIGKILL with 10k Services while 10% of EndpointSlices churn", on
-    the lab's speakers (speaker_harness). Returns rows."""
-    return []
+    the lab's speakers with n Services in place: a LAN Service answered by its owner, a tenth of the
+    EndpointSlices rewritten in a loop (8 threads), the owner SIGKILLed; seconds from the kill to
+    the first answer by another MAC, probed every 10 ms from l2lb-client."""
+    took, churned = [], []
+    for i in range(trials):
+        name, ip = f"tk-{i}", f"192.168.1.{225 + i % 6}"
+        cluster.api.create(kube.ENDPOINTSLICES, endpoint_slice(name), cluster.ns)
+        cluster.api.create(kube.SERVICES, service(name, cluster.lb_class, {"l2lb.io/loadBalancerIPs": ip}),
+                           cluster.ns)
+        try:
+            h.wait_answer(ip)
+            owner = h.NODE_OF_MAC[h.owner_now(ip)[0]]
+            with churn(cluster, [f"s-{j:05d}" for j in range(0, n, 10)]) as count:
+                with h.probing(ip, window, 0.01) as res:
+                    time.sleep(1.0)
+                    event = time.monotonic()
+                    cluster.kill(owner, signal.SIGKILL)
+                churned.append(count() / (window + 0.3))
+            t = h.takeover(res["probes"], event, h.MAC[owner])
+            took.append(t if t is not None else float("inf"))
+            cluster.stop(owner)
+            cluster.start(owner, metrics_port=SPEAKER_METRICS)
+            cluster.wait_ready(h.NODES, timeout=120)
+        finally:
+            cluster.delete_service(name)
+            with contextlib.suppress(kube.NotFound):
+                cluster.api.delete(kube.ENDPOINTSLICES, f"{name}-bench", cluster.ns)
+        time.sleep(0.5)
+    return [row(f"speaker: takeover after SIGKILL, {n:,} Services, 10% of EndpointSlices churning", "s",
+                took, "same as with 1 Service"),
+            row("... EndpointSlice writes/s during those takeovers", "writes/s", churned, "-")]
+
+
+@contextlib.contextmanager
+def churn(cluster: h.Cluster, names: list[str], threads: int = 8) -> Iterator[Callable[[], int]]:
+    """Rewrite the EndpointSlices of names (their ready nodes alternate) until the block ends."""
+    stop, done, lock = threading.Event(), [0], threading.Lock()
+
+    def worker(part: list[str]) -> None:
+        flip = 0
+        while not stop.is_set():
+            for name in part:
+                if stop.is_set():
+                    return
+                nodes = h.NODES[:2] if flip % 2 else h.NODES[1:]
+                body = {"endpoints": endpoint_slice(name, nodes)["endpoints"]}
+                with contextlib.suppress(kube.ApiError):
+                    cluster.api.patch(kube.ENDPOINTSLICES, f"{name}-bench", body, cluster.ns)
+                    with lock:
+                        done[0] += 1
+            flip += 1
+
+    pool = [threading.Thread(target=worker, args=(names[k::threads],), daemon=True) for k in range(threads)]
+    for t in pool:
+        t.start()
+    try:
+        yield lambda: done[0]
+    finally:
+        stop.set()
+        for t in pool:
+            t.join(10)
 
 
 # -- main ---------------------------------------------------------------------------------------
@@ -390,9 +456,9 @@ def run(services: int, trials: int, arp_trials: int, phases: set[str]) -> list[d
     steps: list[tuple[str, Callable[[], list[dict]]]] = [
         ("1k", lambda: controller_rows(api, 1000, trials, 120, "-")),
         ("big", lambda: controller_rows(api, services, max(1, trials // 3), 300, "<= 60")),
-        ("speakers", lambda: speakers_rows(api, services, arp_trials, 300)),
+        ("speakers", lambda: speakers_rows(api, services, arp_trials, 300,
+                                           max(3, trials) if "takeover" in phases else 0)),
         ("recompute", lambda: speaker_recompute_rows(services)),
-        ("takeover", lambda: takeover_churn_rows(api, services)),
     ]
     rows: list[dict] = []
     for name, step in steps:
@@ -408,7 +474,7 @@ def main() -> int:
     parser.add_argument("--trials", type=int, default=int(os.environ.get("L2LB_SCALE_TRIALS", "3")))
     parser.add_argument("--arp-trials", type=int, default=20)
     parser.add_argument("--only", default="1k,big,speakers,recompute,takeover",
-                        help="comma list of phases: 1k, big, speakers, recompute, takeover")
+                        help="comma list of phases: 1k, big, speakers, recompute, takeover (with speakers)")
     args = parser.parse_args()
     started = time.monotonic()
     phases = set(args.only.split(","))
