@@ -41,6 +41,9 @@ for n in 1 2 3; do
   [ "$m" = "$mac" ] && echo "$ip is-at $mac: that is node$n"
 done
 
+say "Which node announces each IP, as the API server records it: kubectl get ipannouncements"
+k get ipannouncements
+
 say "The speakers' log lines for the announcement (kubectl logs -l component=speaker -n l2lb-system)"
 lab logs -n l2lb-system -l component=speaker 2>/dev/null | grep -E "nginx|$ip" | tail -n 10 || true
 
