@@ -82,9 +82,6 @@ class Controller:
         self.queue = KeyQueue()
         self.services = kube.Informer(client, kube.SERVICES, self._on_service, name="services",
                                       project=self._project)
-        # who announces each IP (IPAnnouncements): the leader deletes those of released IPs
-        self.announcements = announce_status.Janitor(client, lambda: self.elector.is_leader(), lambda: [
-            ip for s in self.services.items() for ip in services.status_ips(s)])
         self.configmaps = kube.Informer(client, kube.CONFIGMAPS, lambda *_args: self.queue.put(CONFIG),
                                         namespace=namespace, field_selector=f"metadata.name={CONFIGMAP}",
                                         name="configmap")
@@ -104,6 +101,9 @@ class Controller:
         self.elector = leader.LeaderElector(client, namespace, LEASE, identity, timings,
                                             on_start=lambda: self.queue.put(LEADERSHIP),
                                             on_stop=self._on_lost)
+        # who announces each IP (IPAnnouncements): the leader deletes those of released IPs
+        self.announcements = announce_status.Janitor(client, self.elector.is_leader, lambda: [
+            ip for s in self.services.items() for ip in services.status_ips(s)])
         self.throttle = Throttle(api_qps, api_burst)
         self.writers = Writers(workers, self.elector.is_leader, self._write_failed, self._write_ok,
                                throttle=self.throttle)
