@@ -14,13 +14,15 @@ from pathlib import Path
 from . import topology as topo
 
 NODE_NETNS_PREFIX = "l2lb-node"
+# node namespaces of a larger lab, and extra clients tests add (a second LAN): `lab down` removes them
+EXTRA_NETNS_PREFIXES = (NODE_NETNS_PREFIX, "l2lb-client-")
 
 
 def all_netns() -> tuple[str, ...]:
     """Every lab namespace: the LAN's, the hosts', and any node namespace left by a larger lab."""
     listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=False).stdout
     extra = [ln.split()[0] for ln in listed.splitlines()
-             if ln.startswith(NODE_NETNS_PREFIX) and ln.split()[0] not in {h.netns for h in topo.HOSTS}]
+             if ln.startswith(EXTRA_NETNS_PREFIXES) and ln.split()[0] not in {h.netns for h in topo.HOSTS}]
     return (topo.LAN_NS, *(h.netns for h in topo.HOSTS), *sorted(extra))
 
 

@@ -74,6 +74,8 @@ def rules(component: str, secret_name: str) -> tuple[list[Rule], list[Rule]]:
             # Registrations: all read, own written (which one is "own" is the admission policy's job).
             _rule([LEASES], ["leases"], ["list", "watch", "get", "create", "update", "delete"]),
             _rule([""], ["secrets"], ["get", "list", "watch"], [secret_name]),
+            # the pools: where each may be announced (listed/watched by name, like the controller)
+            _rule([""], ["configmaps"], WATCH, [CONFIG_MAP_NAME]),
         ],
     )
 

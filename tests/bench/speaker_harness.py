@@ -199,9 +199,10 @@ def running(ns: str, nodes: Iterable[str] = NODES) -> Iterator[Cluster]:
 # -- client-side probing -------------------------------------------------------------------------
 
 
-def probe_cmd(mode: str, ip: str, **kw: Any) -> list[str]:
+def probe_cmd(mode: str, ip: str, netns: str = "l2lb-client", **kw: Any) -> list[str]:
+    """The probe tool run in netns (the lab's client by default) with --key=value options."""
     args = [f"--{k.replace('_', '-')}={v}" for k, v in kw.items()]
-    return ["ip", "netns", "exec", "l2lb-client", PY, "-m", "tests.bench.speaker_probe", mode,
+    return ["ip", "netns", "exec", netns, PY, "-m", "tests.bench.speaker_probe", mode,
             "--ip", ip, *args]
 
 
@@ -212,9 +213,10 @@ def run_probe(mode: str, ip: str, timeout: float = 150.0, **kw: Any) -> Any:
 
 
 @contextlib.contextmanager
-def probing(ip: str, duration: float, interval: float = 0.02) -> Iterator[dict[str, Any]]:
-    """Probe ip in the background for duration; the dict gets "probes" when the block ends."""
-    proc = subprocess.Popen(probe_cmd("probe", ip, interval=interval, duration=duration), cwd=REPO,
+def probing(ip: str, duration: float, interval: float = 0.02,
+            netns: str = "l2lb-client") -> Iterator[dict[str, Any]]:
+    """Probe ip from netns in the background for duration; the dict gets "probes" when the block ends."""
+    proc = subprocess.Popen(probe_cmd("probe", ip, netns, interval=interval, duration=duration), cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     result: dict[str, Any] = {}
     try:
@@ -248,10 +250,10 @@ def takeover(probes: list[list[Any]], event: float, old_mac: str) -> float | Non
     return None
 
 
-def owner_now(ip: str, tries: int = 3) -> list[str]:
-    """MACs answering ip now (a short probe)."""
+def owner_now(ip: str, tries: int = 3, netns: str = "l2lb-client") -> list[str]:
+    """MACs answering ip now (a short probe from netns)."""
     macs: set[str] = set()
-    for _, m in run_probe("probe", ip, interval=0.05, duration=0.05 * tries):
+    for _, m in run_probe("probe", ip, interval=0.05, duration=0.05 * tries, netns=netns):
         macs.update(m)
     return sorted(macs)
 

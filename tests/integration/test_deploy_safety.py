@@ -99,6 +99,7 @@ SPEAKER = [
     *((verb, f"secrets/{SECRET}", NS, True) for verb in ("get", "list", "watch")),
     *((verb, "ipannouncements.l2lb.io", None, True) for verb in ("get", "list", "create")),
     ("patch", "ipannouncements.l2lb.io/status", None, True),
+    ("list", "configmaps/config", NS, True), ("watch", "configmaps/config", NS, True),  # the pools, by name
     # the extra grants removed, and nothing else
     ("get", "configmaps/config", NS, False), ("list", "configmaps", NS, False),
     ("watch", "configmaps", NS, False), ("patch", "events", OTHER, False),

@@ -72,7 +72,8 @@ def grants(objects: list[dict], kind: str, name: str) -> set[tuple[str, str, str
 
 
 # Exactly the calls each component issues (controller.py, leader.py, writers.py; the speaker per
-# docs/internals.md): informers list+watch, never get; no patch of Events, no ConfigMap for speakers.
+# docs/internals.md): informers list+watch, never get; no patch of Events; speakers read the pools
+# ConfigMap by name (where each pool may be announced), never write it.
 EXPECTED_GRANTS = {
     ("ClusterRole", "l2lb-controller"): {
         *(("", r, v, "*") for r in ("services", "nodes", "namespaces") for v in ("list", "watch")),
@@ -97,6 +98,7 @@ EXPECTED_GRANTS = {
         *(("coordination.k8s.io", "leases", v, "*")
           for v in ("list", "watch", "get", "create", "update", "delete")),
         *(("", "secrets", v, "l2lb-memberlist") for v in ("get", "list", "watch")),
+        ("", "configmaps", "list", "config"), ("", "configmaps", "watch", "config"),
     },
 }
 

@@ -31,7 +31,7 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6
@@ -308,6 +308,15 @@ def _log_answer(ifname: str, d: frames.Decision, mac: bytes) -> None:
 
 # -- the announcer -----------------------------------------------------------------------------
 
+Where = Callable[[str], "frozenset[str] | None"]
+"""where(ip): the interface names that answer ip; None: every interface."""
+
+
+def _answers(where: Where | None, ip: str, ifname: str) -> bool:
+    names = where(ip) if where is not None else None
+    return names is None or ifname in names
+
+
 
 class Announcer:
     """Answers for the IPs the speaker owns, on every chosen interface."""
@@ -317,6 +326,7 @@ class Announcer:
         self.ports = [Port(name, self.stats) for name in interfaces]
         self._fence = 0.0
         self._owned: frozenset[str] = frozenset()
+        self._per_port: dict[str, frozenset[str]] = {}  # interface -> IPs it answers
         self._lock = threading.Lock()  # serialises update() callers, never the hot path
         self._garp_stop = threading.Event()
         self._garp_wake = threading.Event()
@@ -368,55 +378,63 @@ class Announcer:
             for port in self.ports:
                 port.snap = dataclasses.replace(port.snap, fence=deadline)
 
-    def update(self, owned: Iterable[str]) -> tuple[set[str], set[str]]:
+    def update(self, owned: Iterable[str], where: Where | None = None) -> tuple[set[str], set[str]]:
         """Announce exactly `owned` (canonical IP texts) from now on; returns (gained, lost).
+        where(ip): the interfaces that answer ip (None: every port); a change of where alone
+        moves an IP between ports without counting as gained or lost.
 
         Called from one thread (the speaker's sync loop); templates are built before taking
         the lock so a renewal's set_fence never waits for scapy. The fence is left as it is.
         """
         owned = frozenset(owned)
+        per_port = {port.ifname: frozenset(ip for ip in owned if _answers(where, ip, port.ifname))
+                    for port in self.ports}
         gained, lost = set(owned - self._owned), set(self._owned - owned)
-        if not gained and not lost:
+        if per_port == self._per_port and not gained and not lost:
             return gained, lost
-        built = {(port.ifname, ip): build_templates(ip, port.mac) for port in self.ports for ip in gained
-                 if ip not in port.templates}
+        built = {(port.ifname, ip): build_templates(ip, port.mac) for port in self.ports
+                 for ip in per_port[port.ifname] if ip not in port.templates}
         with self._lock:
-            if lost:  # stop answering first, then narrow the kernel filter
-                self._swap(owned - gained)
+            # stop answering first (what each port loses), then narrow the kernel filter
+            self._swap({name: ips & self._per_port.get(name, frozenset()) for name, ips in per_port.items()})
             for port in self.ports:
-                for ip in gained:
+                for ip in per_port[port.ifname]:
                     port.templates.setdefault(ip, built.get((port.ifname, ip)) or port.templates[ip])
-                for ip in lost:
+                for ip in set(port.templates) - per_port[port.ifname]:
                     port.templates.pop(ip, None)
-            self._swap(owned)
-            self._owned = owned
+            self._swap(per_port)
+            fresh = set().union(*(ips - self._per_port.get(name, frozenset())
+                                  for name, ips in per_port.items()))
+            self._owned, self._per_port = owned, per_port
             now = time.monotonic()
-            self._garp_due += [(now + d, ip) for ip in sorted(gained) for d in GARP_SCHEDULE[1:]]
+            self._garp_due += [(now + d, ip) for ip in sorted(fresh) for d in GARP_SCHEDULE[1:]]
             self._garp_due.sort()
             self._garp_wake.set()
-        self._refilter(owned)
-        for ip in sorted(gained):
-            self.announce(ip)  # the first gratuitous announcement goes out at once
+        self._refilter(per_port)
+        for ip in sorted(fresh):  # gained, or answered on a new interface: tell the LAN at once
+            self.announce(ip)
         return gained, lost
 
-    def _swap(self, owned: frozenset[str]) -> None:
+    def ports_of(self, ip: str) -> list[str]:
+        """The interfaces answering ip now."""
+        return [name for name, ips in self._per_port.items() if ip in ips]
+
+    def _swap(self, per_port: dict[str, frozenset[str]]) -> None:
         for port in self.ports:
             owned4: dict[bytes, _Templates] = {}
             owned6: dict[bytes, _Templates] = {}
-            for ip in owned:
+            for ip in per_port.get(port.ifname, ()):
                 packed = ipaddress.ip_address(ip).packed
                 tpl = port.templates.get(ip)
                 if tpl is not None:
                     (owned4 if len(packed) == 4 else owned6)[packed] = tpl
             port.snap = _Snapshot(owned4, owned6, self._fence)
 
-    def _refilter(self, owned: frozenset[str]) -> None:
-        packed = [ipaddress.ip_address(ip).packed for ip in owned]
-        groups = {frames.solicited_node(p) for p in packed if len(p) == 16}
+    def _refilter(self, per_port: dict[str, frozenset[str]]) -> None:
         for port in self.ports:
-            port.set_groups(groups)
-        prog = frames.bpf_program({p for p in packed if len(p) == 4}, {p for p in packed if len(p) == 16})
-        for port in self.ports:
+            packed = [ipaddress.ip_address(ip).packed for ip in per_port.get(port.ifname, ())]
+            port.set_groups({frames.solicited_node(p) for p in packed if len(p) == 16})
+            prog = frames.bpf_program({p for p in packed if len(p) == 4}, {p for p in packed if len(p) == 16})
             try:
                 port.set_filter(prog)
             except OSError as exc:

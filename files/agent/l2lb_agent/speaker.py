@@ -42,6 +42,8 @@ import prometheus_client
 from . import (
     announce_status,
     announcer,
+    config,
+    ifaddrs,
     keyring,
     kube,
     kubeconfig,
@@ -49,6 +51,7 @@ from . import (
     membership,
     owner_index,
     ownership,
+    placement_map,
     speaker_metrics,
     speaker_registry,
     speaker_watch,
@@ -58,6 +61,7 @@ from . import (
 log = logging.getLogger(__name__)
 
 MAX_WAIT = 0.1  # seconds the sync loop sleeps at most (it wakes earlier on frames and expiries)
+IFACE_REFRESH = 5.0  # seconds between reads of this node's interface addresses
 
 
 class Speaker:
@@ -78,7 +82,7 @@ class Speaker:
         self.status = announce_status.StatusWriter(client, node)  # kubectl get ipannouncements
         handlers = speaker_watch.Handlers(services=self._service_changed, slices=self._slice_changed,
                                           nodes=self._node_changed, registrations=self._registration_changed,
-                                          keys=self._keys_changed)
+                                          keys=self._keys_changed, config=self._config_changed)
         self.watches = speaker_watch.Watches(client, namespace, secret, handlers, lb_class=lb_class,
                                              claim_unclassed=claim_unclassed)
         self.plan = ownership.Plan()
@@ -89,6 +93,14 @@ class Speaker:
         self._slices_of: dict[str, set[str]] = {}  # Service key -> its EndpointSlice keys
         self._members_dirty = True  # Nodes or registrations changed
         self._eligible: frozenset[str] = frozenset()
+        self.config: config.Config | None = None  # the last good pools (None: none loaded yet)
+        self._config_raw: str | None = None
+        self.config_errors = 0
+        self._placement_dirty = True  # pools, Node labels or registrations changed
+        self.placement = placement_map.Placement(None, {}, {})
+        self._where: dict[str, frozenset[str] | None] = {}  # ip -> my interfaces for it (this placement)
+        self._ifaces_read = float("-inf")  # when this node's interface addresses were last read
+        self._applied: tuple[frozenset[str], placement_map.Placement] | None = None  # last _apply input
         self.recompute = speaker_metrics.Timer()  # seconds spent updating owners, per sync that changed any
         self.ready, self.not_ready_why = False, "starting"
         self.keys_loaded = False
@@ -140,14 +152,31 @@ class Speaker:
         self._wake.set()
 
     def _node_changed(self, _kind: str, _new: Any, _old: Any) -> None:
-        self._members_dirty = True
+        self._members_dirty = self._placement_dirty = True
+        self._wake.set()
+
+    def _config_changed(self, _kind: str, new: dict[str, Any] | None, _old: Any) -> None:
+        """The pools: where each may be announced. An invalid config leaves the last good one in
+        force (the controller reports it with an Event; the speaker logs it)."""
+        raw = ((new or {}).get("data") or {}).get("config")
+        if new is None or raw is None or raw == self._config_raw:
+            return
+        self._config_raw = raw
+        try:
+            loaded = config.load_config(raw)
+        except config.ConfigError as exc:
+            self.config_errors += 1
+            log.error("ConfigMap %s: %s; keeping the last good pools", speaker_watch.CONFIG_MAP, exc)
+            return
+        self.config = loaded
+        self._placement_dirty = True
         self._wake.set()
 
     def _registration_changed(self, kind: str, _new: Any, old: dict[str, Any] | None) -> None:
         if kind == "DELETED" and speaker_registry.lease_node(old or {}) == self.node:
             log.warning("registration Lease of %s deleted by someone else: writing it again", self.node)
             self.registry.lost()
-        self._members_dirty = True
+        self._members_dirty = self._placement_dirty = True
         self._wake.set()
 
     def _keys_changed(self, kind: str, new: dict[str, Any] | None, _old: Any) -> None:
@@ -286,6 +315,7 @@ class Speaker:
 
     def _sync(self, now: float) -> None:
         self._last_sync = now
+        self._publish_interfaces(now)
         nodes_changed = self._members_dirty
         with self._mlock:
             self._refresh_members()
@@ -332,8 +362,44 @@ class Speaker:
         registered = {speaker_registry.lease_node(r) for r in self.watches.items("registrations")}
         self.members.set_registered(n for n in registered if n in ready)
 
+    def _update_placement(self) -> None:
+        """Rebuild where each pool may be announced when pools, Node labels or registrations changed;
+        the owners are recomputed only if the rules' inputs really differ."""
+        if not self._placement_dirty:
+            return
+        self._placement_dirty = False
+        nodes = self.watches.items("nodes")
+        labels = {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in nodes}
+        published = {speaker_registry.lease_node(r): speaker_registry.published_interfaces(r)
+                     for r in self.watches.items("registrations")}
+        fresh = placement_map.Placement(self.config, labels, {n: v for n, v in published.items() if n})
+        if fresh != self.placement:
+            self.placement, self._where = fresh, {}
+            self.index.set_allowed(fresh.allowed)
+
+    def _my_ports(self, ip: str) -> frozenset[str] | None:
+        if ip not in self._where:
+            self._where[ip] = self.placement.ports(ip, self.node)
+        return self._where[ip]
+
+    def _publish_interfaces(self, now: float) -> None:
+        """Every few seconds: this node's announcing interfaces and their subnets, for every
+        speaker's placement (an address added or moved shows within IFACE_REFRESH)."""
+        if now - self._ifaces_read < IFACE_REFRESH:
+            return
+        self._ifaces_read = now
+        try:
+            found = ifaddrs.read(self.announcer.interfaces)
+        except OSError as exc:
+            log.warning("cannot read interface addresses: %s", exc)
+            return
+        self.registry.set_interfaces(ifaddrs.format_interfaces(found))
+
     def _apply(self, owned: frozenset[str]) -> None:
-        gained, lost = self.announcer.update(owned)
+        if self._applied is not None and owned == self._applied[0] and self.placement is self._applied[1]:
+            return  # nothing changed: skip the per-IP work
+        self._applied = (owned, self.placement)
+        gained, lost = self.announcer.update(owned, self._my_ports)
         for ip in sorted(lost):
             choice = self.index.choices.get(ip)
             owner = choice.owner if choice is not None else None
@@ -368,6 +434,7 @@ class Speaker:
             self.index.set_endpoints(key, ownership.endpoints_of(slices) if slices else None)
         if nodes_changed or live != self._last_live:
             self._eligible = ownership.eligible_nodes(self.watches.items("nodes"), live)
+        self._update_placement()
         self.index.set_candidates(live & self._eligible)
         if self.index.flush():
             self.recompute.observe(time.perf_counter() - began)

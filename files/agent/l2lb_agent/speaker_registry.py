@@ -9,10 +9,14 @@ What the Lease is for now: not liveness (that is on the LAN, ``membership``), bu
 * who announces what: annotation ``l2lb.io/announcing`` lists the IPs this node answers for,
   written at most once per ``MIN_WRITE_GAP`` and only when the set changed (exact and durable,
   unlike Events);
+* where it can answer: annotation ``l2lb.io/interfaces`` ("eth0=192.168.1.0/24,fd00::/64;eth1=...")
+  names its announcing interfaces and their subnets (every speaker's ``placement_map`` reads it),
+  ``l2lb.io/subnets`` the subnets alone (the controller's ``NoMatchingSubnet`` check);
 * the API probe: one GET of the Lease every ``api_probe_interval`` tells whether this node's view
   of the desired state is fresh (``last_ok``); a speaker with a stale view yields to fresh peers.
 Writes: one create at start (and again if someone deletes the Lease), one update per change of
-the announced set, one delete on shutdown. Reads: ~2.5 GETs/s. None grow with the Service count.
+the announced set or of the interfaces' subnets, one delete on shutdown. Reads: ~2.5 GETs/s.
+None grow with the Service count.
 Not guaranteed: the annotation lags the truth by up to MIN_WRITE_GAP + one request.
 """
 
@@ -24,7 +28,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from . import kube, timing
+from . import ifaddrs, kube, timing
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,8 @@ ROLE_LABEL = "l2lb.io/role"
 ROLE = "speaker-heartbeat"
 NODE_LABEL = "l2lb.io/node"
 ANNOUNCING = "l2lb.io/announcing"
+INTERFACES = "l2lb.io/interfaces"
+SUBNETS = "l2lb.io/subnets"
 MIN_WRITE_GAP = 1.0  # seconds between annotation writes of one node
 
 
@@ -50,14 +56,25 @@ def announced(lease: dict[str, Any]) -> list[str]:
     return [ip for ip in raw.split(",") if ip]
 
 
-def lease_body(node: str, namespace: str, identity: str, ips: frozenset[str],
+def published_interfaces(lease: dict[str, Any]) -> dict[str, tuple[ifaddrs.IPNetwork, ...]] | None:
+    """The interfaces and subnets a registration publishes; None when it publishes none."""
+    raw = ((lease.get("metadata") or {}).get("annotations") or {}).get(INTERFACES)
+    return ifaddrs.parse_interfaces(raw) if raw else None
+
+
+def lease_body(node: str, namespace: str, identity: str, ips: frozenset[str], interfaces: str,
                base: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The registration to write (base: the Lease last read, to keep its resourceVersion)."""
+    """The registration to write (base: the Lease last read, to keep its resourceVersion);
+    interfaces: ``ifaddrs.format_interfaces`` text ("" publishes nothing)."""
     body: dict[str, Any] = dict(base or {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease"})
     meta = dict(body.get("metadata") or {})
     meta.update(name=lease_name(node), namespace=namespace)
     meta["labels"] = {**(meta.get("labels") or {}), ROLE_LABEL: ROLE, NODE_LABEL: node}
     meta["annotations"] = {**(meta.get("annotations") or {}), ANNOUNCING: ",".join(sorted(ips))}
+    if interfaces:
+        parsed = ifaddrs.parse_interfaces(interfaces) or {}
+        subnets = sorted({str(n) for nets in parsed.values() for n in nets})
+        meta["annotations"].update({INTERFACES: interfaces, SUBNETS: ",".join(subnets)})
     body["metadata"] = meta
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     body["spec"] = {**(body.get("spec") or {}), "holderIdentity": identity, "renewTime": now}
@@ -77,6 +94,8 @@ class Registry:
         self.failures = 0
         self._want: frozenset[str] = frozenset()  # IPs to publish
         self._written: frozenset[str] | None = None  # IPs the Lease says (None: unknown)
+        self._want_ifaces = ""  # interfaces text to publish
+        self._written_ifaces: str | None = None
         self._last: dict[str, Any] | None = None  # the Lease as last read or written
         self._last_write = float("-inf")
         self._stop = threading.Event()
@@ -87,6 +106,12 @@ class Registry:
         """The IPs this node announces now (written soon, rate limited)."""
         self._want = ips
         self._kick.set()
+
+    def set_interfaces(self, text: str) -> None:
+        """This node's announcing interfaces and subnets (``ifaddrs.format_interfaces``)."""
+        if text != self._want_ifaces:
+            self._want_ifaces = text
+            self._kick.set()
 
     def lost(self) -> None:
         """Someone deleted our Lease: write it again at once."""
@@ -121,13 +146,16 @@ class Registry:
         try:
             self._last = self._client.get(kube.LEASES, name, self._ns)
             self._written = frozenset(announced(self._last))
+            annotations = (self._last.get("metadata") or {}).get("annotations") or {}
+            self._written_ifaces = annotations.get(INTERFACES, "")
         except kube.NotFound:
-            self._last, self._written = None, None
+            self._last, self._written, self._written_ifaces = None, None, None
         self.last_ok = max(self.last_ok, began)  # the API answered a request sent at `began`
-        want = self._want
-        if (self._last is not None and self._written == want) or began - self._last_write < MIN_WRITE_GAP:
+        want, ifaces = self._want, self._want_ifaces
+        current = self._last is not None and self._written == want and self._written_ifaces == ifaces
+        if current or began - self._last_write < MIN_WRITE_GAP:
             return
-        body = lease_body(self._node, self._ns, self._identity, want, self._last)
+        body = lease_body(self._node, self._ns, self._identity, want, ifaces, self._last)
         self.writes += 1
         self._last_write = began
         if self._last is None:

@@ -1,9 +1,10 @@
-"""The speaker's watches: desired state and peers' registrations (component ring).
+"""The speaker's watches: desired state, pools, peers' registrations, keys (component ring).
 
-Place in the flow: API server -> ``kube.Informer`` x 5 (kept here) -> handlers in ``speaker``.
-Services, EndpointSlices and Nodes are the desired state; the speakers' registration Leases
-say which speakers exist (for "am I cut off?"), and the ``l2lb-memberlist`` Secret holds the
-heartbeat keys (watched by name, so RBAC can grant that one Secret only).
+Place in the flow: API server -> ``kube.Informer`` x 6 (kept here) -> handlers in ``speaker``.
+Services, EndpointSlices and Nodes are the desired state; the ConfigMap ``config`` (by name) holds
+the pools and so where each pool may be announced; the speakers' registration Leases say which
+speakers exist (for "am I cut off?") and their interfaces, and the ``l2lb-memberlist`` Secret holds
+the heartbeat keys (watched by name, so RBAC can grant that one Secret only).
 
 Each informer relists after any failure (``kube.Informer.run``), so no view goes stale
 silently; liveness does not depend on these watches at all (see ``membership``), so a slow or
@@ -27,6 +28,7 @@ from . import kube, ownership
 log = logging.getLogger(__name__)
 
 SECRETS = kube.Resource("v1", "secrets", "Secret")
+CONFIG_MAP = "config"  # the pools (the controller's ConfigMap): where each pool may be announced
 REGISTRATION_SELECTOR = "l2lb.io/role=speaker-heartbeat"
 
 
@@ -39,10 +41,17 @@ class Handlers:
     nodes: kube.Handler
     registrations: kube.Handler
     keys: kube.Handler
+    config: kube.Handler
+
+
+def _config_only(cm: dict[str, Any]) -> dict[str, Any]:
+    meta = cm.get("metadata") or {}
+    return {"metadata": {k: meta[k] for k in ("name", "namespace", "resourceVersion") if k in meta},
+            "data": {"config": (cm.get("data") or {}).get("config")}}
 
 
 class Watches:
-    """The five informers. start() / wait_synced() / stop()."""
+    """The six informers. start() / wait_synced() / stop()."""
 
     def __init__(self, client: kube.KubeClient, namespace: str, secret: str, handlers: Handlers, *,
                  lb_class: str, claim_unclassed: bool) -> None:
@@ -57,6 +66,9 @@ class Watches:
                                    project=ownership.project_node),
             "registrations": kube.Informer(c, kube.LEASES, h.registrations, namespace=namespace,
                                            label_selector=REGISTRATION_SELECTOR, name="speaker-registry"),
+            "config": kube.Informer(c, kube.CONFIGMAPS, h.config, namespace=namespace,
+                                    field_selector=f"metadata.name={CONFIG_MAP}", name="speaker-config",
+                                    project=_config_only),
             "keys": kube.Informer(c, SECRETS, h.keys, namespace=namespace,
                                   field_selector=f"metadata.name={secret}", name="speaker-keys"),
         }
