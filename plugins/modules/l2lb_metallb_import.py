@@ -220,6 +220,9 @@ def speaker_note(kube: k8s_apply.Kube, namespace: str) -> list[str]:
 def write(module: AnsibleModule, text: str) -> dict:
     """changed/diff for the vars file at dest; written unless in check mode."""
     dest = module.params["dest"]
+    folder = os.path.dirname(os.path.abspath(dest))
+    if not os.path.isdir(folder):
+        raise metallb.MetalLBError(f"dest {dest}: directory {folder} does not exist")
     before = None
     if os.path.exists(dest):
         with open(dest, encoding="utf-8") as handle:
