@@ -380,10 +380,14 @@ class Janitor:
                     self._delete_unheld([new_object(ip) for ip in due], min_age=0.0)
                 if now >= next_sweep:
                     next_sweep = now + SWEEP_INTERVAL
-                    items, _rv = self._client.list(IPANNOUNCEMENTS)
-                    self._delete_unheld(items, min_age=SWEEP_MIN_AGE)
+                    self.sweep()
             except kube.ApiError as exc:
                 log.info("IPAnnouncements not cleaned up (%s); next sweep in %.0fs", exc, SWEEP_INTERVAL)
+
+    def sweep(self, min_age: float = SWEEP_MIN_AGE) -> None:
+        """Delete every object older than min_age seconds whose IP no Service holds."""
+        items, _rv = self._client.list(IPANNOUNCEMENTS)
+        self._delete_unheld(items, min_age)
 
     def _delete_unheld(self, objects: Iterable[Mapping[str, Any]], min_age: float) -> None:
         now = datetime.now(UTC)
