@@ -94,10 +94,11 @@ announcements:
       since: "2026-01-01T00:00:00Z"
       reason: ""
 announcements_source:
-  description: Where RV(assignments) took the announcing nodes from.
+  description:
+    - Where RV(assignments) took the announcing nodes from, C(ipannouncements) or C(leases)
+      (a cluster without the IPAnnouncement CRD).
   returned: always
   type: str
-  choices: [ipannouncements, leases]
   sample: ipannouncements
 ready:
   description: True when the controller Deployment and every speaker are Ready.

@@ -58,7 +58,7 @@ ADDRESSES = st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6),
                       st.integers(0, 2**32 - 1).map(lambda n: ipaddress.IPv6Address((0xFFFF << 32) | n)))
 
 
-@settings(max_examples=2000, deadline=None)
+@settings(max_examples=500, deadline=None)
 @given(ADDRESSES)
 def test_names_are_valid_and_invert(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
     """ip_of(object_name(ip)) == ip for every address: the naming is injective."""
@@ -67,7 +67,7 @@ def test_names_are_valid_and_invert(ip: ipaddress.IPv4Address | ipaddress.IPv6Ad
     assert ipaddress.ip_address(a.ip_of(name)) == ip
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.ip_addresses(v=4), st.ip_addresses(v=6))
 def test_v4_and_v6_names_never_meet(v4: ipaddress.IPv4Address, v6: ipaddress.IPv6Address) -> None:
     assert a.object_name(str(v4)) != a.object_name(str(v6))
@@ -157,7 +157,7 @@ def test_one_failing_ip_does_not_hold_up_another() -> None:
     assert q.due(0.0) == [(IP2, CLAIM)]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from([IP, IP2]), st.sampled_from([CLAIM, CLEAR]),
                           st.sampled_from(["put", "drain", "fail"])), max_size=40))
 def test_at_most_one_write_per_ip_per_drain(steps: list) -> None:
