@@ -377,7 +377,10 @@ class Controller:
         return dataclasses.replace(services.request_for(svc), tenant=tenant)
 
     def _on_namespace(self, _kind: str, new: dict[str, Any] | None, old: dict[str, Any] | None) -> None:
-        """A Namespace's labels changed (informer thread): its Services may be admitted or not now."""
+        """A Namespace's labels changed (informer thread): its Services may be admitted or not now.
+        The first list's ADDED calls are skipped: no Service was looked at before it completed."""
+        if not self.namespaces.synced.is_set():
+            return
         ns = kube.object_key(new or old or {})
         self.queue.put_many([services.key_of(s) for s in self.services.items()
                              if (s.get("metadata") or {}).get("namespace") == ns and self._managed(s)])
