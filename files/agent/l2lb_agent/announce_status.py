@@ -230,10 +230,11 @@ class StatusWriter:
         self._thread.start()
 
     def stop(self) -> None:
+        """Pending writes are dropped: at shutdown the peers taking over write anyway."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
-            self._thread.join(5)
+            self._thread.join(1.0)  # short: the speaker's grace period is 5 s in all
 
     def _loop(self) -> None:
         self._prime()
