@@ -88,6 +88,14 @@ def node_of(api: kube.KubeClient, ip: str) -> str | None:
     return (obj.get("status") or {}).get("node")
 
 
+def exists(api: kube.KubeClient, ip: str) -> bool:
+    try:
+        api.get(a.IPANNOUNCEMENTS, a.object_name(ip))
+    except kube.NotFound:
+        return False
+    return True
+
+
 def wait_node(api: kube.KubeClient, ip: str, node: str, timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while (got := node_of(api, ip)) != node:
@@ -206,3 +214,30 @@ def test_an_ip_nobody_announces_says_so(up: h.Cluster) -> None:
     assert [(k, n) for _t, k, _ip, n in rec.of(ip, since)] == [("MODIFIED", "")]
     assert took <= 1.5, f"'nobody' recorded {took:.3f}s after the endpoints went"
     up.delete_service("gone")
+
+
+def test_janitor_deletes_released_and_orphaned_objects_only(up: h.Cluster) -> None:
+    """The controller's janitor against the real API server: a released IP's object goes after
+    RELEASE_DELAY unless a Service holds the IP again; a sweep takes orphans, never young ones."""
+    held, orphan, released = CANDIDATES[-1], CANDIDATES[-2], CANDIDATES[-3]
+    for ip in (held, orphan, released):
+        with contextlib.suppress(kube.AlreadyExists):
+            up.api.create(a.IPANNOUNCEMENTS, a.new_object(ip))
+
+    def still_held() -> list[str]:  # every other object in the cluster is someone's: never touch it
+        items, _rv = up.api.list(a.IPANNOUNCEMENTS)
+        return [ip for o in items if (ip := a.announced_ip(o)) and ip not in (orphan, released)]
+
+    janitor = a.Janitor(up.api, lambda: True, still_held)
+    janitor.sweep()  # all three are younger than SWEEP_MIN_AGE: kept
+    assert all(exists(up.api, ip) for ip in (held, orphan, released))
+    janitor.start()
+    try:
+        janitor.forget([released, held])  # held: handed on to another Service meanwhile
+        time.sleep(a.RELEASE_DELAY + 1.0)
+    finally:
+        janitor.stop()
+    assert not exists(up.api, released) and exists(up.api, held)
+    janitor.sweep(min_age=0.0)
+    assert not exists(up.api, orphan) and exists(up.api, held)
+    assert janitor.deleted == 2
