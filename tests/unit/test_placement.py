@@ -109,3 +109,32 @@ def test_many_subnets_are_shown_bounded() -> None:
     nets = config.parse_subnets(",".join(f"10.{i}.0.0/16" for i in range(40)))
     got = placement.no_matching_subnet(pool(), [V4], view({"node1": nets}))
     assert got is not None and f"and {40 - placement.MAX_SHOWN} more" in got
+
+
+def lease(name: str, node: str | None, subnets: str | None, announcing: str = "") -> dict[str, Any]:
+    labels = {"l2lb.io/role": "speaker-heartbeat", **({"l2lb.io/node": node} if node else {})}
+    annotations = {"l2lb.io/announcing": announcing, **({"l2lb.io/subnets": subnets} if subnets else {})}
+    return {"metadata": {"name": name, "namespace": "l2lb-system", "labels": labels,
+                         "annotations": annotations, "resourceVersion": "7"},
+            "spec": {"holderIdentity": name}}
+
+
+def test_projections_keep_only_what_the_checks_read() -> None:
+    node = {"metadata": {"name": "node1", "labels": {"rack": "a"}, "uid": "u"}, "status": {"conditions": []}}
+    assert placement.project_labels(node) == {"metadata": {"name": "node1", "labels": {"rack": "a"}}}
+    # a change of the announced IPs leaves the projection equal: the informer wakes nobody
+    a = placement.project_speaker(lease("l2lb-speaker-node1", "node1", "10.0.0.0/8", announcing="10.0.0.1"))
+    b = placement.project_speaker(lease("l2lb-speaker-node1", "node1", "10.0.0.0/8", announcing="10.0.0.2"))
+    assert a == b and "l2lb.io/announcing" not in str(a)
+
+
+def test_view_of_caches() -> None:
+    v = placement.view_of(
+        [placement.project_labels({"metadata": {"name": "node1", "labels": {"rack": "a"}}})],
+        [placement.project_speaker(lease("l2lb-speaker-node1", "node1", "192.168.1.0/24")),
+         placement.project_speaker(lease("l2lb-speaker-node2", "node2", None)),  # an older speaker
+         placement.project_speaker(lease("l2lb-speaker-x", None, "10.0.0.0/8"))],  # no node label
+        nodes_known=True)
+    assert v.nodes == {"node1": {"rack": "a"}}
+    assert v.subnets == {"node1": LAN4, "l2lb-speaker-x": config.parse_subnets("10.0.0.0/8")}
+    assert v.nodes_known

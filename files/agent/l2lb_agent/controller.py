@@ -57,9 +57,6 @@ COMPONENT = "l2lb-controller"
 # reads the elector's state, so coalesced or reordered tokens still converge.
 CONFIG, LEADERSHIP = "\0config", "\0leadership"
 PLACEMENT = "\0placement"  # Node labels or speakers' subnets changed: check the holders again
-SUBNETS = "l2lb.io/subnets"  # a speaker's registration Lease: its announcing interfaces' subnets
-SPEAKER_ROLE = "l2lb.io/role=speaker-heartbeat"  # the label selector of registration Leases
-SPEAKER_NODE = "l2lb.io/node"
 
 
 class Controller:
@@ -88,11 +85,12 @@ class Controller:
         # who may use a pool (Namespace labels) and where it can be announced (Node labels, the
         # speakers' subnets); each cache keeps labels only, and calls back only when they change
         self.namespaces = kube.Informer(client, kube.NAMESPACES, self._on_namespace, name="namespaces",
-                                        project=_labels_only)
-        self.nodes = kube.Informer(client, kube.NODES, self._on_placement, name="nodes", project=_labels_only)
+                                        project=placement.project_labels)
+        self.nodes = kube.Informer(client, kube.NODES, self._on_placement, name="nodes",
+                                   project=placement.project_labels)
         self.speakers = kube.Informer(client, kube.LEASES, self._on_placement,
-                                      namespace=namespace, label_selector=SPEAKER_ROLE, name="speakers",
-                                      project=_speaker_subnets)
+                                      namespace=namespace, label_selector=placement.SPEAKER_ROLE,
+                                      name="speakers", project=placement.project_speaker)
         self.without_subnet = prometheus_client.Gauge(
             "l2lb_pool_without_subnet", "1 when a pool without an interfaces list meets no subnet of the "
             "speakers that may announce it", ["pool"], registry=reg)
@@ -372,7 +370,7 @@ class Controller:
         meta = svc.get("metadata") or {}
         ns = str(meta.get("namespace") or "")
         ns_obj = self.namespaces.get(ns) or {}
-        tenant = allocator.Tenant(namespace=ns, namespace_labels=_labels(ns_obj),
+        tenant = allocator.Tenant(namespace=ns, namespace_labels=placement.labels_of(ns_obj),
                                   service_labels=meta.get("labels") or {})
         return dataclasses.replace(services.request_for(svc), tenant=tenant)
 
@@ -392,15 +390,9 @@ class Controller:
 
     def _view(self) -> placement.View:
         if self._placement_view is None:
-            self._placement_view = self._build_view()
+            self._placement_view = placement.view_of(self.nodes.items(), self.speakers.items(),
+                                                     nodes_known=self.nodes.synced.is_set())
         return self._placement_view
-
-    def _build_view(self) -> placement.View:
-        return placement.View(
-            nodes={kube.object_key(n): _labels(n) for n in self.nodes.items()},
-            subnets={_lease_node(s): config.parse_subnets(_annotation(s, SUBNETS))
-                     for s in self.speakers.items() if _annotation(s, SUBNETS)},
-            nodes_known=self.nodes.synced.is_set())
 
     def _check_placement(self, svc: Mapping[str, Any], key: str, ips: tuple[allocator.IP, ...],
                          pool_name: str | None, view: placement.View | None = None) -> None:
@@ -545,33 +537,6 @@ def project_service(svc: Mapping[str, Any]) -> dict[str, Any]:
     return {"kind": "Service", "metadata": slim,
             "spec": {k: spec[k] for k in SPEC_FIELDS if k in spec},
             "status": {"loadBalancer": {"ingress": lb["ingress"]}} if lb.get("ingress") else {}}
-
-
-def _labels(obj: Mapping[str, Any]) -> dict[str, str]:
-    return dict((obj.get("metadata") or {}).get("labels") or {})
-
-
-def _annotation(obj: Mapping[str, Any], name: str) -> str:
-    return str(((obj.get("metadata") or {}).get("annotations") or {}).get(name) or "")
-
-
-def _lease_node(lease: Mapping[str, Any]) -> str:
-    return str(_labels(lease).get(SPEAKER_NODE) or (lease.get("metadata") or {}).get("name"))
-
-
-def _labels_only(obj: dict[str, Any]) -> dict[str, Any]:
-    """A Namespace or Node as the caches keep it: name and labels (status heartbeats change nothing)."""
-    meta = obj.get("metadata") or {}
-    return {"metadata": {"name": meta.get("name"), "labels": meta.get("labels") or {}}}
-
-
-def _speaker_subnets(lease: dict[str, Any]) -> dict[str, Any]:
-    """A speaker's registration as the cache keeps it: its node and its subnets (not the announced
-    IPs, which change often and would wake the placement check for nothing)."""
-    meta = lease.get("metadata") or {}
-    return {"metadata": {"name": meta.get("name"), "namespace": meta.get("namespace"),
-                         "labels": {SPEAKER_NODE: _labels(lease).get(SPEAKER_NODE, "")},
-                         "annotations": {SUBNETS: _annotation(lease, SUBNETS)}}}
 
 
 def _ingress(svc: Mapping[str, Any]) -> list[dict[str, str]]:

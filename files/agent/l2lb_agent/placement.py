@@ -17,10 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import config
 
 MAX_SHOWN = 8  # subnets named in one message
+SUBNETS = "l2lb.io/subnets"  # on a speaker's registration Lease: its announcing interfaces' subnets
+SPEAKER_ROLE = "l2lb.io/role=speaker-heartbeat"  # the label selector of registration Leases
+SPEAKER_NODE = "l2lb.io/node"  # the registration's node
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,3 +85,42 @@ def _shown(nets: list[config.Network]) -> str:
         return "none"
     more = f" and {len(unique) - MAX_SHOWN} more" if len(unique) > MAX_SHOWN else ""
     return ", ".join(unique[:MAX_SHOWN]) + more
+
+
+# -- the informers' side: what their caches keep, and the View built from them ----------------
+
+def labels_of(obj: Mapping[str, Any]) -> dict[str, str]:
+    return dict((obj.get("metadata") or {}).get("labels") or {})
+
+
+def _annotation(obj: Mapping[str, Any], name: str) -> str:
+    return str(((obj.get("metadata") or {}).get("annotations") or {}).get(name) or "")
+
+
+def project_labels(obj: dict[str, Any]) -> dict[str, Any]:
+    """A Namespace or Node as a cache keeps it: name and labels (a Node's status heartbeats then
+    change nothing, and wake nobody)."""
+    meta = obj.get("metadata") or {}
+    return {"metadata": {"name": meta.get("name"), "labels": meta.get("labels") or {}}}
+
+
+def project_speaker(lease: dict[str, Any]) -> dict[str, Any]:
+    """A speaker's registration Lease as a cache keeps it: its node and subnets (not the announced
+    IPs, which change often and would wake the checks for nothing)."""
+    meta = lease.get("metadata") or {}
+    return {"metadata": {"name": meta.get("name"), "namespace": meta.get("namespace"),
+                         "labels": {SPEAKER_NODE: labels_of(lease).get(SPEAKER_NODE, "")},
+                         "annotations": {SUBNETS: _annotation(lease, SUBNETS)}}}
+
+
+def view_of(nodes: Iterable[Mapping[str, Any]], speakers: Iterable[Mapping[str, Any]], *,
+            nodes_known: bool) -> View:
+    """The View from cached Nodes and registration Leases (only those that published subnets)."""
+    subnets = {}
+    for lease in speakers:
+        text = _annotation(lease, SUBNETS)
+        if text:
+            node = labels_of(lease).get(SPEAKER_NODE) or str((lease.get("metadata") or {}).get("name"))
+            subnets[node] = config.parse_subnets(text)
+    return View(nodes={str((n.get("metadata") or {}).get("name")): labels_of(n) for n in nodes},
+                subnets=subnets, nodes_known=nodes_known)
