@@ -39,6 +39,7 @@ PLURALS = {"IPAddressPool": "ipaddresspools", "L2Advertisement": "l2advertisemen
            "BGPAdvertisement": "bgpadvertisements"}
 NODE1 = {"matchLabels": {"kubernetes.io/hostname": "node1"}}
 NODE2 = {"matchLabels": {"kubernetes.io/hostname": "node2"}}
+NODE3 = {"matchLabels": {"kubernetes.io/hostname": "node3"}}
 
 
 @pytest.fixture(scope="module")
@@ -152,9 +153,10 @@ def adopt(m: MetalLB, pools: list[dict], held: dict[str, str]) -> None:
     assert kept == {n: [ip] for n, ip in held.items()}, controller.logs()[-3000:]
 
 
-def answered(m: MetalLB, held: dict[str, str]) -> None:
-    """l2lb's speakers (test speakers of the controller's class and namespace) answer ARP for every
-    kept address with exactly one node's MAC, seen from the lab's client."""
+def answered(m: MetalLB, held: dict[str, str], only: dict[str, set[str]] | None = None) -> None:
+    """l2lb's speakers (test speakers of the controller's class and namespace, so they read the
+    converted pools) answer ARP for every kept address with exactly one node's MAC, seen from the
+    lab's client; `only`: ip -> the nodes the pool's converted node-selectors allow."""
     for name in held:
         m.endpoints(name)
     speakers = h.Cluster(m.env.ns, lb_class=m.env.lb_class)
@@ -165,6 +167,8 @@ def answered(m: MetalLB, held: dict[str, str]) -> None:
         for ip in sorted(set(held.values())):
             _sent, macs = h.wait_answer(ip, timeout=15)
             assert len(macs) == 1 and macs[0] in h.NODE_OF_MAC, f"{ip} answered by {macs}"
+            allowed = (only or {}).get(ip)
+            assert allowed is None or h.NODE_OF_MAC[macs[0]] in allowed, f"{ip} answered by {macs}"
     finally:
         speakers.stop_all()
 
@@ -180,7 +184,8 @@ def test_crds_convert_and_every_service_keeps_its_address(metallb: MetalLB) -> N
     m.create("L2Advertisement", "web-rack1", {"ipAddressPoolSelectors": [{"matchLabels": {"tier": "web"}}],
                                               "nodeSelectors": [NODE1]})
     m.create("L2Advertisement", "web-rack2", {"ipAddressPools": ["web"], "nodeSelectors": [NODE2]})
-    m.create("L2Advertisement", "db", {"ipAddressPools": ["db"], "interfaces": ["eth0"]})
+    m.create("L2Advertisement", "db", {"ipAddressPools": ["db"], "interfaces": ["eth0"],
+                                       "nodeSelectors": [NODE3]})
     m.create("BGPAdvertisement", "uplink", {"ipAddressPools": ["uplink"]})
     held = {"req": "192.168.1.200", "web-a": "192.168.1.201", "shared-1": "192.168.1.205",
             "shared-2": "192.168.1.205", "db": "192.168.1.210"}
@@ -194,7 +199,7 @@ def test_crds_convert_and_every_service_keeps_its_address(metallb: MetalLB) -> N
     pools = run_playbook(m)
     assert pools == [
         {"name": "db", "protocol": "layer2", "addresses": ["192.168.1.208/29"], "auto-assign": False,
-         "avoid-buggy-ips": False, "interfaces": ["eth0"]},
+         "avoid-buggy-ips": False, "node-selectors": [NODE3], "interfaces": ["eth0"]},
         {"name": "web", "protocol": "layer2", "addresses": ["192.168.1.200-192.168.1.207"],
          "auto-assign": True, "avoid-buggy-ips": False,
          "service-allocation": {"priority": 10, "namespaces": [m.apps]}, "node-selectors": [NODE1, NODE2]}]
@@ -206,7 +211,8 @@ def test_crds_convert_and_every_service_keeps_its_address(metallb: MetalLB) -> N
     adopt(m, pools, held)
     m.service("new", None)
     assert m.wait_ips("new") == ["192.168.1.202"]  # .200, .201 adopted; .202 is the lowest free
-    answered(m, held)
+    only = {ip: {"node3"} if name == "db" else {"node1", "node2"} for name, ip in held.items()}
+    answered(m, held, only)
 
 
 LEGACY = """\
