@@ -66,6 +66,7 @@ LOCK = "/tmp/l2lb-shared-lab.lock"
 MAX_SERVICES = 20_000
 CREATE_THREADS = 16
 DELETE_TIMEOUT = 600.0  # seconds a collection delete may take
+BATCH, BATCH_LABEL = 1000, "bench.l2lb.io/batch"  # objects per collection delete, and their label
 BULK_POOL = "10.210.0.0/17"  # 32,768 addresses: room for MAX_SERVICES; announced only on the lab LAN
 ARP_POOL = "192.168.1.224/29"  # inside the lab LAN (probed from l2lb-client), away from nodes
 POOLS = ("address-pools:\n"
@@ -90,9 +91,16 @@ def row(name: str, unit: str, values: list[float], goal: str) -> dict[str, Any]:
 # -- objects ------------------------------------------------------------------------------------
 
 
+def _batch(name: str) -> str:
+    """The delete batch of an object named like s-00042 (others: batch 0)."""
+    digits = name.rpartition("-")[2]
+    return str(int(digits) // BATCH) if digits.isdigit() else "0"
+
+
 def service(name: str, lb_class: str, annotations: dict[str, str] | None = None) -> dict[str, Any]:
     return {"apiVersion": "v1", "kind": "Service",
-            "metadata": {"name": name, "annotations": annotations or {}},
+            "metadata": {"name": name, "annotations": annotations or {},
+                         "labels": {BATCH_LABEL: _batch(name)}},
             "spec": {"type": "LoadBalancer", "loadBalancerClass": lb_class,
                      "allocateLoadBalancerNodePorts": False, "ports": [{"port": 80, "protocol": "TCP"}]}}
 
@@ -100,7 +108,7 @@ def service(name: str, lb_class: str, annotations: dict[str, str] | None = None)
 def endpoint_slice(name: str, nodes: tuple[str, ...] = h.NODES) -> dict[str, Any]:
     return {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
             "metadata": {"name": f"{name}-bench",
-                         "labels": {"kubernetes.io/service-name": name,
+                         "labels": {"kubernetes.io/service-name": name, BATCH_LABEL: _batch(name),
                                     "endpointslice.kubernetes.io/managed-by": "bench.l2lb.io"}},
             "addressType": "IPv4", "ports": [{"port": 80, "protocol": "TCP"}],
             "endpoints": [{"addresses": [h.NODE_IP[n]], "nodeName": n, "conditions": {"ready": True}}
@@ -116,12 +124,19 @@ def create_all(api: kube.KubeClient, res: kube.Resource, ns: str, bodies: list[d
 
 
 def delete_all(api: kube.KubeClient, ns: str) -> None:
-    """Services and EndpointSlices by collection (one request each; 10,000 take the API server
-    over 30 s, hence a client with a long read timeout), then the namespace."""
+    """Services and EndpointSlices by collection, one request per BATCH objects (their label; the
+    API server gives up on one collection of 10,000 after 60 s), then the namespace. A failed
+    delete is reported and the rest still runs; the namespace delete catches what is left."""
     slow = kube.KubeClient(api.config, pool_size=2, read_timeout=DELETE_TIMEOUT)
     for res in (kube.SERVICES, kube.ENDPOINTSLICES):
-        with contextlib.suppress(kube.NotFound):
-            slow.request("DELETE", res.path(ns))
+        for batch in [*range(MAX_SERVICES // BATCH), None]:
+            query = {"labelSelector": f"{BATCH_LABEL}={batch}"} if batch is not None else None
+            try:
+                slow.request("DELETE", res.path(ns), query=query)
+            except kube.NotFound:
+                pass
+            except kube.ApiError as exc:
+                print(f"  cleanup of {ns} {res.plural} batch {batch}: {exc}", file=sys.stderr, flush=True)
     with contextlib.suppress(kube.NotFound):
         api.delete(kube.NAMESPACES, ns)
 
