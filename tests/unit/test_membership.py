@@ -37,7 +37,7 @@ def test_round_trip() -> None:
     entry = mb.Entry(peer=mb.node_id("node2"), seq=9, age=0.031, proven=True, candidate=True)
     hb = mb.Heartbeat(node="node1", incarnation=7, seq=42, flags=mb.FLAG_CANDIDATE, entries=(entry,))
     got = mb.decode(mb.encode(hb, [KEY, KEY2]), {mb.key_id(KEY2): KEY2})
-    assert got == dataclasses.replace(hb, entries=(dataclasses.replace(hb.entries[0], age=0.031),))
+    assert got == dataclasses.replace(hb, entries=(hb.entries[0]._replace(age=0.031),))
 
 
 def _sample() -> bytes:

@@ -317,7 +317,6 @@ def _answers(where: Where | None, ip: str, ifname: str) -> bool:
     return names is None or ifname in names
 
 
-
 class Announcer:
     """Answers for the IPs the speaker owns, on every chosen interface."""
 

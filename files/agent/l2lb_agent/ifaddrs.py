@@ -90,7 +90,7 @@ def _dump() -> list[tuple[int, IPInterface]]:
         body = _IFADDRMSG.pack(socket.AF_UNSPEC, 0, 0, 0, 0)
         sock.send(_NLMSG.pack(_NLMSG.size + len(body), RTM_GETADDR, NLM_F_REQUEST | NLM_F_DUMP, 1, 0) + body)
         found: list[tuple[int, IPInterface]] = []
-        for _ in range(1000):  # bounded: a dump of a few hundred addresses takes a handful of reads
+        for _read in range(1000):  # bounded: a dump of a few hundred addresses takes a handful of reads
             part, done = parse(sock.recv(1 << 16))
             found += part
             if done:
@@ -108,7 +108,7 @@ def parse_interfaces(text: str) -> dict[str, tuple[IPNetwork, ...]] | None:
     out: dict[str, tuple[IPNetwork, ...]] = {}
     try:
         for part in filter(None, text.split(";")):
-            name, _, nets = part.partition("=")
+            name, _sep, nets = part.partition("=")
             if not name.strip():
                 return None
             out[name.strip()] = tuple(ipaddress.ip_network(n.strip(), strict=False)

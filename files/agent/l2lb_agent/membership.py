@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import hashlib
 import hmac
 import struct
+import typing
 from collections.abc import Iterable, Mapping
 
 ETHERTYPE = 0x88B5  # IEEE 802 "local experimental" EtherType 1: never routed, never IP
@@ -71,9 +73,8 @@ class Reject(enum.Enum):
     REPLAY = "replayed or out of order"
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Entry:
-    """What a heartbeat's sender says about one peer."""
+class Entry(typing.NamedTuple):
+    """What a heartbeat's sender says about one peer (a tuple: ~30 are built per frame received)."""
 
     peer: int  # node_id of the peer
     seq: int  # the peer's last heartbeat the sender heard (its last proof when proven)
@@ -91,11 +92,14 @@ class Heartbeat:
     entries: tuple[Entry, ...]
 
 
+@functools.lru_cache(maxsize=4096)
 def node_id(name: str) -> int:
-    """A node's 32-bit id in entries (names would not fit 100 peers in one frame)."""
+    """A node's 32-bit id in entries (names would not fit 100 peers in one frame); cached: every
+    heartbeat names every peer."""
     return int.from_bytes(hashlib.sha256(b"l2lb-node\0" + name.encode()).digest()[:4], "big")
 
 
+@functools.lru_cache(maxsize=64)
 def key_id(key: bytes) -> int:
     return int.from_bytes(hashlib.sha256(b"l2lb-key\0" + key).digest()[:4], "big")
 
@@ -138,7 +142,9 @@ def decode(payload: bytes, keys: Mapping[int, bytes]) -> Heartbeat | Reject:
         pos += name_len
         incarnation, seq, count = _BODY.unpack_from(payload, pos)
         pos += _BODY.size
-        raw_entries = [_ENTRY.unpack_from(payload, pos + i * _ENTRY.size) for i in range(count)]
+        raw_entries = list(_ENTRY.iter_unpack(payload[pos:pos + count * _ENTRY.size]))
+        if len(raw_entries) != count:
+            return Reject.MALFORMED
         pos += count * _ENTRY.size
         body, n_sigs = payload[:pos], payload[pos]
         if n_sigs > MAX_KEYS:
@@ -148,8 +154,8 @@ def decode(payload: bytes, keys: Mapping[int, bytes]) -> Heartbeat | Reject:
         return Reject.MALFORMED
     if not _authentic(body, sigs, keys):
         return Reject.BAD_MAC
-    entries = tuple(Entry(peer=p, seq=s, age=a / 1000, proven=bool(f & ENTRY_PROVEN),
-                          candidate=bool(f & ENTRY_CANDIDATE)) for p, s, a, f in raw_entries)
+    entries = tuple([Entry(p, s, a / 1000, bool(f & ENTRY_PROVEN), bool(f & ENTRY_CANDIDATE))
+                     for p, s, a, f in raw_entries])
     return Heartbeat(node=name, incarnation=incarnation, seq=seq, flags=flags, entries=entries)
 
 
