@@ -1,12 +1,13 @@
-"""ARP / NDP answering on raw sockets (adapter ring: AF_PACKET, classic BPF, scapy).
+"""ARP / NDP answering on raw sockets (adapter ring: AF_PACKET, classic BPF).
 
 Place in the flow: speaker -> ``Announcer.update(owned IPs)`` and ``set_fence`` -> one thread per
 LAN interface answers ARP requests and Neighbor Solicitations for owned IPs with the
 interface's MAC -> gratuitous ARP / unsolicited NA when an IP is gained.
 
 Design:
-* scapy builds each reply template once, when an IP is gained (``_Templates``); the hot path
-  only patches the requester's MAC/IP into the bytes (``frames.arp_reply`` / ``na_reply``).
+* Each reply template is built once, when an IP is gained (``_Templates``, ``frames``: a few
+  microseconds, so a takeover of thousands of IPs is not held up by it); the hot path only
+  patches the requester's MAC/IP into the bytes (``frames.arp_reply`` / ``na_reply``).
 * The state the receive threads read is one immutable ``_Snapshot`` swapped by reference
   (owned IPs -> templates, fence deadline): losing an IP or passing the fence takes effect on
   the next frame, without locks. Every frame is checked against the fence (monotonic clock),
@@ -33,9 +34,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-
-from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6
-from scapy.layers.l2 import ARP, Ether
 
 from . import frames, ratelimit
 
@@ -128,27 +126,16 @@ def mac_of(name: str) -> bytes:
 
 @dataclasses.dataclass(frozen=True)
 class _Templates:
-    """Frames built once per (interface, IP) by scapy."""
+    """Frames built once per (interface, IP) (``frames.arp_templates`` / ``na_templates``)."""
 
     reply: bytes  # ARP reply or solicited NA, patched per request
     announce: bytes  # gratuitous ARP, or unsolicited NA to all nodes (also the answer to DAD)
 
 
 def build_templates(ip: str, mac: bytes) -> _Templates:
-    m = ":".join(f"{b:02x}" for b in mac)
-    if ipaddress.ip_address(ip).version == 4:
-        reply = Ether(src=m, dst="00:00:00:00:00:00") / ARP(
-            op=2, hwsrc=m, psrc=ip, hwdst="00:00:00:00:00:00", pdst="0.0.0.0")
-        garp = Ether(src=m, dst="ff:ff:ff:ff:ff:ff") / ARP(
-            op=1, hwsrc=m, psrc=ip, hwdst="00:00:00:00:00:00", pdst=ip)
-        return _Templates(reply=bytes(reply).ljust(60, b"\0"), announce=bytes(garp).ljust(60, b"\0"))
-
-    def na(dst: str, solicited: int) -> bytes:
-        pkt = (Ether(src=m, dst="33:33:00:00:00:01") / IPv6(src=ip, dst=dst, hlim=255)
-               / ICMPv6ND_NA(tgt=ip, R=0, S=solicited, O=1) / ICMPv6NDOptDstLLAddr(lladdr=m))
-        return bytes(pkt)
-
-    return _Templates(reply=na("ff02::1", 1), announce=na("ff02::1", 0))
+    packed = ipaddress.ip_address(ip).packed
+    reply, announce = (frames.arp_templates if len(packed) == 4 else frames.na_templates)(packed, mac)
+    return _Templates(reply=reply, announce=announce)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -383,7 +370,7 @@ class Announcer:
         moves an IP between ports without counting as gained or lost.
 
         Called from one thread (the speaker's sync loop); templates are built before taking
-        the lock so a renewal's set_fence never waits for scapy. The fence is left as it is.
+        the lock so a renewal's set_fence never waits for them. The fence is left as it is.
         """
         owned = frozenset(owned)
         per_port = {port.ifname: frozenset(ip for ip in owned if _answers(where, ip, port.ifname))

@@ -4,11 +4,11 @@ Place in the flow: announcer receives a raw Ethernet frame -> ``decide`` says an
 (with a ``Verdict`` naming the reason) -> announcer patches a prebuilt reply template with
 ``arp_reply`` / ``na_reply`` and sends it.
 
-Hot path, by design: the announcer builds one reply template per owned IP with scapy when the
-IP is gained (never per request). Answering an ARP request is then one ``struct`` unpack, a
-set lookup and three slice copies (requester MAC into the Ethernet destination and the ARP
-target hardware address, requester IP into the ARP target protocol address). An NA also needs
-its ICMPv6 checksum recomputed, done here in a few lines.
+Hot path, by design: the announcer builds one reply template per owned IP (``arp_templates`` /
+``na_templates``, a few microseconds) when the IP is gained, never per request. Answering an ARP
+request is then one ``struct`` unpack, a set lookup and three slice copies (requester MAC into the
+Ethernet destination and the ARP target hardware address, requester IP into the ARP target
+protocol address). An NA also needs its ICMPv6 checksum recomputed, done here in a few lines.
 
 ``bpf_program`` builds the classic BPF program the announcer attaches to each raw socket: only
 incoming, untagged ARP requests and ICMPv6 Neighbor Solicitations whose target is an owned IP
@@ -222,6 +222,38 @@ def icmpv6_checksum(src: bytes, dst: bytes, icmp: bytes) -> int:
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
+
+
+# -- templates: built once per owned IP and interface ------------------------------------------
+
+_ALL_NODES = bytes.fromhex("ff020000000000000000000000000001")  # ff02::1
+_NA_ROUTER, _NA_SOLICITED, _NA_OVERRIDE = 0x80, 0x40, 0x20
+_ZERO_MAC, _BROADCAST = bytes(6), b"\xff" * 6
+
+
+def _arp(dst_mac: bytes, op: int, mac: bytes, ip4: bytes, target_ip: bytes) -> bytes:
+    frame = (dst_mac + mac + struct.pack("!H", ETH_ARP) + struct.pack("!HHBBH", 1, 0x0800, 6, 4, op)
+             + mac + ip4 + _ZERO_MAC + target_ip)
+    return frame.ljust(60, b"\0")  # Ethernet minimum (the kernel does not pad raw sends)
+
+
+def arp_templates(ip4: bytes, mac: bytes) -> tuple[bytes, bytes]:
+    """(ARP reply template for ``arp_reply``, gratuitous ARP request) for ip4 owned at mac."""
+    return _arp(_ZERO_MAC, 2, mac, ip4, bytes(4)), _arp(_BROADCAST, 1, mac, ip4, ip4)
+
+
+def _na(ip6: bytes, mac: bytes, flags: int) -> bytes:
+    icmp = struct.pack("!BBHB3x", 136, 0, 0, flags) + ip6 + bytes([2, 1]) + mac  # + target link-layer option
+    csum = icmpv6_checksum(ip6, _ALL_NODES, icmp)
+    icmp = icmp[:2] + struct.pack("!H", csum) + icmp[4:]
+    ipv6 = struct.pack("!IHBB", 6 << 28, len(icmp), 58, 255) + ip6 + _ALL_NODES
+    return multicast_mac(_ALL_NODES) + mac + struct.pack("!H", ETH_IPV6) + ipv6 + icmp
+
+
+def na_templates(ip6: bytes, mac: bytes) -> tuple[bytes, bytes]:
+    """(solicited NA template for ``na_reply``, unsolicited NA to all nodes) for ip6 owned at mac.
+    Both carry Override and the target link-layer address; neither claims to be a router."""
+    return _na(ip6, mac, _NA_SOLICITED | _NA_OVERRIDE), _na(ip6, mac, _NA_OVERRIDE)
 
 
 # -- replies: patch templates built once per IP -------------------------------------------------
