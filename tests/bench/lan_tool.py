@@ -65,7 +65,7 @@ def forge(node: str, nodes: list[str], seconds: float) -> dict:
     mac = bytes.fromhex("02deadbeef01")
     frames = []
     for seq in range(1, 200):
-        entries = tuple(mb.Entry(peer=mb.node_id(n), seq=seq, age=0.0, proven=True, candidate=True)
+        entries = tuple(mb.Entry.make(peer=mb.node_id(n), seq=seq, age=0.0, proven=True, candidate=True)
                         for n in nodes)
         flags = mb.FLAG_CANDIDATE | mb.FLAG_API_FRESH | (mb.FLAG_LEAVING if seq % 2 else 0)
         hb = mb.Heartbeat(node=node, incarnation=time.time_ns(), seq=seq, flags=flags, entries=entries)

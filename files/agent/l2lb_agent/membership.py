@@ -74,13 +74,36 @@ class Reject(enum.Enum):
 
 
 class Entry(typing.NamedTuple):
-    """What a heartbeat's sender says about one peer (a tuple: ~30 are built per frame received)."""
+    """What a heartbeat's sender says about one peer, in its wire form: ~30 arrive in every frame,
+    so decoding makes them straight from the bytes and the judgements read them as properties."""
 
     peer: int  # node_id of the peer
     seq: int  # the peer's last heartbeat the sender heard (its last proof when proven)
-    age: float  # seconds since the sender heard that heartbeat
-    proven: bool
-    candidate: bool
+    age_ms: int  # milliseconds since the sender heard that heartbeat (capped at 65,535)
+    flags: int  # ENTRY_PROVEN | ENTRY_CANDIDATE
+
+    @classmethod
+    def make(cls, *, peer: int, seq: int, age: float, proven: bool, candidate: bool) -> Entry:
+        flags = (ENTRY_PROVEN if proven else 0) | (ENTRY_CANDIDATE if candidate else 0)
+        return cls(peer, seq & 0xFFFFFFFF, min(65535, max(0, round(age * 1000))), flags)
+
+    @property
+    def age(self) -> float:
+        """Seconds since the sender heard that heartbeat."""
+        return self.age_ms / 1000
+
+    @property
+    def proven(self) -> bool:
+        """The sender's last heartbeat from that peer was a proof."""
+        return bool(self.flags & ENTRY_PROVEN)
+
+    @property
+    def candidate(self) -> bool:
+        """... and that peer's flags said CANDIDATE."""
+        return bool(self.flags & ENTRY_CANDIDATE)
+
+
+_make_entry = functools.partial(tuple.__new__, Entry)  # bytes -> Entry without Python code per entry
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -121,9 +144,7 @@ def encode(hb: Heartbeat, keys: Iterable[bytes]) -> bytes:
     entries = hb.entries[: max_entries(hb.node, len(keys))]
     parts = [_HEAD.pack(MAGIC, VERSION, hb.flags & 0xFF, len(name)), name,
              _BODY.pack(hb.incarnation, hb.seq & 0xFFFFFFFF, len(entries))]
-    for e in entries:
-        flags = (ENTRY_PROVEN if e.proven else 0) | (ENTRY_CANDIDATE if e.candidate else 0)
-        parts.append(_ENTRY.pack(e.peer, e.seq & 0xFFFFFFFF, min(65535, max(0, round(e.age * 1000))), flags))
+    parts += [_ENTRY.pack(*e) for e in entries]
     body = b"".join(parts)
     sigs = b"".join(_SIG.pack(key_id(k), _mac(k, body)) for k in keys)
     return body + bytes([len(keys)]) + sigs
@@ -154,8 +175,7 @@ def decode(payload: bytes, keys: Mapping[int, bytes]) -> Heartbeat | Reject:
         return Reject.MALFORMED
     if not _authentic(body, sigs, keys):
         return Reject.BAD_MAC
-    entries = tuple([Entry(p, s, a / 1000, bool(f & ENTRY_PROVEN), bool(f & ENTRY_CANDIDATE))
-                     for p, s, a, f in raw_entries])
+    entries = tuple(map(_make_entry, raw_entries))
     return Heartbeat(node=name, incarnation=incarnation, seq=seq, flags=flags, entries=entries)
 
 
@@ -302,8 +322,8 @@ class Membership:
             proven = now - p.proof < self.dead_after
             cand = proven and bool(p.flags & FLAG_CANDIDATE) and not p.flags & FLAG_LEAVING
             seq, at = (p.proof_seq, p.proof) if proven else (p.seq, p.heard)
-            out.append(Entry(peer=node_id(name), seq=seq, age=now - at, proven=proven, candidate=cand))
-        out.sort(key=lambda e: e.age)
+            out.append(Entry.make(peer=node_id(name), seq=seq, age=now - at, proven=proven, candidate=cand))
+        out.sort(key=lambda e: e.age_ms)
         return tuple(out)
 
     # -- judgements -------------------------------------------------------------------------------
@@ -366,9 +386,11 @@ class Membership:
         """The next monotonic time at which a judgement may change without any new frame."""
         times = [t for p in self.peers.values()
                  for t in (p.proof + self.dead_after, p.confirmed + self.confirm_fresh) if t > now]
-        for reporter in self.proven(now).values():
-            times += [reporter.proof - e.age + self.dead_after for e in reporter.entries
-                      if reporter.proof - e.age + self.dead_after > now]
+        for reporter in self.proven(now).values():  # an entry expires at proof - age + dead_after
+            limit_ms = (reporter.proof + self.dead_after - now) * 1000
+            oldest = max((age for _p, _s, age, _f in reporter.entries if age < limit_ms), default=None)
+            if oldest is not None:
+                times.append(reporter.proof - oldest / 1000 + self.dead_after)
         fence = self.fence(now)
         if now < fence < float("inf"):
             times.append(fence)
