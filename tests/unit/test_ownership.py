@@ -298,3 +298,24 @@ def test_service_view_follows_is_ours(cls: str | None, claim: bool, served: bool
            "spec": {"type": "LoadBalancer", **({"loadBalancerClass": cls} if cls else {})},
            "status": {"loadBalancer": {"ingress": [{"ip": "192.168.1.240"}]}}}
     assert (own.service_view(svc, "l2lb.io/layer2", claim) is not None) is served
+
+
+# -- projections: what the speaker's caches keep gives the same answers as the whole objects --------
+
+
+def test_projected_slices_give_the_same_endpoints() -> None:
+    import random
+
+    rng = random.Random(7)
+    for _ in range(300):
+        slices = []
+        for k in range(rng.randrange(1, 4)):
+            eps = [{"addresses": ["10.0.0.1"], "nodeName": rng.choice(["node1", "node2", "node3", None]),
+                    "conditions": rng.choice([{}, {"ready": True}, {"ready": False}, {"ready": None}])}
+                   for _ in range(rng.randrange(0, 6))]
+            slices.append({"metadata": {"name": f"s-{k}", "namespace": "ns", "resourceVersion": "1",
+                                        "labels": {own.SERVICE_NAME_LABEL: "s"}}, "endpoints": eps})
+        projected = [own.project_slice(sl) for sl in slices]
+        assert own.endpoints_of(projected) == own.endpoints_of(slices)
+        assert all(own.slice_service_key(p) == "ns/s" for p in projected)
+        assert all("endpoints" not in p for p in projected)  # the Pod list is not kept
