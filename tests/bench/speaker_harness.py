@@ -170,6 +170,15 @@ class Cluster:
                 return set()  # this run has not logged a view yet
         return set()
 
+    def ensure_up(self, nodes: Iterable[str] = NODES) -> Cluster:
+        """Restart any of nodes' speakers a test left dead, then wait_ready; returns self."""
+        nodes = tuple(nodes)
+        for node in nodes:
+            if not self.alive(node):
+                self.start(node)
+        self.wait_ready(nodes)
+        return self
+
     def wait_ready(self, nodes: Iterable[str], timeout: float = 60.0) -> None:
         """Until every node's speaker runs and sees every one of nodes live (LAN membership)."""
         want = set(nodes)

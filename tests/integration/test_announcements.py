@@ -125,11 +125,7 @@ def cluster(lab: Any) -> Iterator[h.Cluster]:
 
 @pytest.fixture
 def up(cluster: h.Cluster) -> h.Cluster:
-    for node in h.NODES:
-        if not cluster.alive(node):
-            cluster.start(node)
-    cluster.wait_ready(h.NODES)
-    return cluster
+    return cluster.ensure_up()
 
 
 def test_kubectl_names_the_announcing_node(up: h.Cluster, lab: Any) -> None:

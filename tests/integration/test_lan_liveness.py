@@ -29,11 +29,7 @@ def cluster(lab: object) -> Iterator[h.Cluster]:
 
 @pytest.fixture
 def up(cluster: h.Cluster) -> h.Cluster:
-    for node in h.NODES:
-        if not cluster.alive(node):
-            cluster.start(node)
-    cluster.wait_ready(h.NODES)
-    return cluster
+    return cluster.ensure_up()
 
 
 def owner(ip: str, nodes: tuple[str, ...] = h.NODES) -> str:

@@ -44,10 +44,7 @@ def cluster(lab: object, kube: object) -> Iterator[h.Cluster]:
 @pytest.fixture
 def all_up(cluster: h.Cluster, lab: object) -> h.Cluster:
     """Every speaker running and every node Ready before the test."""
-    for node in h.NODES:
-        if not cluster.alive(node):
-            cluster.start(node)
-    cluster.wait_ready(h.NODES)
+    cluster.ensure_up()
     wait_ready_nodes(None)
     time.sleep(1.0)  # handover delay + a renewal, so every speaker sees every other as live
     return cluster
