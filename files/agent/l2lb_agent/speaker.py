@@ -393,7 +393,7 @@ class Speaker:
         except OSError as exc:
             log.warning("cannot read interface addresses: %s", exc)
             return
-        self.registry.set_interfaces(ifaddrs.format_interfaces(found))
+        self.registry.set_interfaces(found)
 
     def _apply(self, owned: frozenset[str]) -> None:
         if self._applied is not None and owned == self._applied[0] and self.placement is self._applied[1]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -62,19 +63,24 @@ def published_interfaces(lease: dict[str, Any]) -> dict[str, tuple[ifaddrs.IPNet
     return ifaddrs.parse_interfaces(raw) if raw else None
 
 
-def lease_body(node: str, namespace: str, identity: str, ips: frozenset[str], interfaces: str,
+def interface_annotations(found: Mapping[str, tuple[ifaddrs.IPNetwork, ...]]) -> dict[str, str]:
+    """The two annotations that publish this node's announcing interfaces ({} for none)."""
+    if not found:
+        return {}
+    subnets = sorted({str(net) for nets in found.values() for net in nets})
+    return {INTERFACES: ifaddrs.format_interfaces(dict(found)), SUBNETS: ",".join(subnets)}
+
+
+def lease_body(node: str, namespace: str, identity: str, ips: frozenset[str], interfaces: Mapping[str, str],
                base: dict[str, Any] | None = None) -> dict[str, Any]:
     """The registration to write (base: the Lease last read, to keep its resourceVersion);
-    interfaces: ``ifaddrs.format_interfaces`` text ("" publishes nothing)."""
+    interfaces: ``interface_annotations`` ({} publishes nothing)."""
     body: dict[str, Any] = dict(base or {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease"})
     meta = dict(body.get("metadata") or {})
     meta.update(name=lease_name(node), namespace=namespace)
     meta["labels"] = {**(meta.get("labels") or {}), ROLE_LABEL: ROLE, NODE_LABEL: node}
     meta["annotations"] = {**(meta.get("annotations") or {}), ANNOUNCING: ",".join(sorted(ips))}
-    if interfaces:
-        parsed = ifaddrs.parse_interfaces(interfaces) or {}
-        subnets = sorted({str(n) for nets in parsed.values() for n in nets})
-        meta["annotations"].update({INTERFACES: interfaces, SUBNETS: ",".join(subnets)})
+    meta["annotations"].update(interfaces)
     body["metadata"] = meta
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     body["spec"] = {**(body.get("spec") or {}), "holderIdentity": identity, "renewTime": now}
@@ -94,7 +100,7 @@ class Registry:
         self.failures = 0
         self._want: frozenset[str] = frozenset()  # IPs to publish
         self._written: frozenset[str] | None = None  # IPs the Lease says (None: unknown)
-        self._want_ifaces = ""  # interfaces text to publish
+        self._want_ifaces: dict[str, str] = {}  # interface annotations to publish
         self._written_ifaces: str | None = None
         self._last: dict[str, Any] | None = None  # the Lease as last read or written
         self._last_write = float("-inf")
@@ -107,10 +113,11 @@ class Registry:
         self._want = ips
         self._kick.set()
 
-    def set_interfaces(self, text: str) -> None:
-        """This node's announcing interfaces and subnets (``ifaddrs.format_interfaces``)."""
-        if text != self._want_ifaces:
-            self._want_ifaces = text
+    def set_interfaces(self, found: Mapping[str, tuple[ifaddrs.IPNetwork, ...]]) -> None:
+        """This node's announcing interfaces and their subnets (``ifaddrs.read``)."""
+        want = interface_annotations(found)
+        if want != self._want_ifaces:
+            self._want_ifaces = want
             self._kick.set()
 
     def lost(self) -> None:
@@ -152,7 +159,8 @@ class Registry:
             self._last, self._written, self._written_ifaces = None, None, None
         self.last_ok = max(self.last_ok, began)  # the API answered a request sent at `began`
         want, ifaces = self._want, self._want_ifaces
-        current = self._last is not None and self._written == want and self._written_ifaces == ifaces
+        current = (self._last is not None and self._written == want
+                   and self._written_ifaces == ifaces.get(INTERFACES, ""))
         if current or began - self._last_write < MIN_WRITE_GAP:
             return
         body = lease_body(self._node, self._ns, self._identity, want, ifaces, self._last)
