@@ -5,6 +5,7 @@ Needs root (raw sockets, a network namespace); touches nothing outside the names
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -52,8 +53,6 @@ def veth() -> Iterator[None]:
 
 
 def run() -> dict:
-    import json
-
     out = subprocess.run(["ip", "netns", "exec", NETNS, ".venv/bin/python", "-c", CODE], capture_output=True,
                          text=True, check=True, timeout=30)
     return json.loads(out.stdout)
@@ -71,3 +70,38 @@ def test_no_carrier_means_not_up(veth: None) -> None:
     sh("ip", "-n", NETNS, "link", "set", "llb0", "down")  # the peer end down: lla0 loses carrier
     got = run()
     assert got["up"] == [] and got["received"] == 0
+
+
+BEATS = r"""
+import json, time
+from l2lb_agent import lanlink
+got, carrier_changes = [], []
+a = lanlink.LanLink(["lla0"], lambda payloads, ifname: None, on_carrier=lambda: carrier_changes.append(1))
+b = lanlink.LanLink(["llb0"], lambda payloads, ifname: got.extend(payloads))
+a.start(); b.start()
+a.start_beats(lambda now: b"beat" * 15, 0.1)
+time.sleep(1.0)
+steady = len(got)
+for _ in range(5):
+    a.beat_soon()  # each asks for a beat now, not at the end of the interval
+    time.sleep(0.02)
+soon = len(got) - steady
+a.stop_beats()
+time.sleep(0.3)
+stopped = len(got)
+time.sleep(0.3)
+out = {"steady": steady, "soon": soon, "after_stop": len(got) - stopped, "a_received": a.received,
+       "alive": a.alive(), "carrier_changes": len(carrier_changes)}
+a.stop(); b.stop()
+print(json.dumps(out))
+"""
+
+
+def test_beats_every_interval_at_once_when_asked_and_stop(veth: None) -> None:
+    out = subprocess.run(["ip", "netns", "exec", NETNS, ".venv/bin/python", "-c", BEATS], capture_output=True,
+                         text=True, check=True, timeout=30)
+    got = json.loads(out.stdout)
+    assert 9 <= got["steady"] <= 12, got  # 0.1 s interval over 1 s, the first at once
+    assert got["soon"] >= 4, got  # five beat_soon() 20 ms apart: not one per interval
+    assert got["after_stop"] == 0 and got["a_received"] == 0, got  # no own frames looped back
+    assert got["alive"] and got["carrier_changes"] == 0, got

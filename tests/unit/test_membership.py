@@ -323,6 +323,22 @@ def test_api_fresh_flag_is_carried() -> None:
     assert net.nodes["a"].m.api_fresh_peer(net.now) and not net.nodes["b"].m.api_fresh_peer(net.now)
 
 
+@pytest.mark.parametrize(("flip", "wakes"), [
+    (mb.FLAG_API_FRESH, False),  # matters only to a stale view, which the sync reads on its own
+    (mb.FLAG_CANDIDATE, True),  # who may own IPs changed: sync at once
+])
+def test_only_candidacy_changes_wake_the_sync(flip: int, wakes: bool) -> None:
+    net = Lan()
+    net.run(1.0)
+    seen = net.nodes["a"].m.changes
+    if flip == mb.FLAG_API_FRESH:
+        net.nodes["b"].m.api_fresh = True
+    else:
+        net.nodes["b"].ready = False
+    net.run(0.3)
+    assert (net.nodes["a"].m.changes != seen) is wakes
+
+
 def test_sequence_wraps() -> None:
     assert mb._newer(0, 0xFFFFFFFF) and not mb._newer(0xFFFFFFFF, 0) and not mb._newer(5, 5)
 
@@ -362,3 +378,43 @@ def test_random_single_faults_never_double_answer(seed: int) -> None:
     net.run(1.5)
     assert not net.violations, net.violations[:5]
     assert net.all_answered_once()
+
+
+def _judgements_hold_until_next_expiry(m: mb.Membership, now: float) -> None:
+    """Without a new frame, who is live and my fence do not change before next_expiry (so the
+    sync loop may sleep until then); the fence may only move forward."""
+    until = m.next_expiry(now)
+    assert until >= now
+    live, fence = m.live_candidates(now), m.fence(now)
+    t = now
+    while t < min(until, now + 1.0):
+        assert m.live_candidates(t) == live, (m.me, now, t, until)
+        if fence > t:
+            assert m.fence(t) >= fence, (m.me, now, t, until)
+        t += 0.003
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_next_expiry_misses_no_judgement(seed: int) -> None:
+    rng = random.Random(seed)
+    net = Lan(("a", "b", "c", "d", "e"))
+    net.run(1.0)
+    names = list(net.nodes)
+    for _ in range(12):
+        victim, other = rng.sample(names, 2)
+        fault = rng.choice(["rx", "tx", "link", "pause", "none"])
+        if fault == "rx":
+            net.cut |= {(o, victim) for o in names if o != victim}
+        elif fault == "tx":
+            net.cut |= {(victim, o) for o in names if o != victim}
+        elif fault == "link":
+            net.cut |= {(victim, other), (other, victim)}
+        elif fault == "pause":
+            net.nodes[victim].paused = True
+        for _step in range(rng.randint(3, 60)):
+            net.tick()
+            if rng.random() < 0.2:
+                _judgements_hold_until_next_expiry(net.nodes[rng.choice(names)].m, net.now)
+        net.cut.clear()
+        net.nodes[victim].paused = False
+        net.run(rng.uniform(0.05, 0.5))

@@ -52,6 +52,7 @@ MAX_KEYS = 3  # signatures per heartbeat (keyring.MAX_KEYS)
 FLAG_CANDIDATE = 1  # takes part in owning IPs (synced, keyed, fenced right, API view usable)
 FLAG_LEAVING = 2  # gone silent for good (SIGTERM): take its IPs now
 FLAG_API_FRESH = 4  # its API view is fresh (peers with stale views yield to it)
+_LIVE_SET_FLAGS = FLAG_CANDIDATE | FLAG_LEAVING  # a change of these changes who owns what
 
 ENTRY_PROVEN = 1  # the reporter's last heartbeat from that peer was a proof
 ENTRY_CANDIDATE = 2  # ... and that peer's flags said CANDIDATE
@@ -228,7 +229,7 @@ class Membership:
         self.candidate_since_seq: int | None = None  # first seq that carried CANDIDATE this spell
         self.rejected: dict[Reject, int] = dict.fromkeys(Reject, 0)
         self.accepted = 0
-        self.changes = 0  # bumped when a peer is newly proven or its flags change: worth a sync now
+        self.changes = 0  # bumped when a peer is newly proven or its candidacy changes: worth a sync now
 
     # -- inputs from the API ----------------------------------------------------------------------
 
@@ -260,8 +261,8 @@ class Membership:
         sent = self.sent.get(mine.seq) if mine is not None else None
         if sent is None or now - sent >= self.dead_after:
             return None  # heard, not a proof: it does not (yet) hear me, or it is a replay
-        if now - peer.proof >= self.dead_after or peer.flags != hb.flags:
-            self.changes += 1
+        if now - peer.proof >= self.dead_after or (peer.flags ^ hb.flags) & _LIVE_SET_FLAGS:
+            self.changes += 1  # API_FRESH alone waits for the next sync: it matters only to a stale view
         peer.proof, peer.proof_seq, peer.flags, peer.entries = now, hb.seq, hb.flags, hb.entries
         if mine is not None and mine.proven:  # it cannot call me dead before sent + dead_after
             peer.confirmed = max(peer.confirmed, sent)
@@ -383,17 +384,26 @@ class Membership:
         return frozenset(live)
 
     def next_expiry(self, now: float) -> float:
-        """The next monotonic time at which a judgement may change without any new frame."""
-        times = [t for p in self.peers.values()
-                 for t in (p.proof + self.dead_after, p.confirmed + self.confirm_fresh) if t > now]
-        for reporter in self.proven(now).values():  # an entry expires at proof - age + dead_after
-            limit_ms = (reporter.proof + self.dead_after - now) * 1000
-            oldest = max((age for _p, _s, age, _f in reporter.entries if age < limit_ms), default=None)
-            if oldest is not None:
-                times.append(reporter.proof - oldest / 1000 + self.dead_after)
-        fence = self.fence(now)
-        if now < fence < float("inf"):
-            times.append(fence)
+        """The next monotonic time at which who is live, or my fence, may change without a frame.
+
+        Only the moments that matter, since each is a wake-up of the sync loop: a peer's proof
+        lapsing (death); the last fresh guard going stale (the fence then falls back to every
+        proven peer, so it may move back); an entry lapsing for a peer live only through others.
+        Not the fence itself (the announcer stops at it on its own) nor one of several fresh
+        guards going stale (that only moves the fence forward, which frames do as they come).
+        Each time is taken under the same test as the judgement it ends (proven, _guards,
+        live_candidates), so float rounding cannot hide one; it may be <= now: wake at once."""
+        direct = self.proven(now)
+        times = [p.proof + self.dead_after for p in direct.values()]
+        fresh = [p.confirmed + self.confirm_fresh for p in direct.values()
+                 if now - p.confirmed < self.confirm_fresh and not p.flags & FLAG_LEAVING]
+        if fresh:
+            times.append(max(fresh))
+        skip = {node_id(n) for n in direct} | {self.my_id}
+        for reporter in direct.values():  # an entry lapses at proof - age + dead_after
+            times += [reporter.proof - e.age + self.dead_after for e in reporter.entries
+                      if e.peer not in skip and e.proven and e.candidate and e.peer in self.known
+                      and now - (reporter.proof - e.age) < self.dead_after]
         return min(times, default=now + 1.0)
 
     def api_fresh_peer(self, now: float) -> bool:

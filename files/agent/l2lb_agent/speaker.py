@@ -2,7 +2,8 @@
 
 Flow: LAN heartbeats (``lanlink`` -> ``membership``) say which speakers are live; watches
 (``speaker_watch``: Services, EndpointSlices, Nodes, registrations, keys) give the desired state;
-the sync loop (on a change, at the next expiry, at least every ``MAX_WAIT``) feeds what changed
+the sync loop (on a change or carrier change, at the next expiry or view-age deadline, at least
+every ``MAX_WAIT``) feeds what changed
 into ``owner_index.OwnerIndex`` (owners of the live eligible candidates, recomputed only where an
 input changed) -> ``ownership.step`` (hand-over, over this node's IPs only) ->
 ``announcer.Announcer`` -> ARP/NDP on the LAN.
@@ -60,7 +61,7 @@ from . import (
 
 log = logging.getLogger(__name__)
 
-MAX_WAIT = 0.1  # seconds the sync loop sleeps at most (it wakes earlier on frames and expiries)
+MAX_WAIT = 0.5  # seconds the sync loop sleeps at most: it wakes on every change, expiry and deadline
 IFACE_REFRESH = 5.0  # seconds between reads of this node's interface addresses
 
 
@@ -73,7 +74,8 @@ class Speaker:
         self.client, self.ns, self.node, self.lb_class, self.t = client, namespace, node, lb_class, t
         self.claim_unclassed = claim_unclassed
         self.announcer = announcer.Announcer(interfaces)
-        self.link = lanlink.LanLink(self.announcer.interfaces, self._on_frames)
+        self._wake = threading.Event()  # the sync loop's: a change to apply, or the link's carrier
+        self.link = lanlink.LanLink(self.announcer.interfaces, self._on_frames, on_carrier=self._wake.set)
         self.members = membership.Membership(
             node, incarnation=time.time_ns(), first_seq=secrets.randbits(32), dead_after=t.dead_after,
             fence_margin=t.fence_margin, confirm_fresh=t.confirm_fresh)
@@ -105,9 +107,6 @@ class Speaker:
         self.ready, self.not_ready_why = False, "starting"
         self.keys_loaded = False
         self.keyring_errors = 0
-        self._stop_beat = threading.Event()
-        self._beat_now = threading.Event()
-        self._wake = threading.Event()
         self._seen_changes = -1
         self._last_live: frozenset[str] | None = None
         self._events: queue.Queue[tuple[str, str]] = queue.Queue(maxsize=10000)  # (service key, ip)
@@ -214,8 +213,8 @@ class Speaker:
         self._last_beat = self._last_sync = time.monotonic()
         self.registry.start()
         self.status.start()
-        for target, name in ((self._beat_loop, "heartbeat"), (self._event_loop, "speaker-events")):
-            threading.Thread(target=target, name=name, daemon=True).start()
+        self.link.start_beats(self._heartbeat, self.t.heartbeat_interval)
+        threading.Thread(target=self._event_loop, name="speaker-events", daemon=True).start()
         return True
 
     def run_until(self, stop: threading.Event) -> None:
@@ -235,22 +234,29 @@ class Speaker:
                 wait = MAX_WAIT
 
     def _next_wake(self, now: float) -> float:
-        """Sleep until the earliest expiry (a peer's proof, a fence) or pending gain, at most MAX_WAIT."""
+        """Sleep until the earliest expiry (a peer's proof, a fence), pending gain or the moment our
+        API view becomes too stale to stay a candidate, at most MAX_WAIT. Frames that change the
+        live set, watch events and carrier changes wake the loop at once."""
         with self._mlock:
             at = self.members.next_expiry(now)
         due = self.plan.next_due()
         if due is not None and due > now:  # a due gain blocked on an acknowledgement waits for a frame
             at = min(at, due)
+        stale = now - self._view_age(now) + self.t.api_yield_after  # when our view turns stale to yield
+        if stale > now:
+            at = min(at, stale)
         return min(MAX_WAIT, max(0.002, at - now + 0.001))
 
     def shutdown(self) -> None:
         """Graceful hand-over: silent first, then LEAVING on the LAN, then the registration goes."""
         self.announcer.silence()
-        self._stop_beat.set()
+        self.link.stop_beats()
         with self._mlock:
             self.members.leaving = True
         for _copy in range(3):  # three frames: one lost frame must not turn a hand-over into a timeout
-            self._beat(time.monotonic())
+            payload = self._heartbeat(time.monotonic())
+            if payload is not None:
+                self.link.send(payload)
             time.sleep(0.005)
         self.registry.stop()
         self.status.stop()
@@ -261,27 +267,20 @@ class Speaker:
 
     # -- heartbeats ----------------------------------------------------------------------------
 
-    def _beat_loop(self) -> None:
-        while not self._stop_beat.is_set():
-            began = time.monotonic()
-            self._beat(began)
-            self._beat_now.wait(max(0.0, self.t.heartbeat_interval - (time.monotonic() - began)))
-            self._beat_now.clear()
-
     def healthy(self) -> bool:
         """For /healthz (the liveness probe): the heartbeat and sync threads are still turning."""
         now = time.monotonic()
         return (now - self._last_beat < 10 * self.t.heartbeat_interval + 1 and now - self._last_sync < 5.0
                 and self.link.alive())
 
-    def _beat(self, now: float) -> None:
+    def _heartbeat(self, now: float) -> bytes | None:
+        """The next heartbeat payload (the link sends it: every interval, or at once when asked).
+        A beat made before LEAVING but sent after it is older than the LEAVING ones: peers drop it."""
         self._last_beat = now
         with self._mlock:
             self.members.candidate = self.ready
             self.members.api_fresh = self.api_fresh(now)
-            payload = self.members.heartbeat(now)
-        if payload is not None:
-            self.link.send(payload)
+            return self.members.heartbeat(now)
 
     # -- the sync step -----------------------------------------------------------------------
 
@@ -311,7 +310,7 @@ class Speaker:
             self.announcer.silence()  # silent before the flag drops: peers take over at once
         self.ready, self.not_ready_why = ready, why
         log.info("%s", "candidate again" if ready else f"not a candidate: {why}")
-        self._beat_now.set()
+        self.link.beat_soon()
 
     def _sync(self, now: float) -> None:
         self._last_sync = now
@@ -348,7 +347,7 @@ class Speaker:
         our acknowledgement (we are silent for its IPs by now) without waiting a whole interval."""
         if self._ack_soon:
             self._ack_soon = False
-            self._beat_now.set()
+            self.link.beat_soon()
 
     def _refresh_members(self) -> None:
         """Known nodes and registered speakers, from the watches (under the membership lock)."""
