@@ -68,13 +68,18 @@ def _ensure_all(c: h.Cluster) -> None:
 
 
 def bench_create(c: h.Cluster, trials: int) -> list[float]:
+    """The speakers' part of a new Service: the Service and its endpoints exist, then its address
+    is written to status (the controller's one write); seconds from that request to the first
+    probe answered. One API write + the watch + the speaker (the harness has no controller;
+    scale_bench measures the whole path with the controller)."""
     out = []
     for n in range(trials):
         ip, name = _ip(n), f"create-{n}"
-        c.endpoints(name, h.NODES)
+        c.service(name, [])
         with h.probing(ip, 2.0, PROBE_INTERVAL) as res:
             t0 = time.monotonic()
-            c.service(name, [ip])
+            c.api.patch_status(kube.SERVICES, name, {"status": {"loadBalancer": {"ingress": [{"ip": ip}]}}},
+                               c.ns)
         first = next((t for t, macs in res["probes"] if t >= t0 and macs), None)
         if first is not None:
             out.append(first - t0)
@@ -328,8 +333,8 @@ def run(trials: int = 20, lab: Any = None) -> list[dict[str, Any]]:
     try:
         c.start_all()
         c.wait_ready(h.NODES)
-        rows.append(row("speaker: Service created -> first ARP answer", "s", bench_create(c, trials),
-                        "<= 0.5"))
+        rows.append(row("speaker: address written to status -> first ARP answer", "s",
+                        bench_create(c, trials), "-"))
         all_doubles: list[float] = []
         for how, goal, window in (("graceful", "<= 0.1", 3.0), ("sigkill", "<= 0.5", 4.0),
                                   ("node-down", "<= 0.5", 4.0), ("api-down", "<= 2", 6.0),

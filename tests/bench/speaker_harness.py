@@ -277,6 +277,7 @@ def fail_owner(cluster: Cluster, lab: Any, how: str, node: str) -> None:
     elif how == "sigkill":
         cluster.kill(node, signal.SIGKILL)
     elif how == "node-down":
+        unplug(node)  # the cable first, in a few ms; `lab node-down` (a Python CLI) then kills the rest
         lab.node_down(node)
     elif how == "api-down":
         lab.api_down(node)
@@ -285,6 +286,11 @@ def fail_owner(cluster: Cluster, lab: Any, how: str, node: str) -> None:
 
 
 # -- LAN faults on one node (lab namespaces only) ---------------------------------------------
+
+
+def unplug(node: str) -> None:
+    """Pull node's cable: its switch port goes down, as `lab node-down` does first."""
+    subprocess.run(["ip", "-n", "l2lb-lan", "link", "set", f"v{node}", "down"], check=True)
 
 
 def one_way_loss(node: str, direction: str, on: bool) -> None:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from l2lb_agent import lanlink
 
 NETNS = "l2lb-lanlink-it"
 CODE = r"""
@@ -105,3 +106,52 @@ def test_beats_every_interval_at_once_when_asked_and_stop(veth: None) -> None:
     assert got["soon"] >= 4, got  # five beat_soon() 20 ms apart: not one per interval
     assert got["after_stop"] == 0 and got["a_received"] == 0, got  # no own frames looped back
     assert got["alive"] and got["carrier_changes"] == 0, got
+
+
+BURST = r"""
+import json, statistics, time
+from l2lb_agent import lanlink, membership as mb
+got = []
+a = lanlink.LanLink(["lla0"], lambda frames, ifname: got.append((time.monotonic(), frames)))
+b = lanlink.LanLink(["llb0"], lambda frames, ifname: None)
+a.start(); b.start()
+time.sleep(0.2)
+seq = 0
+def beat(flags):
+    global seq
+    seq += 1
+    hb = mb.Heartbeat(node="b", incarnation=1, seq=seq, flags=flags, entries=())
+    b.send(mb.encode(hb, [b"k" * 32]))
+urgent_sent = {}
+for i in range(300):  # 3 s at ~100 frames/s: the receiver reads them in batches
+    if i % 50 == 25:
+        urgent_sent[seq + 1] = time.monotonic()
+        beat(mb.FLAG_LEAVING)
+    else:
+        beat(mb.FLAG_CANDIDATE)
+    time.sleep(0.01)
+time.sleep(0.2)
+a.stop(); b.stop()
+lag, urgent_lag, batches = [], [], 0
+for handled, frames in got:
+    batches += 1
+    for arrived, payload in frames:
+        n = int.from_bytes(payload[16:20], "big")  # seq: after head (7), name "b" (1), incarnation (8)
+        lag.append(handled - arrived)
+        if n in urgent_sent:
+            urgent_lag.append(handled - urgent_sent[n])
+print(json.dumps({"frames": len(lag), "batches": batches, "min_lag": min(lag), "max_lag": max(lag),
+                  "late": sum(1 for x in lag if x > 0.004) / len(lag), "urgent": a.urgent,
+                  "urgent_lag": statistics.median(urgent_lag) if urgent_lag else None}))
+"""
+
+
+def test_fast_frames_come_in_batches_with_their_arrival_times_urgent_ones_at_once(veth: None) -> None:
+    out = subprocess.run(["ip", "netns", "exec", NETNS, ".venv/bin/python", "-c", BURST], capture_output=True,
+                         text=True, check=True, timeout=30)
+    got = json.loads(out.stdout)
+    assert got["frames"] == 300 and got["urgent"] == 6, got
+    assert got["batches"] < 200, got  # ~100 frames/s read at most every COALESCE (plus urgent reads)
+    assert got["min_lag"] >= 0 and got["max_lag"] < lanlink.COALESCE + 0.1, got  # never after it was read
+    assert got["late"] > 0.3, got  # batched: many frames read well after they arrived, stamped when they did
+    assert got["urgent_lag"] < 0.012, got  # a LEAVING frame is taken at once, not with the next batch

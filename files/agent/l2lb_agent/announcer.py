@@ -117,6 +117,14 @@ def choose_interfaces(configured: Iterable[str] = (), sysfs: Path = Path("/sys/c
     return chosen
 
 
+def attach_filter(sock: socket.socket, prog: list[frames.Insn]) -> None:
+    """Attach a classic BPF program (frames.Insn list) to a packet socket; it replaces any before."""
+    code = b"".join(struct.pack("HBBI", *insn) for insn in prog)
+    buf = array.array("B", code)
+    fprog = struct.pack("HL", len(prog), buf.buffer_info()[0])
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
 def mac_of(name: str) -> bytes:
     return bytes.fromhex(_read(Path("/sys/class/net") / name / "address").replace(":", ""))
 
@@ -210,12 +218,8 @@ class Port:
             (self._groups.add if opt == socket.IPV6_JOIN_GROUP else self._groups.discard)(group)
 
     def set_filter(self, prog: list[frames.Insn]) -> None:
-        if self._sock is None:
-            return
-        code = b"".join(struct.pack("HBBI", *insn) for insn in prog)
-        buf = array.array("B", code)
-        fprog = struct.pack("HL", len(prog), buf.buffer_info()[0])
-        self._sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        if self._sock is not None:
+            attach_filter(self._sock, prog)
 
     def stop(self) -> None:
         self._stop.set()

@@ -281,6 +281,7 @@ _VLAN_TAG_PRESENT = _SKF_AD_OFF + 48  # SKF_AD_VLAN_TAG_PRESENT
 _PACKET_OUTGOING = 4
 BPF_MAX_INSNS = 4096
 _ACCEPT, _DROP = (_RET, 0, 0, SNAPLEN), (_RET, 0, 0, 0)
+_LD_LEN, _JSET = 0x80, 0x45  # BPF_LD | BPF_W | BPF_LEN; BPF_JMP | BPF_JSET | BPF_K
 Insn = tuple[int, int, int, int]  # code, jt, jf, k
 Ranges = list[tuple[int, int]]  # sorted, disjoint, inclusive
 
@@ -409,3 +410,20 @@ def bpf_program(owned4: Collection[bytes] | None, owned6: Collection[bytes] | No
         _DROP,
     ]
     return head + arp + ns
+
+
+def split_filter(flags_at: int, urgent_if_set: int, urgent_if_clear: int, *, urgent: bool) -> list[Insn]:
+    """Classic BPF splitting frames between two sockets by one flags byte at offset flags_at:
+    "urgent" when any bit of urgent_if_set is set or no bit of urgent_if_clear is. urgent=True
+    passes exactly those; urgent=False passes the rest, frames too short to hold the byte included
+    (so the reader still sees, and counts, malformed ones). Every frame reaches exactly one socket."""
+    bulk, hurry = (_DROP, _ACCEPT) if urgent else (_ACCEPT, _DROP)
+    return [
+        (_LD_LEN, 0, 0, 0),
+        (_JGE, 0, 3, flags_at + 1),  # too short -> bulk
+        (_LD_B, 0, 0, flags_at),
+        (_JSET, 2, 0, urgent_if_set),  # -> hurry
+        (_JSET, 0, 1, urgent_if_clear),  # set -> bulk, clear -> hurry
+        bulk,
+        hurry,
+    ]

@@ -12,8 +12,13 @@ buffer, so a flood costs the kernel, not memory. Frames this host sent are not d
 
 Why one thread for every interface, sending and receiving: an idle speaker's cost is mostly its
 wake-ups (a thread that slept 0.1 s wakes to cold caches, ~0.2-0.7 ms each on a busy host), so
-beats are sent by the thread that already wakes for frames, and received frames are taken in
-batches at most every ``COALESCE``.
+beats are sent by the thread that already wakes for frames, and when frames come faster than one
+per ``COALESCE`` they are taken in batches. Batching delays nothing that matters:
+* each frame carries the kernel's receive time, so a peer's death is judged from when its last
+  frame arrived, not from when it was read;
+* frames that must act at once (a peer LEAVING, or not a candidate: a hand-over) reach a second
+  socket of their own (a kernel filter on the flags byte splits them) that is always listened to;
+* every frame queued is taken just before each beat, so our beats confirm the newest peer beats.
 
 Not guaranteed: delivery (heartbeats are periodic; loss is tolerated up to ``dead_after``).
 Constructors start nothing: ``start()`` opens sockets and the thread, ``stop()`` closes them.
@@ -32,11 +37,11 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from . import announcer, membership
+from . import announcer, frames, membership
 
 log = logging.getLogger(__name__)
 
-COALESCE = 0.01  # seconds between receive wake-ups: at most 100 a second, whatever the peer count
+COALESCE = 0.025  # seconds between batches while frames come faster: <= 40 wake-ups a second
 
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
@@ -44,10 +49,15 @@ PACKET_MR_MULTICAST = 0
 PACKET_OUTGOING = 4
 PACKET_IGNORE_OUTGOING = 23  # Linux >= 4.20: our own frames are not looped back to us
 RCVBUF = 256 * 1024  # bytes: ~1,000 heartbeats of backlog, then the kernel drops
+URGENT_RCVBUF = 64 * 1024  # the urgent socket: few frames, and a flood of them drops sooner
 MAX_FRAME = 1514
+ETH_HEADER = 14
+SO_TIMESTAMPNS = 35  # receive time of each frame (CLOCK_REALTIME, ns) as ancillary data
+CLOCK_STEP = 0.002  # seconds: a realtime-monotonic offset moving more means the clock was stepped
 IDLE_POLL = 0.5  # seconds: without beats, the thread still checks for stop this often
 
-Handler = Callable[[list[bytes], str], None]  # (payloads received together, interface)
+Received = list[tuple[float, bytes]]  # (monotonic receive time, payload), in arrival order
+Handler = Callable[[Received, str], None]  # (frames received together, interface)
 BeatMaker = Callable[[float], "bytes | None"]  # monotonic now -> the payload to send (None: nothing)
 
 
@@ -66,7 +76,7 @@ def carrier(ifname: str) -> bool:
 
 
 class LanLink:
-    """One heartbeat socket per interface, one thread for all of them.
+    """Two heartbeat sockets per interface (batched and urgent), one thread for all of them.
 
     start() / start_beats(make, interval) / beat_soon() / stop_beats() / send(payload) / stop().
     ``on_carrier`` is called (from the link's thread) when the set of interfaces with carrier changes.
@@ -77,7 +87,7 @@ class LanLink:
         self.interfaces = list(interfaces)
         self._on_frames = on_frames
         self._on_carrier = on_carrier or (lambda: None)
-        self._socks: dict[str, socket.socket] = {}  # ifname -> socket
+        self._socks: dict[str, tuple[socket.socket, socket.socket]] = {}  # ifname -> (batched, urgent)
         self._macs: dict[str, bytes] = {}  # ifname -> its MAC (the frames' source)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -86,27 +96,38 @@ class LanLink:
         self._interval = 0.0
         self._soon = False
         self._up: list[str] = []
+        self._offset: float | None = None  # realtime - monotonic at the last read (clock steps)
         self.sent = 0
         self.received = 0
+        self.urgent = 0  # frames that came through the urgent socket
         self.send_errors = 0
 
     def start(self) -> None:
         for ifname in self.interfaces:
-            sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(membership.ETHERTYPE))
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
-            with contextlib.suppress(OSError):  # older kernel: _receive skips them instead
-                sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
-            index = socket.if_nametoindex(ifname)
-            mreq = struct.pack("iHH8s", index, PACKET_MR_MULTICAST, 6, membership.GROUP_MAC)
-            sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
-            sock.bind((ifname, membership.ETHERTYPE))
-            sock.setblocking(False)  # the loop polls, then drains every queued frame
-            self._socks[ifname] = sock
+            self._socks[ifname] = (self._open(ifname, urgent=False), self._open(ifname, urgent=True))
             self._macs[ifname] = announcer.mac_of(ifname)
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._up = self.up()
         self._thread = threading.Thread(target=self._loop, name="lanlink", daemon=True)
         self._thread.start()
+
+    @staticmethod
+    def _open(ifname: str, *, urgent: bool) -> socket.socket:
+        # Protocol 0 until bind: no frame is queued before the filter is attached.
+        sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, URGENT_RCVBUF if urgent else RCVBUF)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        with contextlib.suppress(OSError):  # older kernel: _receive skips them instead
+            sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
+        announcer.attach_filter(sock, frames.split_filter(
+            ETH_HEADER + membership.FLAGS_AT, membership.URGENT_IF_SET, membership.URGENT_IF_CLEAR,
+            urgent=urgent))
+        index = socket.if_nametoindex(ifname)
+        mreq = struct.pack("iHH8s", index, PACKET_MR_MULTICAST, 6, membership.GROUP_MAC)
+        sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
+        sock.bind((ifname, membership.ETHERTYPE))
+        sock.setblocking(False)  # the loop polls, then drains every queued frame
+        return sock
 
     def start_beats(self, make: BeatMaker, interval: float) -> None:
         """From now on send make(now) every interval (and at once)."""
@@ -127,8 +148,9 @@ class LanLink:
         self._poke()
         if self._thread is not None:
             self._thread.join(1.0)
-        for sock in self._socks.values():
-            sock.close()
+        for pair in self._socks.values():
+            for sock in pair:
+                sock.close()
         self._socks.clear()
         fds, self._wake_r, self._wake_w = (self._wake_r, self._wake_w), -1, -1  # no poke after close
         for fd in fds:
@@ -151,7 +173,7 @@ class LanLink:
         """One heartbeat frame on every interface with carrier (any thread may call it);
         up: the interfaces with carrier, when the caller has just read them."""
         up = self.up() if up is None else up
-        for ifname, sock in list(self._socks.items()):
+        for ifname, (sock, _urgent) in list(self._socks.items()):
             if ifname not in up:
                 continue
             header = membership.GROUP_MAC + self._macs[ifname] + struct.pack("!H", membership.ETHERTYPE)
@@ -165,50 +187,58 @@ class LanLink:
     # -- the thread ------------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        poller, pause = select.poll(), select.poll()
-        by_fd = {sock.fileno(): (ifname, sock) for ifname, sock in self._socks.items()}
-        for fd in by_fd:
-            poller.register(fd, select.POLLIN)
-        for p in (poller, pause):
+        """Urgent frames and pokes wake the thread at once; batched frames do while they come
+        slower than one per COALESCE. Once a read finds several frames (they come faster), the
+        thread stops listening to the batched sockets and reads them every COALESCE instead:
+        one wake-up per batch, however many peers."""
+        listen_all, listen_urgent = select.poll(), select.poll()
+        for batched, urgent in self._socks.values():
+            listen_all.register(batched, select.POLLIN)
+            for p in (listen_all, listen_urgent):
+                p.register(urgent, select.POLLIN)
+        for p in (listen_all, listen_urgent):
             p.register(self._wake_r, select.POLLIN)
-        next_beat = last_drain = time.monotonic()
+        urgent_fds = {pair[1].fileno() for pair in self._socks.values()}
+        next_beat = last_read = time.monotonic()
+        busy = False
         while not self._stop.is_set():
-            next_beat = self._beat_if_due(next_beat)
-            timeout = next_beat - time.monotonic() if self._make_beat is not None else IDLE_POLL
-            ready = [fd for fd, _event in poller.poll(max(0.0, timeout) * 1000)]
+            if self._beat_due(next_beat):
+                if self._read_all():
+                    last_read = time.monotonic()  # only reads that found frames pace the batches
+                next_beat = self._beat(time.monotonic())
+            beat_at = next_beat if self._make_beat is not None else time.monotonic() + IDLE_POLL
+            until = min(beat_at, last_read + COALESCE) if busy else beat_at
+            ready = {fd for fd, _ in (listen_urgent if busy else listen_all).poll(
+                max(0.0, until - time.monotonic()) * 1000)}
             if self._wake_r in ready:
                 self._drain_wake()
-            frames = [by_fd[fd] for fd in ready if fd != self._wake_r]
-            if not frames:
-                continue
-            # At most one drain per COALESCE: at 30 peers x 10 heartbeats/s a wake-up per frame
-            # costs more than the frames, while sparse frames (a small cluster) pay no pause at
-            # all. Safe: a later receive only delays our judgement that a peer is live or dead,
-            # never a peer's own fence (that follows its send times). A due beat, beat_soon() or
-            # stop() ends the pause.
-            rest = min(last_drain + COALESCE, next_beat) - time.monotonic()
-            if rest > 0 and pause.poll(rest * 1000):
-                self._drain_wake()
-            last_drain = time.monotonic()
-            for ifname, sock in frames:
-                self._receive(ifname, sock)
+            batch_due = time.monotonic() >= last_read + COALESCE
+            if not ready & urgent_fds:
+                if busy and not batch_due:
+                    continue  # a poke or the beat
+                if not busy and not ready - urgent_fds - {self._wake_r}:
+                    continue  # no frame
+                if not busy and not batch_due:  # a second frame within COALESCE: gather them
+                    rest = last_read + COALESCE - time.monotonic()
+                    if rest > 0 and listen_urgent.poll(rest * 1000):
+                        self._drain_wake()  # an urgent frame or a poke ends the pause
+            busy = self._read_all() > 1
+            last_read = time.monotonic()
 
-    def _beat_if_due(self, next_beat: float) -> float:
-        """Send a beat when due (or asked for); returns when the next one is due. Frames queued
-        are taken first, so the beat confirms every peer heartbeat that arrived before it."""
+    def _beat_due(self, next_beat: float) -> bool:
+        return self._make_beat is not None and (self._soon or time.monotonic() >= next_beat)
+
+    def _beat(self, now: float) -> float:
+        """Send a beat (frames queued were read just before, so it confirms every peer heartbeat
+        that arrived before it); returns when the next one is due."""
         make = self._make_beat
-        if make is None or (time.monotonic() < next_beat and not self._soon):
-            return next_beat if make is not None else time.monotonic()
         self._soon = False
-        for ifname, sock in self._socks.items():
-            self._receive(ifname, sock)
-        now = time.monotonic()
         up = self.up()
         if up != self._up:
             self._up = up
             self._on_carrier()
         try:
-            payload = make(now)
+            payload = make(now) if make is not None else None
             if payload is not None:
                 self.send(payload, up)
         except Exception:  # a failing beat must not stop receiving
@@ -219,31 +249,72 @@ class LanLink:
         with contextlib.suppress(OSError):
             os.read(self._wake_r, 512)
 
-    def _receive(self, ifname: str, sock: socket.socket) -> bool:
+    def _read_all(self) -> int:
+        """Every frame queued on every interface, batched socket first (older than any urgent
+        frame queued after them); returns how many."""
+        got = 0
+        for ifname, (batched, urgent) in self._socks.items():
+            frames_ = self._read(ifname, batched)
+            hurry = self._read(ifname, urgent)
+            self.urgent += len(hurry)
+            frames_ += hurry
+            got += len(frames_)
+            if not frames_:
+                continue
+            try:
+                self._on_frames(frames_, ifname)
+            except Exception:  # bad frames must never stop liveness
+                log.exception("%s: heartbeat handler failed on %d frame(s)", ifname, len(frames_))
+        return got
+
+    def _read(self, ifname: str, sock: socket.socket) -> Received:
         try:
-            batch = _drain(sock)  # one wake-up for every frame queued: cost per peer stays small
+            batch = _drain(sock)
         except OSError as exc:
             if not self._stop.is_set():
                 log.error("%s: heartbeat receive failed: %s", ifname, exc)
                 self._stop.wait(0.1)
-            return False
-        payloads = [f[14:] for f, addr in batch if addr[2] != PACKET_OUTGOING and len(f) >= 14]
-        self.received += len(payloads)
-        if not payloads:
-            return bool(batch)
-        try:
-            self._on_frames(payloads, ifname)
-        except Exception:  # bad frames must never stop liveness
-            log.exception("%s: heartbeat handler failed on %d frame(s)", ifname, len(payloads))
-        return bool(batch)
+            return []
+        if not batch:
+            return []
+        mono, offset = self._clock()
+        out = [(receive_time(anc, mono, offset), f[ETH_HEADER:]) for f, anc, addr in batch
+               if addr[2] != PACKET_OUTGOING and len(f) >= ETH_HEADER]
+        self.received += len(out)
+        return out
+
+    def _clock(self) -> tuple[float, float | None]:
+        """(monotonic now, realtime - monotonic offset, or None when the realtime clock was
+        stepped since the last read: then receive times cannot be trusted and now is used)."""
+        mono, real = time.monotonic(), time.time()
+        offset, before = real - mono, self._offset
+        self._offset = offset
+        return mono, offset if before is not None and abs(offset - before) <= CLOCK_STEP else None
 
 
-def _drain(sock: socket.socket, limit: int = 256) -> list[tuple[bytes, Any]]:
-    """Every frame queued now (the socket is non-blocking), at most limit."""
+def receive_time(ancillary: list[tuple[int, int, bytes]], now: float, offset: float | None) -> float:
+    """The monotonic time a frame arrived, from its kernel timestamp (realtime); never later than
+    now, and CLOCK_STEP later than measured (later is the safe side: a peer's proof then lapses
+    later, never before the peer's own fence). Without a usable timestamp: now."""
+    if offset is None:
+        return now
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            sec, nsec = struct.unpack_from("@qq", data)
+            return min(now, sec + nsec / 1e9 - offset + CLOCK_STEP)
+    return now
+
+
+def _drain(sock: socket.socket, limit: int = 256) -> list[tuple[bytes, Any, Any]]:
+    """Every frame queued now (the socket is non-blocking), at most limit: (frame, ancillary, address)."""
     out = []
     for _attempt in range(limit):
         try:
-            out.append(sock.recvfrom(MAX_FRAME))
+            data, anc, _flags, addr = sock.recvmsg(MAX_FRAME, ANC_SPACE)
         except (BlockingIOError, InterruptedError):
             break
+        out.append((data, anc, addr))
     return out
+
+
+ANC_SPACE = socket.CMSG_SPACE(16)  # one struct timespec

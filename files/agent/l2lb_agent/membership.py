@@ -58,6 +58,9 @@ ENTRY_PROVEN = 1  # the reporter's last heartbeat from that peer was a proof
 ENTRY_CANDIDATE = 2  # ... and that peer's flags said CANDIDATE
 
 _HEAD = struct.Struct("!4sBBB")  # magic, version, flags, name length
+FLAGS_AT = struct.calcsize("!4sB")  # where the flags byte is in a payload (a kernel filter reads it)
+URGENT_IF_SET = FLAG_LEAVING  # frames a receiver should take at once, not in its next batch:
+URGENT_IF_CLEAR = FLAG_CANDIDATE  # a peer leaving or not (or no longer) a candidate
 _BODY = struct.Struct("!QIH")  # incarnation, seq, number of entries
 _ENTRY = struct.Struct("!IIHB")  # peer id, seq, age ms, entry flags
 _SIG = struct.Struct("!I16s")  # key id, MAC

@@ -116,13 +116,13 @@ class Speaker:
 
     # -- inputs ------------------------------------------------------------------------------
 
-    def _on_frames(self, payloads: list[bytes], _ifname: str) -> None:
-        """Every peer's every heartbeat: take them, and a few dozen times a second (not per frame:
-        its cost grows with the peers) move a holding fence forward."""
+    def _on_frames(self, frames: lanlink.Received, _ifname: str) -> None:
+        """Every peer's every heartbeat, each at the time it arrived: take them, and a few dozen
+        times a second (not per frame: its cost grows with the peers) move a holding fence forward."""
         now = time.monotonic()
         with self._mlock:
-            for payload in payloads:
-                self.members.receive(payload, now)
+            for arrived, payload in frames:
+                self.members.receive(payload, arrived)
             changed = self.members.changes != self._seen_changes
             fence = None
             if now - self._fence_moved >= self.t.heartbeat_interval / 4:
