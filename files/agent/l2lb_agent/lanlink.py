@@ -13,7 +13,7 @@ buffer, so a flood costs the kernel, not memory. Frames this host sent are not d
 Why one thread for every interface, sending and receiving: an idle speaker's cost is mostly its
 wake-ups (a thread that slept 0.1 s wakes to cold caches, ~0.2-0.7 ms each on a busy host), so
 beats are sent by the thread that already wakes for frames, and when frames come faster than one
-per ``COALESCE`` they are taken in batches. Batching delays nothing that matters:
+per ``COALESCE`` (over ``RATE_WINDOW``) they are taken in batches. Batching delays nothing that matters:
 * each frame carries the kernel's receive time, so a peer's death is judged from when its last
   frame arrived, not from when it was read;
 * frames that must act at once (a peer LEAVING, or not a candidate: a hand-over) reach a second
@@ -55,6 +55,7 @@ ETH_HEADER = 14
 SO_TIMESTAMPNS = 35  # receive time of each frame (CLOCK_REALTIME, ns) as ancillary data
 CLOCK_STEP = 0.002  # seconds: a realtime-monotonic offset moving more means the clock was stepped
 IDLE_POLL = 0.5  # seconds: without beats, the thread still checks for stop this often
+RATE_WINDOW = 0.1  # seconds over which the frame rate decides between reading each or in batches
 
 Received = list[tuple[float, bytes]]  # (monotonic receive time, payload), in arrival order
 Handler = Callable[[Received, str], None]  # (frames received together, interface)
@@ -187,10 +188,10 @@ class LanLink:
     # -- the thread ------------------------------------------------------------------------------
 
     def _loop(self) -> None:
-        """Urgent frames and pokes wake the thread at once; batched frames do while they come
-        slower than one per COALESCE. Once a read finds several frames (they come faster), the
-        thread stops listening to the batched sockets and reads them every COALESCE instead:
-        one wake-up per batch, however many peers."""
+        """Every frame is read as it comes while they come slower than one per COALESCE (a small
+        cluster). Faster (measured over RATE_WINDOW), the thread stops listening to the batched
+        sockets and reads them every COALESCE instead: one wake-up per batch, however many
+        peers. Urgent frames and pokes wake it at once either way."""
         listen_all, listen_urgent = select.poll(), select.poll()
         for batched, urgent in self._socks.values():
             listen_all.register(batched, select.POLLIN)
@@ -199,30 +200,26 @@ class LanLink:
         for p in (listen_all, listen_urgent):
             p.register(self._wake_r, select.POLLIN)
         urgent_fds = {pair[1].fileno() for pair in self._socks.values()}
-        next_beat = last_read = time.monotonic()
-        busy = False
+        next_beat = last_read = window = time.monotonic()
+        busy, count = False, 0
         while not self._stop.is_set():
             if self._beat_due(next_beat):
-                if self._read_all():
-                    last_read = time.monotonic()  # only reads that found frames pace the batches
+                count += self._read_all()
                 next_beat = self._beat(time.monotonic())
-            beat_at = next_beat if self._make_beat is not None else time.monotonic() + IDLE_POLL
+            now = time.monotonic()
+            if now - window >= RATE_WINDOW:
+                busy, count, window = count / (now - window) > 1 / COALESCE, 0, now
+            beat_at = next_beat if self._make_beat is not None else now + IDLE_POLL
             until = min(beat_at, last_read + COALESCE) if busy else beat_at
             ready = {fd for fd, _ in (listen_urgent if busy else listen_all).poll(
                 max(0.0, until - time.monotonic()) * 1000)}
             if self._wake_r in ready:
                 self._drain_wake()
-            batch_due = time.monotonic() >= last_read + COALESCE
-            if not ready & urgent_fds:
-                if busy and not batch_due:
-                    continue  # a poke or the beat
-                if not busy and not ready - urgent_fds - {self._wake_r}:
-                    continue  # no frame
-                if not busy and not batch_due:  # a second frame within COALESCE: gather them
-                    rest = last_read + COALESCE - time.monotonic()
-                    if rest > 0 and listen_urgent.poll(rest * 1000):
-                        self._drain_wake()  # an urgent frame or a poke ends the pause
-            busy = self._read_all() > 1
+            if busy and not ready & urgent_fds and time.monotonic() < last_read + COALESCE:
+                continue  # a poke or the beat: the batch is not due yet
+            if not busy and not ready - {self._wake_r}:
+                continue  # a poke or the beat: no frame
+            count += self._read_all()
             last_read = time.monotonic()
 
     def _beat_due(self, next_beat: float) -> bool:
