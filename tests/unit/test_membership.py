@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Iterator
 
 import pytest
 from l2lb_agent import membership as mb
@@ -155,6 +156,23 @@ class Lan:
     def run(self, seconds: float) -> None:
         for _ in range(round(seconds / 0.01)):
             self.tick()
+
+    def inject(self, fault: str, victim: str, other: str) -> None:
+        """One fault: victim's "rx" or "tx" cut, the victim-other "link" cut both ways, a "pause"
+        (anything else: none)."""
+        names = list(self.nodes)
+        if fault == "rx":
+            self.cut |= {(o, victim) for o in names if o != victim}
+        elif fault == "tx":
+            self.cut |= {(victim, o) for o in names if o != victim}
+        elif fault == "link":
+            self.cut |= {(victim, other), (other, victim)}
+        elif fault == "pause":
+            self.nodes[victim].paused = True
+
+    def heal(self, victim: str) -> None:
+        self.cut.clear()
+        self.nodes[victim].paused = False
 
     def owners(self) -> dict[str, list[str]]:
         return {ip: [name for name, n in self.nodes.items() if ip in n.answering] for ip in IPS}
@@ -353,27 +371,25 @@ def test_state_is_bounded() -> None:
     assert "ghost" not in m.peers
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_random_single_faults_never_double_answer(seed: int) -> None:
-    """One fault at a time (a node's rx or tx cut, a link cut both ways, a pause), 20 s each seed."""
+def single_faults(seed: int, rounds: int, faults: list[str],
+                  settle: float) -> Iterator[tuple[Lan, random.Random]]:
+    """Five nodes; each round one random fault, yielded while it lasts, then healed and left to
+    settle for up to `settle` seconds."""
     rng = random.Random(seed)
     net = Lan(("a", "b", "c", "d", "e"))
     net.run(1.0)
-    names = list(net.nodes)
-    for _ in range(20):
-        victim, other = rng.sample(names, 2)
-        fault = rng.choice(["rx", "tx", "link", "pause"])
-        if fault == "rx":
-            net.cut |= {(o, victim) for o in names if o != victim}
-        elif fault == "tx":
-            net.cut |= {(victim, o) for o in names if o != victim}
-        elif fault == "link":
-            net.cut |= {(victim, other), (other, victim)}
-        else:
-            net.nodes[victim].paused = True
-        net.run(rng.uniform(0.05, 1.0))
-        net.cut.clear()
-        net.nodes[victim].paused = False
+    for _ in range(rounds):
+        victim, other = rng.sample(list(net.nodes), 2)
+        net.inject(rng.choice(faults), victim, other)
+        yield net, rng
+        net.heal(victim)
+        net.run(rng.uniform(0.05, settle))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_single_faults_never_double_answer(seed: int) -> None:
+    """One fault at a time (a node's rx or tx cut, a link cut both ways, a pause), 20 s each seed."""
+    for net, rng in single_faults(seed, 20, ["rx", "tx", "link", "pause"], settle=1.0):
         net.run(rng.uniform(0.05, 1.0))
     net.run(1.5)
     assert not net.violations, net.violations[:5]
@@ -396,25 +412,8 @@ def _judgements_hold_until_next_expiry(m: mb.Membership, now: float) -> None:
 
 @pytest.mark.parametrize("seed", range(8))
 def test_next_expiry_misses_no_judgement(seed: int) -> None:
-    rng = random.Random(seed)
-    net = Lan(("a", "b", "c", "d", "e"))
-    net.run(1.0)
-    names = list(net.nodes)
-    for _ in range(12):
-        victim, other = rng.sample(names, 2)
-        fault = rng.choice(["rx", "tx", "link", "pause", "none"])
-        if fault == "rx":
-            net.cut |= {(o, victim) for o in names if o != victim}
-        elif fault == "tx":
-            net.cut |= {(victim, o) for o in names if o != victim}
-        elif fault == "link":
-            net.cut |= {(victim, other), (other, victim)}
-        elif fault == "pause":
-            net.nodes[victim].paused = True
+    for net, rng in single_faults(seed, 12, ["rx", "tx", "link", "pause", "none"], settle=0.5):
         for _step in range(rng.randint(3, 60)):
             net.tick()
             if rng.random() < 0.2:
-                _judgements_hold_until_next_expiry(net.nodes[rng.choice(names)].m, net.now)
-        net.cut.clear()
-        net.nodes[victim].paused = False
-        net.run(rng.uniform(0.05, 0.5))
+                _judgements_hold_until_next_expiry(net.nodes[rng.choice(list(net.nodes))].m, net.now)
