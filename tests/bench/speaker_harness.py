@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import secrets
+import select
 import signal
 import subprocess
 import time
@@ -26,6 +27,8 @@ from typing import Any
 
 from l2lb_agent import kube
 from l2lb_agent.speaker_watch import SECRETS
+
+from tests.bench import PROBE_STARTED
 
 REPO = Path(__file__).resolve().parents[2]
 PY = str(REPO / ".venv/bin/python")
@@ -224,18 +227,38 @@ def run_probe(mode: str, ip: str, timeout: float = 150.0, **kw: Any) -> Any:
 @contextlib.contextmanager
 def probing(ip: str, duration: float, interval: float = 0.02,
             netns: str = "l2lb-client") -> Iterator[dict[str, Any]]:
-    """Probe ip from netns in the background for duration; the dict gets "probes" when the block ends."""
+    """Probe ip from netns in the background for duration; the dict gets "probes" when the block
+    ends. The block starts once the first request is on the wire (the probe's start-up, 0.3-0.7 s,
+    must not count in what the block measures)."""
     proc = subprocess.Popen(probe_cmd("probe", ip, netns, interval=interval, duration=duration), cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     result: dict[str, Any] = {}
     try:
-        time.sleep(0.3)  # let it open its socket and start probing
+        _wait_started(proc, timeout=15.0)
+        time.sleep(3 * interval)  # a few probes before whatever the block does
         yield result
     finally:
         out, err = proc.communicate(timeout=duration + 30)
         if proc.returncode != 0:
             raise RuntimeError(f"probe failed ({proc.returncode}): {err[-2000:]}")
         result["probes"] = json.loads(out)
+
+
+def _wait_started(proc: subprocess.Popen, timeout: float) -> None:
+    """Read the probe's stderr until it says it sends (other lines are kept for the error)."""
+    assert proc.stderr is not None
+    deadline, seen = time.monotonic() + timeout, []
+    while time.monotonic() < deadline:
+        if not select.select([proc.stderr], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            break
+        line = proc.stderr.readline()
+        if not line:  # it exited
+            break
+        if line.strip() == PROBE_STARTED:
+            return
+        seen.append(line)
+    proc.kill()
+    raise RuntimeError(f"probe did not start within {timeout:g} s: {''.join(seen)[-2000:]}")
 
 
 def wait_answer(ip: str, timeout: float = 10.0, interval: float = 0.02) -> tuple[float, list[str]]:

@@ -33,6 +33,8 @@ from l2lb_agent import frames
 from scapy.layers.inet6 import ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
 from scapy.layers.l2 import ARP, Ether
 
+from tests.bench import PROBE_STARTED
+
 ETH_P_ALL = 0x0003
 FLOOD_SENDERS = [f"192.168.1.{i}" for i in range(150, 200)]
 # Probes rotate over 100 source addresses: each source asks about once a second, as a real host
@@ -121,6 +123,8 @@ def probe(ip: str, iface: str, interval: float, duration: float,
     end = time.monotonic() + min(duration, MAX_DURATION)
     while (now := time.monotonic()) < end:
         sock.send(frames_out[len(out) % len(frames_out)])
+        if not out:
+            print(PROBE_STARTED, file=sys.stderr, flush=True)  # the caller may start its clock now
         answers = _drain(sock, packed, max(0.0, now + interval - time.monotonic()))
         out.append((now, sorted({mac for _, mac, _ in answers})))
         if until_answer and answers:
