@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.bench import bounds_bench, controller_bench, speaker_bench
+from tests.bench import bounds_bench, controller_bench, membership_scale, speaker_bench
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -40,7 +40,7 @@ def print_table(rows: list[dict]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="make bench")
     parser.add_argument("--trials", type=int, default=int(os.environ.get("L2LB_BENCH_TRIALS", "20")))
-    parser.add_argument("--only", choices=["controller", "speaker", "bounds"], default=None)
+    parser.add_argument("--only", choices=["controller", "speaker", "bounds", "membership"], default=None)
     args = parser.parse_args()
     subprocess.run([str(REPO / ".venv/bin/lab"), "up"], check=True)
     kubeconfig = str(REPO / ".lab/kubeconfig")
@@ -51,6 +51,8 @@ def main() -> int:
         rows += speaker_bench.run(trials=args.trials)
     if args.only in (None, "bounds"):
         rows += bounds_bench.run(trials=max(3, args.trials // 4))
+    if args.only in (None, "membership"):  # 10 and 30 lab nodes; the 3-node lab is back after
+        rows += membership_scale.run((10, 30), trials=max(3, args.trials // 2))
     print_table(rows)
     out = REPO / "bench-results"
     out.mkdir(exist_ok=True)

@@ -97,7 +97,7 @@ class LanLink:
         self._interval = 0.0
         self._soon = False
         self._up: list[str] = []
-        self._offset: float | None = None  # realtime - monotonic at the last read (clock steps)
+        self._offsets: dict[int, float] = {}  # socket fd -> realtime - monotonic before its last read
         self.sent = 0
         self.received = 0
         self.urgent = 0  # frames that came through the urgent socket
@@ -265,6 +265,9 @@ class LanLink:
         return got
 
     def _read(self, ifname: str, sock: socket.socket) -> Received:
+        fd = sock.fileno()
+        before = self._offsets.get(fd)  # every frame queued now arrived after this was taken
+        self._offsets[fd] = time.time() - time.monotonic()
         try:
             batch = _drain(sock)
         except OSError as exc:
@@ -274,19 +277,14 @@ class LanLink:
             return []
         if not batch:
             return []
-        mono, offset = self._clock()
+        mono = time.monotonic()
+        offset = time.time() - mono
+        if before is None or abs(offset - before) > CLOCK_STEP:
+            offset = None  # realtime was stepped while these frames queued: date them now
         out = [(receive_time(anc, mono, offset), f[ETH_HEADER:]) for f, anc, addr in batch
                if addr[2] != PACKET_OUTGOING and len(f) >= ETH_HEADER]
         self.received += len(out)
         return out
-
-    def _clock(self) -> tuple[float, float | None]:
-        """(monotonic now, realtime - monotonic offset, or None when the realtime clock was
-        stepped since the last read: then receive times cannot be trusted and now is used)."""
-        mono, real = time.monotonic(), time.time()
-        offset, before = real - mono, self._offset
-        self._offset = offset
-        return mono, offset if before is not None and abs(offset - before) <= CLOCK_STEP else None
 
 
 def receive_time(ancillary: list[tuple[int, int, bytes]], now: float, offset: float | None) -> float:
