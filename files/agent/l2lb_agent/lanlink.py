@@ -211,7 +211,7 @@ class LanLink:
                 busy, count, window = count / (now - window) > 1 / COALESCE, 0, now
             beat_at = next_beat if self._make_beat is not None else now + IDLE_POLL
             until = min(beat_at, last_read + COALESCE) if busy else beat_at
-            ready = {fd for fd, _ in (listen_urgent if busy else listen_all).poll(
+            ready = {fd for fd, _event in (listen_urgent if busy else listen_all).poll(
                 max(0.0, until - time.monotonic()) * 1000)}
             if self._wake_r in ready:
                 self._drain_wake()
