@@ -192,8 +192,9 @@ def _names_with_address(svc: dict[str, Any]) -> dict[str, Any]:
 
 
 def baseline(api: kube.KubeClient, n: int) -> float:
-    """Seconds the API server alone takes to create n Services (a class nobody serves)."""
-    with namespace(api, "l2lb-scale-base") as ns:
+    """Seconds the API server alone takes to create n Services (a class nobody serves), watched by
+    the same bench watch as the controller's trial (its events cost the API server there too)."""
+    with namespace(api, "l2lb-scale-base") as ns, Assigned(api, ns, n):
         return create_all(api, kube.SERVICES, ns, [service(f"s-{i:05d}", "nobody.l2lb.io/x")
                                                    for i in range(n)])
 
@@ -201,9 +202,9 @@ def baseline(api: kube.KubeClient, n: int) -> float:
 def floor(api: kube.KubeClient, n: int) -> float:
     """Seconds the API server alone takes to create n Services and write each one's status once
     (by this client, as soon as its create returns): the least any controller that writes one
-    status per allocation can take, on this machine, under the same load."""
+    status per allocation can take, on this machine, under the same load and the same bench watch."""
     body = {"status": {"loadBalancer": {"ingress": [{"ip": "10.255.0.1"}]}}}
-    with namespace(api, "l2lb-scale-floor") as ns:
+    with namespace(api, "l2lb-scale-floor") as ns, Assigned(api, ns, n):
         def one(i: int) -> None:
             api.create(kube.SERVICES, service(f"s-{i:05d}", "nobody.l2lb.io/x"), ns)
             api.patch_status(kube.SERVICES, f"s-{i:05d}", body, ns)
@@ -237,6 +238,7 @@ def assign_trial(api: kube.KubeClient, n: int, timeout: float) -> dict[str, floa
         try:
             req0, writes0 = (ctl.metric("l2lb_controller_api_requests") or 0,
                              ctl.metric("l2lb_controller_status_writes_total") or 0)
+            cpu0 = procfs.cpu_seconds(ctl.proc.pid) or 0.0
             with Assigned(api, ns, n) as seen:
                 started = time.monotonic()
                 create_all(api, kube.SERVICES, ns, [service(f"s-{i:05d}", lb_class) for i in range(n)])
@@ -248,7 +250,8 @@ def assign_trial(api: kube.KubeClient, n: int, timeout: float) -> dict[str, floa
                    "ratio_floor": took / least, "rps": requests / took,
                    "per_alloc": requests / n,
                    "status_writes": ((ctl.metric("l2lb_controller_status_writes_total") or 0) - writes0) / n,
-                   "rss": procfs.rss_mib(ctl.proc.pid) or float("nan")}
+                   "rss": procfs.rss_mib(ctl.proc.pid) or float("nan"),
+                   "cpu": ((procfs.cpu_seconds(ctl.proc.pid) or float("nan")) - cpu0) * 1000 / n}
         finally:
             ctl.stop()
     print(f"  {n} Services: API alone {base:.2f}s, assigned in {out['assign']:.2f}s ({out['ratio']:.2f}x), "
@@ -276,6 +279,8 @@ def controller_rows(api: kube.KubeClient, n: int, trials: int, timeout: float, g
                 col["per_alloc"], "-"),
             row(f"controller: API requests/s during the {label} burst", "requests/s", col["rps"],
                 "<= --api-qps + Events"),
+            row(f"controller: CPU per 1,000 allocations ({label} burst; 2 cores shared with the API "
+                "server)", "s", col["cpu"], "-"),
             row(f"controller: RSS with {label} Services", "MiB", col["rss"], "-")]
 
 

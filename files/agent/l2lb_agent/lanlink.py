@@ -170,6 +170,11 @@ class LanLink:
         """Interfaces with carrier now (a node with none cannot be a candidate)."""
         return [i for i in self.interfaces if carrier(i)]
 
+    def has_carrier(self) -> bool:
+        """Some interface had carrier at the thread's last reading (at every beat; a change calls
+        ``on_carrier``), so readers need not read sysfs again."""
+        return bool(self._up)
+
     def send(self, payload: bytes, up: list[str] | None = None) -> None:
         """One heartbeat frame on every interface with carrier (any thread may call it);
         up: the interfaces with carrier, when the caller has just read them."""

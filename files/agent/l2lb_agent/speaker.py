@@ -287,7 +287,7 @@ class Speaker:
     def _readiness(self, now: float, peer_fresh: bool) -> tuple[bool, str]:
         if not self.keys_loaded:
             return False, "no heartbeat keys"
-        if not self.link.up():
+        if not self.link.has_carrier():
             return False, "no announcing interface has carrier"
         if self._view_age(now) >= self.t.api_yield_after and peer_fresh:
             return False, "my API view is stale while a peer's is fresh"
