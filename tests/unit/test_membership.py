@@ -8,6 +8,8 @@ nodes. Each node runs the speaker's decision loop (membership -> ownership.step 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import random
 from collections.abc import Iterator
 
@@ -39,6 +41,28 @@ def test_round_trip() -> None:
     hb = mb.Heartbeat(node="node1", incarnation=7, seq=42, flags=mb.FLAG_CANDIDATE, entries=(entry,))
     got = mb.decode(mb.encode(hb, [KEY, KEY2]), {mb.key_id(KEY2): KEY2})
     assert got == dataclasses.replace(hb, entries=(hb.entries[0],))
+
+
+def test_entry_found_only_on_an_entry_boundary() -> None:
+    """A receiver looks up its own entry in the packed bytes; the same four bytes inside another
+    entry's seq, age or flags must not be taken for it."""
+    me = mb.node_id("node1")
+    decoy = mb.Entry(peer=7, seq=me, age_ms=3, flags=0)  # my id's bytes as a seq: at offset 4
+    straddle = mb.Entry(peer=(me >> 16) & 0xFFFF, seq=(me & 0xFFFF) << 16, age_ms=1, flags=1)
+    mine = mb.Entry.make(peer=me, seq=5, age=0.02, proven=True, candidate=False)
+    for entries, want in [((decoy,), None), ((decoy, straddle), None), ((decoy, straddle, mine), mine),
+                          ((mine, decoy), mine), ((), None)]:
+        hb = mb.Heartbeat(node="node2", incarnation=1, seq=1, flags=0, entries=entries)
+        got = mb.decode(mb.encode(hb, [KEY]), {mb.key_id(KEY): KEY})
+        assert isinstance(got, mb.Heartbeat)
+        assert mb.find_entry(got.entries, me) == want == mb.find_entry(entries, me)
+        assert got.entries == entries and len(got.entries) == len(entries)
+
+
+def test_prepared_mac_is_hmac_sha256() -> None:
+    """The per-key prepared state computes exactly RFC 2104 HMAC-SHA256 (the wire format)."""
+    for key, body in [(KEY, b""), (KEY2, b"x" * 700), (b"short", b"abc"), (b"k" * 100, b"long key")]:
+        assert mb._mac(key, body) == hmac.new(key, body, hashlib.sha256).digest()[:mb.MAC_BYTES]
 
 
 def _sample() -> bytes:
