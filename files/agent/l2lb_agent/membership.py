@@ -443,17 +443,25 @@ class Membership:
         """Other nodes that may own IPs now: proven directly, or proven by a peer I prove."""
         direct = self.proven(now)
         live = {n for n, p in direct.items() if p.flags & FLAG_CANDIDATE and not p.flags & FLAG_LEAVING}
-        for reporter in direct.values():
-            for e in reporter.entries:
-                name = self.known.get(e.peer)
-                if name is None or name == self.me or name in direct or not e.proven or not e.candidate:
-                    continue
-                peer = self.peers.get(name)
-                if peer is not None and peer.flags & FLAG_LEAVING and now - peer.proof < self.dead_after:
-                    continue  # it told me itself that it left
-                if now - (reporter.proof - e.age) < self.dead_after:
-                    live.add(name)
+        for name, reporter, e in self._indirect(direct):
+            peer = self.peers.get(name)
+            if peer is not None and peer.flags & FLAG_LEAVING and now - peer.proof < self.dead_after:
+                continue  # it told me itself that it left
+            if now - (reporter.proof - e.age) < self.dead_after:
+                live.add(name)
         return frozenset(live)
+
+    def _indirect(self, direct: Mapping[str, Peer]) -> Iterator[tuple[str, Peer, Entry]]:
+        """(node, reporter, entry) for every proven, candidate entry that a peer I prove gives about
+        a known node I do not prove myself. Looked up per such node (none in a healthy cluster where
+        every node runs a speaker), not by reading every entry of every peer: N² at 30 nodes."""
+        for peer_id, name in self.known.items():
+            if name == self.me or name in direct:
+                continue
+            for reporter in direct.values():
+                e = find_entry(reporter.entries, peer_id)
+                if e is not None and e.proven and e.candidate:
+                    yield name, reporter, e
 
     def next_expiry(self, now: float) -> float:
         """The next monotonic time at which who is live, or my fence, may change without a frame.
@@ -471,11 +479,8 @@ class Membership:
                  if now - p.confirmed < self.confirm_fresh and not p.flags & FLAG_LEAVING]
         if fresh:
             times.append(max(fresh))
-        skip = {node_id(n) for n in direct} | {self.my_id}
-        for reporter in direct.values():  # an entry lapses at proof - age + dead_after
-            times += [reporter.proof - e.age + self.dead_after for e in reporter.entries
-                      if e.peer not in skip and e.proven and e.candidate and e.peer in self.known
-                      and now - (reporter.proof - e.age) < self.dead_after]
+        times += [reporter.proof - e.age + self.dead_after for _name, reporter, e in self._indirect(direct)
+                  if now - (reporter.proof - e.age) < self.dead_after]  # an entry lapses
         return min(times, default=now + 1.0)
 
     def api_fresh_peer(self, now: float) -> bool:
