@@ -16,22 +16,17 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from l2lb_agent import ownership
 
+from tests.bench import procfs
 from tests.bench import speaker_harness as h
 from tests.bench.speaker_bench import row
 
 NS = "l2lb-scale-bench"
 METRICS_PORT = 17473
 IDLE_WINDOW = 10.0
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / 100.0  # utime + stime, in clock ticks of 1/100 s
 
 
 def lab_up(n: int) -> None:
@@ -50,10 +45,11 @@ def measure(n: int, trials: int) -> list[dict[str, Any]]:
         c.wait_ready(nodes, timeout=180)
         time.sleep(3.0)
         pids = {node: c.procs[node].pid for node in nodes}
-        before = {node: cpu_seconds(pid) for node, pid in pids.items()}
+        before = {node: procfs.cpu_seconds(pid) or 0.0 for node, pid in pids.items()}
         sent0 = h.scrape("node1", METRICS_PORT).get("l2lb_speaker_heartbeats_sent_total", 0.0)
         time.sleep(IDLE_WINDOW)
-        cpu = [100 * (cpu_seconds(pid) - before[node]) / IDLE_WINDOW for node, pid in pids.items()]
+        cpu = [100 * ((procfs.cpu_seconds(pid) or float("nan")) - before[node]) / IDLE_WINDOW
+               for node, pid in pids.items()]
         sent1 = h.scrape("node1", METRICS_PORT).get("l2lb_speaker_heartbeats_sent_total", 0.0)
         rows.append(row(f"speaker: CPU per speaker, {n} nodes idle", "% of a core", cpu, "<= 2"))
         rows.append(row(f"speaker: heartbeat frames sent/s per node, {n} nodes", "frames/s",

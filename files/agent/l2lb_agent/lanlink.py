@@ -14,8 +14,7 @@ Why one thread for every interface, sending and receiving: an idle speaker's cos
 wake-ups (a thread that slept 0.1 s wakes to cold caches, ~0.2-0.7 ms each on a busy host), so
 beats are sent by the thread that already wakes for frames, and when frames come faster than
 ``BATCH_ABOVE`` a second (over ``RATE_WINDOW``) they are taken in one batch just before each beat
-(measured at 30 nodes: each wake-up of this thread costs ~0.3 ms of CPU on a busy 2-core host,
-so 48 reads a second were half its cost). Batching delays nothing that matters:
+(at 30 nodes, 48 reads a second were half this thread's cost). Batching delays nothing that matters:
 * each frame carries the kernel's receive time, so a peer's death is judged from when its last
   frame arrived, not from when it was read;
 * frames that must act at once (a peer LEAVING, or not a candidate: a hand-over) reach a second
