@@ -496,6 +496,7 @@ class Controller:
         self._written.pop(key, None)
         failures, delay = self.queue.put_later(key)
         self.write_failures.inc()
+        self.write_backoff.set(self.queue.failing())
         if failures > 1:
             log.debug("%s: status write failed %d times in a row; next try in %.1fs", key, failures, delay)
             return
@@ -508,6 +509,8 @@ class Controller:
     def _write_ok(self, key: str) -> None:
         failures = self.queue.forget(key)
         if failures:
+            # here, not only in _update_metrics: the Service's next watch event may come before this
+            self.write_backoff.set(self.queue.failing())
             log.info("%s: status written after %d failed attempt(s)", key, failures)
 
     def _update_metrics(self) -> None:

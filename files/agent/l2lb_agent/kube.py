@@ -35,11 +35,11 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode, urlsplit
 
 import urllib3
 
-from . import kubeconfig
+from . import kubeconfig, transport
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,11 @@ class KubeClient:
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         kw: dict[str, Any] = {"ssl_context": config.ssl_context} if config.ssl_context else {}
-        self._http = urllib3.PoolManager(num_pools=4, maxsize=pool_size, retries=False, **kw)
+        self._http = urllib3.PoolManager(num_pools=4, maxsize=pool_size, retries=False, **kw)  # watches
+        url = urlsplit(config.server)
+        self._transport = transport.Transport(  # everything else: see transport.py for why
+            url.hostname or "", url.port or (443 if url.scheme == "https" else 80), config.ssl_context,
+            connect_timeout=connect_timeout, max_idle=pool_size)
         self._counter = itertools.count()
         self._sent = 0
 
@@ -158,32 +162,48 @@ class KubeClient:
 
     # -- low level ---------------------------------------------------------------------------
 
-    def _open(self, method: str, path: str, query: Mapping[str, Any] | None, body: Any,
-              content_type: str, read_timeout: float, stream: bool) -> urllib3.BaseHTTPResponse:
-        url = self.config.server + path
-        if query:
-            url += "?" + urlencode({k: v for k, v in query.items() if v is not None})
+    def _headers(self) -> dict[str, str]:
         headers = {"Accept": JSON, "User-Agent": "l2lb-agent"}
         token = self.config.token.get()
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        data = None
-        if body is not None:
-            data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-            headers["Content-Type"] = content_type
+        return headers
+
+    def _count(self) -> None:
         self._sent = next(self._counter) + 1
+
+    @staticmethod
+    def _target(path: str, query: Mapping[str, Any] | None) -> str:
+        if query:
+            path += "?" + urlencode({k: v for k, v in query.items() if v is not None})
+        return path
+
+    def _stream(self, path: str, query: Mapping[str, Any], read_timeout: float) -> urllib3.BaseHTTPResponse:
+        """A GET whose body is read as it arrives (watches)."""
+        self._count()
         timeout = urllib3.Timeout(connect=self._connect_timeout, read=read_timeout)
         try:
-            return self._http.request(method, url, body=data, headers=headers, timeout=timeout,
-                                      preload_content=not stream, redirect=False)
+            return self._http.request("GET", self.config.server + self._target(path, query),
+                                      headers=self._headers(), timeout=timeout, preload_content=False,
+                                      redirect=False)
         except urllib3.exceptions.HTTPError as exc:
-            raise ApiUnavailable(0, f"{method} {path}: {exc}") from exc
+            raise ApiUnavailable(0, f"GET {path}: {exc}") from exc
 
     def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
                 body: Any = None, content_type: str = JSON) -> dict[str, Any]:
         """One request; returns the decoded JSON body or raises a typed ApiError."""
-        resp = self._open(method, path, query, body, content_type, self._read_timeout, stream=False)
-        text = resp.data.decode("utf-8", "replace")
+        headers = self._headers()
+        data = None
+        if body is not None:
+            data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+            headers["Content-Type"] = content_type
+        self._count()
+        try:
+            resp = self._transport.request(method, self._target(path, query), headers, data,
+                                           self._read_timeout)
+        except (OSError, transport.ProtocolError) as exc:
+            raise ApiUnavailable(0, f"{method} {path}: {exc}") from exc
+        text = resp.body.decode("utf-8", "replace")
         try:
             doc = json.loads(text) if text else {}
         except ValueError:
@@ -226,8 +246,7 @@ class KubeClient:
         query = {"watch": "true", "resourceVersion": resource_version, "timeoutSeconds": timeout_seconds,
                  "allowWatchBookmarks": "true" if bookmarks else None,
                  "labelSelector": label_selector, "fieldSelector": field_selector}
-        resp = self._open("GET", res.path(namespace), query, None, JSON, timeout_seconds + WATCH_READ_MARGIN,
-                          stream=True)
+        resp = self._stream(res.path(namespace), query, timeout_seconds + WATCH_READ_MARGIN)
         if resp.status >= 400:
             text = resp.read().decode("utf-8", "replace")
             resp.release_conn()
