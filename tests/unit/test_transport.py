@@ -182,3 +182,66 @@ def test_idle_pool_is_bounded(serve) -> None:
     assert len(t._idle) <= 2
     t.close()
     assert not t._idle
+
+
+class Trickle:
+    """Answers one GET with the given pieces, one at a time when `release` is set for each."""
+
+    def __init__(self, pieces: list[bytes]) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.port = self.sock.getsockname()[1]
+        self.pieces, self.release = pieces, threading.Semaphore(0)
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        conn, _addr = self.sock.accept()
+        reader = conn.makefile("rb")
+        _read_request(reader)
+        for piece in self.pieces:
+            self.release.acquire()
+            conn.sendall(piece)
+        time.sleep(0.5)
+        reader.close()
+        conn.close()
+
+
+def test_a_stream_yields_each_chunk_as_it_arrives_and_ends_at_the_last() -> None:
+    head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+    server = Trickle([head, b"6\r\n{\"a\":1\r\n", b"2\r\n}\n\r\n", b"0\r\n\r\n"])
+    t = transport.Transport("127.0.0.1", server.port, None, connect_timeout=1, max_idle=1)
+    server.release.release()
+    stream = t.stream("/w?watch=true", {}, 2.0)
+    assert stream.status == 200
+    chunks = stream.chunks()
+    server.release.release()
+    assert next(chunks) == b'{"a":1'  # before the rest was even sent
+    server.release.release()
+    assert next(chunks) == b"}\n"
+    server.release.release()
+    assert list(chunks) == []
+    server.sock.close()
+
+
+def test_closing_a_stream_from_another_thread_ends_a_blocked_read() -> None:
+    server = Trickle([b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", b"never sent"])
+    t = transport.Transport("127.0.0.1", server.port, None, connect_timeout=1, max_idle=1)
+    server.release.release()
+    stream = t.stream("/w", {}, 30.0)
+    threading.Timer(0.2, stream.close).start()
+    started = time.monotonic()
+    with pytest.raises((OSError, ValueError, AttributeError, transport.ProtocolError)):
+        list(stream.chunks())
+    assert time.monotonic() - started < 5  # not the 30 s read timeout
+    server.sock.close()
+
+
+def test_an_error_answer_to_a_stream_is_read_whole() -> None:
+    body = b'{"kind":"Status","code":410}'
+    server = Trickle([b"HTTP/1.1 410 Gone\r\nContent-Length: %d\r\n\r\n" % len(body) + body])
+    t = transport.Transport("127.0.0.1", server.port, None, connect_timeout=1, max_idle=1)
+    server.release.release()
+    stream = t.stream("/w", {}, 2.0)
+    assert (stream.status, stream.rest()) == (410, body)
+    server.sock.close()

@@ -286,7 +286,6 @@ def setup_logging(level: str) -> None:
         datefmt="%Y-%m-%dT%H:%M:%S",
         stream=sys.stderr,
     )
-    logging.getLogger("urllib3").setLevel(logging.WARNING)
 
 
 def _install_signals(stop: threading.Event) -> None:

@@ -1,4 +1,4 @@
-"""A thin Kubernetes REST client on urllib3: plain dicts in, plain dicts out.
+"""A thin Kubernetes REST client: plain dicts in, plain dicts out, over `transport` (HTTP/1.1).
 
 Adapter ring. The controller and the speaker reach the API server only through this module.
 It is deliberately small: the official client deserializes into model objects, which costs
@@ -11,7 +11,7 @@ time and memory at 1,000 Services; here a Service is the JSON dict the server se
         ...
     client.patch_status(SERVICES, "nginx", {"status": {...}}, namespace="default")
 
-Guarantees: thread-safe (one urllib3 PoolManager); every request has a connect and a read
+Guarantees: thread-safe (one pool of kept-alive connections); every request has a connect and a read
 timeout, so a blackholed API server raises `ApiUnavailable` instead of hanging; errors are typed
 (`NotFound`, `Conflict`/`AlreadyExists`, `Gone`, `Forbidden`, `ApiError` with status and message).
 Not guaranteed: retries. Callers decide; `Informer` (list, then watch; after an error it resumes
@@ -22,7 +22,6 @@ on Gone) keeps a local cache and calls a handler per change.
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import logging
@@ -37,8 +36,6 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode, urlsplit
 
-import urllib3
-
 from . import kubeconfig, transport
 
 log = logging.getLogger(__name__)
@@ -49,6 +46,7 @@ READ_TIMEOUT = 30.0
 # blackholed API server ends within ~75 s; a normal end costs one request (resume, no relist).
 WATCH_TIMEOUT_SECONDS = 60
 WATCH_READ_MARGIN = 15.0
+MAX_WATCH_EVENT = 64 << 20  # bytes of one watch event line (etcd refuses objects past ~1.5 MiB)
 
 JSON = "application/json"
 PATCH_TYPES = {
@@ -141,10 +139,8 @@ class KubeClient:
         self.config = config
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
-        kw: dict[str, Any] = {"ssl_context": config.ssl_context} if config.ssl_context else {}
-        self._http = urllib3.PoolManager(num_pools=4, maxsize=pool_size, retries=False, **kw)  # watches
         url = urlsplit(config.server)
-        self._transport = transport.Transport(  # everything else: see transport.py for why
+        self._transport = transport.Transport(  # why not urllib3: see transport.py
             url.hostname or "", url.port or (443 if url.scheme == "https" else 80), config.ssl_context,
             connect_timeout=connect_timeout, max_idle=pool_size)
         self._counter = itertools.count()
@@ -178,15 +174,12 @@ class KubeClient:
             path += "?" + urlencode({k: v for k, v in query.items() if v is not None})
         return path
 
-    def _stream(self, path: str, query: Mapping[str, Any], read_timeout: float) -> urllib3.BaseHTTPResponse:
+    def _stream(self, path: str, query: Mapping[str, Any], read_timeout: float) -> transport.Stream:
         """A GET whose body is read as it arrives (watches)."""
         self._count()
-        timeout = urllib3.Timeout(connect=self._connect_timeout, read=read_timeout)
         try:
-            return self._http.request("GET", self.config.server + self._target(path, query),
-                                      headers=self._headers(), timeout=timeout, preload_content=False,
-                                      redirect=False)
-        except urllib3.exceptions.HTTPError as exc:
+            return self._transport.stream(self._target(path, query), self._headers(), read_timeout)
+        except (OSError, transport.ProtocolError) as exc:
             raise ApiUnavailable(0, f"GET {path}: {exc}") from exc
 
     def request(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
@@ -248,8 +241,10 @@ class KubeClient:
                  "labelSelector": label_selector, "fieldSelector": field_selector}
         resp = self._stream(res.path(namespace), query, timeout_seconds + WATCH_READ_MARGIN)
         if resp.status >= 400:
-            text = resp.read().decode("utf-8", "replace")
-            resp.release_conn()
+            try:
+                text = resp.rest().decode("utf-8", "replace")
+            except (OSError, transport.ProtocolError) as exc:
+                raise ApiUnavailable(0, f"watch {res.plural}: HTTP {resp.status}, then {exc}") from exc
             try:
                 doc = json.loads(text)
             except ValueError:
@@ -324,21 +319,23 @@ def event_body(involved: Mapping[str, Any], type_: str, reason: str, message: st
 class WatchStream:
     """Iterator of (type, object) over one open watch response. Raises Gone on a 410 ERROR event."""
 
-    def __init__(self, resp: urllib3.BaseHTTPResponse) -> None:
+    def __init__(self, resp: transport.Stream) -> None:
         self._resp = resp
         self._closed = False
 
     def __iter__(self) -> Iterator[tuple[str, dict[str, Any]]]:
-        buf = b""
+        partial = b""  # the start of an event whose end has not arrived yet
         try:
-            for chunk in self._resp.stream(65536, decode_content=True):
-                buf += chunk
-                while b"\n" in buf:
-                    line, buf = buf.split(b"\n", 1)
+            for chunk in self._resp.chunks():
+                lines = (partial + chunk).split(b"\n") if partial else chunk.split(b"\n")
+                partial = lines.pop()
+                if len(partial) > MAX_WATCH_EVENT:
+                    raise ApiUnavailable(0, f"a watch event longer than {MAX_WATCH_EVENT} bytes")
+                for line in lines:
                     if line.strip():
                         yield self._decode(line)
-        except (urllib3.exceptions.HTTPError, OSError, AttributeError, ValueError) as exc:
-            # AttributeError/ValueError: urllib3 reading a socket that close() just shut.
+        except (OSError, transport.ProtocolError, AttributeError, ValueError) as exc:
+            # AttributeError/ValueError: reading a socket that close() just shut.
             if not self._closed:
                 raise ApiUnavailable(0, f"watch stream broke: {exc}") from exc
         finally:
@@ -358,13 +355,7 @@ class WatchStream:
         if self._closed:
             return
         self._closed = True
-        # shutdown() unblocks a reader waiting in another thread; urllib3 raises RuntimeError when the
-        # watch already ended and its connection went back to the pool, and ValueError when the
-        # connection broke before (no socket left to shut): both are just as closed.
-        with contextlib.suppress(OSError, RuntimeError, ValueError):
-            self._resp.shutdown()
         self._resp.close()
-        self._resp.release_conn()
 
 
 # -- informer ---------------------------------------------------------------------------------

@@ -1,24 +1,26 @@
-"""Persistent HTTP/1.1 connections for the API client's one-shot requests.
+"""HTTP/1.1 to the API server: kept-alive connections for requests, a connection each for watches.
 
-Adapter ring, used only by `l2lb_agent.kube` (watches stay on urllib3's streaming responses).
-Why not urllib3 for every request: against the lab's API server one status PATCH cost the client
-1.42 ms of CPU and 7.8 ms of wall time through urllib3 (its pool, URL, header and response
-objects, http.client's email-based header parser), and 0.54 ms and 4.8 ms here, the request
-written in one piece and the response read with `readline` (p50 of 5 x 300 writes,
-`python -m tests.bench.http_bench`). The controller sends one such write per allocation, on the
-same cores as the API server it waits for, and the write is on the path from a Service's creation
-to its first ARP answer.
+Adapter ring, used only by `l2lb_agent.kube`. Why not urllib3 (what kube.py used before): against
+the lab's API server one status PATCH cost the client 1.42 ms of CPU and 7.8 ms of wall time
+through urllib3 (its pool, URL, header and response objects, http.client's email-based header
+parser), and 0.54 ms and 4.8 ms here, the request written in one piece and the response read with
+`readline` (p50 of 5 x 300 writes, `python -m tests.bench.http_bench`). The controller sends one
+such write per allocation, on the same cores as the API server it waits for, and the write is on
+the path from a Service's creation to its first ARP answer. Watch events paid urllib3's chunk
+reader the same way; now the agent needs no HTTP library.
 
-What it does: keeps up to `max_idle` idle connections (TLS with the kubeconfig's context, or
-plain TCP), sends `method path` with the given headers and a Content-Length body, and reads a
-response framed by Content-Length, chunked encoding, or the connection's end. A connection goes
-back to the pool only after its whole response was read and the server did not ask to close;
-one found readable while idle (the server closed it) is thrown away before use, the check
-urllib3 does too. Errors: `OSError` (includes timeouts and TLS errors) or `ProtocolError`; the
-connection is closed and never reused. Not done: retries (the caller decides), redirects,
-compression (no Accept-Encoding is sent), 1xx responses (no Expect is sent).
-Bounded: a status or header line is at most MAX_LINE bytes, at most MAX_HEADERS headers, a body
-at most MAX_BODY bytes.
+Requests (`Transport.request`): up to `max_idle` idle connections (TLS with the kubeconfig's
+context, or plain TCP); the request is written in one piece with a Content-Length body; the
+response is framed by Content-Length, chunked encoding, or the connection's end. A connection
+goes back to the pool only after its whole response was read and the server did not ask to
+close; one found readable while idle (the server closed it) is thrown away before use, the check
+urllib3 does too. Watches (`Transport.stream`): a connection of their own, read chunk by chunk,
+closed at the end; `Stream.close()` from another thread ends a blocked read.
+Errors: `OSError` (timeouts and TLS errors included) or `ProtocolError`; the connection is closed
+and never reused. Not done: retries (the caller decides), redirects, compression (no
+Accept-Encoding is sent), 1xx responses (no Expect is sent).
+Bounded: a status, header or chunk-size line is at most MAX_LINE bytes, at most MAX_HEADERS
+headers, a body at most MAX_BODY bytes.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import select
 import socket
 import ssl
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 MAX_LINE = 65536
@@ -94,6 +96,20 @@ class Transport:
         self._give_back(conn, keep)
         return response
 
+    def stream(self, target: str, headers: Mapping[str, str], read_timeout: float) -> Stream:
+        """Send a GET whose answer is read as it arrives (a watch), on a connection of its own that
+        is closed, never pooled, when the stream ends. An error status is answered whole: read it
+        with `Stream.rest()`. Raises OSError or ProtocolError."""
+        conn = self._open()
+        try:
+            conn.sock.settimeout(read_timeout)
+            conn.sock.sendall(self._head("GET", target, headers, None))
+            status, framing = _read_head(conn.reader)
+        except BaseException:
+            conn.close()
+            raise
+        return Stream(conn, status, framing)
+
     def close(self) -> None:
         with self._lock:
             idle, self._idle = self._idle, []
@@ -147,12 +163,18 @@ def _line(reader: object) -> bytes:
     return line
 
 
-def _read_response(reader: object, method: str) -> tuple[Response, bool]:
-    """(the response, whether the connection may be used again)."""
+@dataclass(frozen=True)
+class _Framing:
+    length: int | None  # Content-Length, when given
+    chunked: bool
+    keep: bool  # the server lets the connection be used again
+
+
+def _read_head(reader: object) -> tuple[int, _Framing]:
+    """The status and how the body is framed."""
     status_line = _line(reader).split(None, 2)
     if len(status_line) < 2 or not status_line[0].startswith(b"HTTP/1.") or not status_line[1].isdigit():
         raise ProtocolError(f"not an HTTP/1.x status line: {bytes(status_line[0])[:40]!r}")
-    status = int(status_line[1])
     keep = status_line[0] == b"HTTP/1.1"
     length: int | None = None
     chunked = False
@@ -172,16 +194,56 @@ def _read_response(reader: object, method: str) -> tuple[Response, bool]:
             keep = keep and b"close" not in value
     else:
         raise ProtocolError(f"more than {MAX_HEADERS} header lines")
+    return int(status_line[1]), _Framing(length, chunked, keep)
+
+
+def _read_response(reader: object, method: str) -> tuple[Response, bool]:
+    """(the response, whether the connection may be used again)."""
+    status, framing = _read_head(reader)
     if method == "HEAD" or status in (204, 304):
-        return Response(status, b""), keep
-    if chunked:
-        return Response(status, _read_chunked(reader)), keep
-    if length is not None:
-        return Response(status, _read_exactly(reader, length)), keep
+        return Response(status, b""), framing.keep
+    if framing.chunked:
+        return Response(status, b"".join(_chunks(reader))), framing.keep
+    if framing.length is not None:
+        return Response(status, _read_exactly(reader, framing.length)), framing.keep
     body = reader.read(MAX_BODY + 1)  # type: ignore[attr-defined]  # framed by the connection's end
     if len(body) > MAX_BODY:
         raise ProtocolError("the response body is too large")
     return Response(status, body), False
+
+
+class Stream:
+    """A response read as it arrives; `close()` from any thread ends a blocked read."""
+
+    def __init__(self, conn: _Conn, status: int, framing: _Framing) -> None:
+        self.status = status
+        self._conn, self._framing = conn, framing
+        self._closed = False
+
+    def chunks(self) -> Iterator[bytes]:
+        """The body's pieces as they come (chunks, or reads of the unframed rest)."""
+        try:
+            if self._framing.chunked:
+                yield from _chunks(self._conn.reader)
+            elif self._framing.length is not None:
+                yield _read_exactly(self._conn.reader, self._framing.length)
+            else:
+                while piece := self._conn.reader.read1(65536):
+                    yield piece
+        finally:
+            self.close()
+
+    def rest(self) -> bytes:
+        """The whole body (an error answer): bounded by MAX_BODY."""
+        return b"".join(self.chunks())
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._conn.sock.shutdown(socket.SHUT_RDWR)  # wakes a reader blocked in another thread
+        self._conn.close()
 
 
 def _read_exactly(reader: object, n: int) -> bytes:
@@ -191,8 +253,8 @@ def _read_exactly(reader: object, n: int) -> bytes:
     return data
 
 
-def _read_chunked(reader: object) -> bytes:
-    parts: list[bytes] = []
+def _chunks(reader: object) -> Iterator[bytes]:
+    """A chunked body's chunks, as each one arrives; the trailers are read and dropped."""
     total = 0
     while True:
         size_text = _line(reader).split(b";", 1)[0].strip()
@@ -205,10 +267,11 @@ def _read_chunked(reader: object) -> bytes:
         total += size
         if total > MAX_BODY:
             raise ProtocolError("the response body is too large")
-        parts.append(_read_exactly(reader, size))
+        chunk = _read_exactly(reader, size)
         if _line(reader) not in (b"\r\n", b"\n"):
             raise ProtocolError("a chunk does not end where its size says")
+        yield chunk
     for _i in range(MAX_HEADERS + 1):  # trailers, up to the empty line
         if _line(reader) in (b"\r\n", b"\n"):
-            return b"".join(parts)
+            return
     raise ProtocolError(f"more than {MAX_HEADERS} trailer lines")
