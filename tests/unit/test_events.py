@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from l2lb_agent import events, writers
@@ -127,3 +128,55 @@ def test_event_writer_sends_the_burst_then_a_summary_of_the_dropped() -> None:
     assert sent == [f"ns/s{i}" for i in range(5)]  # the burst, then the backlog in order
     assert summaries == [{"IPAllocated": 5}]
     assert w.written == 6
+
+
+def test_events_wait_while_status_writes_are_pending_then_go() -> None:
+    sent: list[str] = []
+    busy = threading.Event()
+    busy.set()
+    w = writers.EventWriter(lambda e: sent.append(e.key), lambda d: None, lambda: True,
+                            status_busy=busy.is_set, max_defer=30.0)
+    w.start()
+    w.submit(ev("ns/a"))
+    time.sleep(0.3)
+    assert sent == []  # the status writers are busy: the Event waits
+    busy.clear()
+    deadline = time.monotonic() + 5
+    while not sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    w.stop()
+    assert sent == ["ns/a"]
+
+
+def test_events_wait_behind_status_writes_at_most_max_defer() -> None:
+    sent: list[float] = []
+    w = writers.EventWriter(lambda e: sent.append(time.monotonic()), lambda d: None, lambda: True,
+                            status_busy=lambda: True, max_defer=0.3)
+    w.start()
+    began = time.monotonic()
+    w.submit(ev("ns/a"))
+    deadline = time.monotonic() + 5
+    while not sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    w.stop()
+    assert len(sent) == 1 and 0.25 <= sent[0] - began < 3  # never starved by a busy writer
+
+
+def test_writers_are_busy_while_a_write_is_queued_or_in_flight() -> None:
+    release, started = threading.Event(), threading.Event()
+
+    def slow() -> None:
+        started.set()
+        release.wait(5)
+
+    w = writers.Writers(2, lambda: True, lambda key, exc: None)
+    assert not w.busy()
+    w.start()
+    w.submit("ns/a", slow)
+    assert started.wait(5) and w.busy()  # in flight, none queued
+    release.set()
+    deadline = time.monotonic() + 5
+    while w.busy() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not w.busy()
+    w.stop()

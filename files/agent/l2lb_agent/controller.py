@@ -7,7 +7,8 @@ Component ring. Flow:
        threads, sharded by Service key so one Service's writes stay in order, all of them together
        held to `--api-qps`/`--api-burst`; Events on a thread of their own, `writers.EventWriter`).
 One allocation costs one API write on the hot path: its status. Its IPAllocated Event goes out
-at once while the Event budget lasts (events.Budget: burst 25, then 5/s from a backlog of 1,000),
+once no status write is waiting (at most 30 s later) while the Event budget lasts (events.Budget:
+burst 25, then 5/s from a backlog of 1,000),
 so a burst of 10,000 allocations costs 10,000 status writes and a trickle of Events; Events beyond
 the backlog are counted (`l2lb_controller_events_dropped_total{reason}`) and summed up in one
 Warning Event `EventsDropped` on the ConfigMap once the backlog drains; an identical Event on the
@@ -105,7 +106,8 @@ class Controller:
         self.throttle = Throttle(api_qps, api_burst)
         self.writers = Writers(workers, self.elector.is_leader, self._write_failed, self._write_ok,
                                throttle=self.throttle)
-        self.event_writer = EventWriter(self._send_event, self._send_summary, self.elector.is_leader)
+        self.event_writer = EventWriter(self._send_event, self._send_summary, self.elector.is_leader,
+                                        status_busy=self.writers.busy)
         self.metrics.throttled.set_function(lambda: self.throttle.waited)
         self.metrics.events_queued.set_function(self.event_writer.aggregator.queued)
         self.config: config.Config | None = None  # last good config

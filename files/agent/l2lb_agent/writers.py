@@ -13,7 +13,9 @@ just before it is sent. Not guaranteed: delivery; a failed write is reported to 
 all threads), so a resync that rewrites 10,000 statuses cannot outrun what the API server was
 promised. `EventWriter` sends Events on one thread of its own through `events.EventAggregator`:
 a few at once, the rest at a steady rate from a bounded backlog, repeats and overflow counted,
-and one summary Event (`on_summary`) after a storm in which Events were dropped.
+and one summary Event (`on_summary`) after a storm in which Events were dropped. Events wait while
+status writes are queued (`Writers.busy`, at most MAX_DEFER): an Event costs the API server as
+much as a Service create, and during a burst every one of them delays the addresses.
 """
 
 from __future__ import annotations
@@ -35,6 +37,10 @@ log = logging.getLogger(__name__)
 
 BACKOFF_BASE = 1.0  # seconds before the first retry of a failed key
 BACKOFF_CAP = 300.0  # the longest wait between two retries (5 minutes)
+# Events wait behind status writes at most this long (a 1,000-Service burst is written in ~15 s
+# on the 2-core lab); a longer burst lets them through, under their own budget, meanwhile.
+MAX_DEFER = 30.0
+DEFER_POLL = 0.05  # seconds between looks at the status writers while Events wait
 
 
 def backoff_delay(failures: int, jitter: float, base: float = BACKOFF_BASE,
@@ -141,6 +147,8 @@ class Writers:
         self._throttle = throttle
         self._seq = itertools.count()
         self._threads: list[threading.Thread] = []
+        self._running = 0  # jobs being written now (queued ones are in the queues)
+        self._running_lock = threading.Lock()
 
     def start(self) -> None:
         for i, q in enumerate(self._queues):
@@ -159,28 +167,41 @@ class Writers:
         shard = zlib.crc32(key.encode()) % len(self._queues)
         self._queues[shard].put((priority, next(self._seq), key, job, report))
 
+    def busy(self) -> bool:
+        """A write is queued or being sent."""
+        return self._running > 0 or any(not q.empty() for q in self._queues)
+
     def _run(self, q: queue.PriorityQueue[_Item]) -> None:
         while True:
             priority, _seq, key, job, report = q.get()
             if priority < 0:
                 return
-            if not self._may_write():
-                log.debug("%s: not the leader, write dropped", key)
-                continue
-            if self._throttle is not None:
-                self._throttle.acquire()
+            with self._running_lock:
+                self._running += 1
             try:
-                job()
-                if report:
-                    self._on_success(key)
-            except kube.NotFound:
-                pass  # the object is gone; its deletion is handled from the watch
-            except kube.ApiError as exc:
-                log.warning("%s: write failed: %s", key, exc)
-                if report:
-                    self._on_error(key, exc)
-            except Exception:
-                log.exception("%s: write failed", key)
+                self._write(key, job, report)
+            finally:
+                with self._running_lock:
+                    self._running -= 1
+
+    def _write(self, key: str, job: Job, report: bool) -> None:
+        if not self._may_write():
+            log.debug("%s: not the leader, write dropped", key)
+            return
+        if self._throttle is not None:
+            self._throttle.acquire()
+        try:
+            job()
+            if report:
+                self._on_success(key)
+        except kube.NotFound:
+            pass  # the object is gone; its deletion is handled from the watch
+        except kube.ApiError as exc:
+            log.warning("%s: write failed: %s", key, exc)
+            if report:
+                self._on_error(key, exc)
+        except Exception:
+            log.exception("%s: write failed", key)
 
 
 class Throttle:
@@ -216,8 +237,10 @@ class EventWriter:
 
     def __init__(self, send: Send, on_summary: Callable[[dict[str, int]], object],
                  may_write: Callable[[], bool], budget: events.Budget | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 status_busy: Callable[[], bool] = lambda: False, max_defer: float = MAX_DEFER) -> None:
         self.aggregator = events.EventAggregator(budget)
+        self._status_busy, self._max_defer = status_busy, max_defer
         self._send, self._on_summary, self._may_write, self._clock = send, on_summary, may_write, clock
         self._ready: list[events.Event] = []  # allowed now, not yet sent
         self._cond = threading.Condition()
@@ -263,11 +286,20 @@ class EventWriter:
     def _run(self) -> None:
         while (work := self._next()) is not None:
             batch, dropped = work
+            self._after_status_writes()
             for event in batch:
                 self._write(event.key, lambda e=event: self._send(e))
             if dropped:
                 log.warning("Events dropped under a burst (backlog full): %s", dropped)
                 self._write("summary", lambda d=dropped: self._on_summary(d))
+
+    def _after_status_writes(self) -> None:
+        """Addresses first: wait while status writes are queued or in flight, at most max_defer
+        seconds, so a burst's Events do not slow its status writes on the same API server."""
+        deadline = self._clock() + self._max_defer
+        with self._cond:
+            while not self._stopping and self._status_busy() and self._clock() < deadline:
+                self._cond.wait(DEFER_POLL)
 
     def _write(self, key: str, job: Job) -> None:
         if not self._may_write():
