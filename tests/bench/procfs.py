@@ -26,3 +26,11 @@ def cpu_seconds(pid: int) -> float | None:
         return None
     fields = stat[stat.rindex(")") + 2:].split()  # after "pid (comm) ": state is field 3
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def host_steal_seconds() -> float:
+    """CPU time the hypervisor gave to others while this VM wanted it (all CPUs, /proc/stat "steal"):
+    a bench reports its share so that a slow run on a noisy host reads as such."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
+

@@ -229,6 +229,7 @@ def start_controller(api: kube.KubeClient, ns: str, lb_class: str) -> _Controlle
 def assign_trial(api: kube.KubeClient, n: int, timeout: float) -> dict[str, float]:
     """Create n Services at once under a fresh controller: seconds until all hold an address, the
     controller's API requests per second and per allocation, its status writes, its RSS."""
+    steal0, wall0 = procfs.host_steal_seconds(), time.monotonic()
     base = baseline(api, n)
     least = floor(api, n) if n <= 1000 else float("nan")  # 10,000 more writes: too long for the run
     suffix = uuid.uuid4().hex[:6]
@@ -251,12 +252,15 @@ def assign_trial(api: kube.KubeClient, n: int, timeout: float) -> dict[str, floa
                    "per_alloc": requests / n,
                    "status_writes": ((ctl.metric("l2lb_controller_status_writes_total") or 0) - writes0) / n,
                    "rss": procfs.rss_mib(ctl.proc.pid) or float("nan"),
-                   "cpu": ((procfs.cpu_seconds(ctl.proc.pid) or float("nan")) - cpu0) * 1000 / n}
+                   "cpu": ((procfs.cpu_seconds(ctl.proc.pid) or float("nan")) - cpu0) * 1000 / n,
+                   "steal": 100 * (procfs.host_steal_seconds() - steal0) / (time.monotonic() - wall0)
+                   / (os.cpu_count() or 1)}
         finally:
             ctl.stop()
     print(f"  {n} Services: API alone {base:.2f}s, assigned in {out['assign']:.2f}s ({out['ratio']:.2f}x), "
           f"{out['per_alloc']:.2f} requests/allocation, {out['status_writes']:.2f} status writes/allocation, "
-          f"RSS {out['rss']:.0f} MiB", file=sys.stderr, flush=True)
+          f"RSS {out['rss']:.0f} MiB; {out['steal']:.0f} % of the host's CPU time stolen by the hypervisor",
+          file=sys.stderr, flush=True)
     return out
 
 
@@ -281,7 +285,9 @@ def controller_rows(api: kube.KubeClient, n: int, trials: int, timeout: float, g
                 "<= --api-qps + Events"),
             row(f"controller: CPU per 1,000 allocations ({label} burst; 2 cores shared with the API "
                 "server)", "s", col["cpu"], "-"),
-            row(f"controller: RSS with {label} Services", "MiB", col["rss"], "-")]
+            row(f"controller: RSS with {label} Services", "MiB", col["rss"], "-"),
+            row(f"host: CPU time stolen by the hypervisor during the {label} trials (noise)", "%",
+                col["steal"], "-")]
 
 
 # -- speakers at scale, and the end-to-end ARP row ---------------------------------------------
@@ -502,7 +508,7 @@ def run(services: int, trials: int, arp_trials: int, phases: set[str]) -> list[d
     api = kube.KubeClient.from_config(h.KUBECONFIG, pool_size=CREATE_THREADS + 4)
     steps: list[tuple[str, Callable[[], list[dict]]]] = [
         ("1k", lambda: controller_rows(api, 1000, trials, 120, "-")),
-        ("big", lambda: controller_rows(api, services, max(1, trials // 3), 300, "<= 60")),
+        ("big", lambda: controller_rows(api, services, max(1, trials // 3), 900, "<= 60")),
         ("speakers", lambda: speakers_rows(api, services, arp_trials, 300,
                                            max(3, trials) if "takeover" in phases else 0)),
         ("recompute", lambda: speaker_recompute_rows(services)),
