@@ -14,8 +14,8 @@ all threads), so a resync that rewrites 10,000 statuses cannot outrun what the A
 promised. `EventWriter` sends Events on one thread of its own through `events.EventAggregator`:
 a few at once, the rest at a steady rate from a bounded backlog, repeats and overflow counted,
 and one summary Event (`on_summary`) after a storm in which Events were dropped. Events wait while
-status writes are queued (`Writers.busy`, at most MAX_DEFER): an Event costs the API server as
-much as a Service create, and during a burst every one of them delays the addresses.
+status writes are queued (`Writers.busy`, at most MAX_DEFER): each Event costs the API server CPU
+(about half a status write on the lab), and during a burst that delays the addresses.
 """
 
 from __future__ import annotations
