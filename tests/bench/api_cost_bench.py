@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
-import os
 import statistics
 import subprocess
 import sys
@@ -32,8 +30,9 @@ from l2lb_agent import kube
 
 from tests.bench import procfs
 from tests.bench import speaker_harness as h
+from tests.bench.__main__ import print_table
+from tests.bench.scale_bench import lab_lock, pct
 
-LOCK = "/tmp/l2lb-shared-lab.lock"
 SERVER = ("kube-apiserver", "etcd")
 
 
@@ -59,10 +58,6 @@ def _run(fn: Callable[[int], object], items: range, threads: int) -> tuple[float
     took = time.monotonic() - wall
     return len(items) / took, (_server_cpu() - cpu) * 1000 / len(items)
 
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def run(objects: int, trials: int) -> list[dict]:
@@ -99,7 +94,7 @@ def run(objects: int, trials: int) -> list[dict]:
         with contextlib.suppress(kube.ApiError):
             api.delete(kube.NAMESPACES, ns)
     return [{"name": name, "unit": "ms" if "CPU" in name else "per s", "trials": len(v),
-             "p50": statistics.median(v), "p95": _pct(v, 0.95)} for name, v in seen.items()]
+             "p50": statistics.median(v), "p95": pct(v, 0.95)} for name, v in seen.items()]
 
 
 def main() -> int:
@@ -109,12 +104,9 @@ def main() -> int:
     args = parser.parse_args()
     if not 10 <= args.objects <= 2000 or not 1 <= args.trials <= 20:
         parser.error("--objects must be 10..2000 and --trials 1..20")
-    lock = None
-    if os.environ.get("L2LB_LAB_LOCKED") != "1":
-        lock = open(LOCK, "w")  # noqa: SIM115 - held for the whole run
-        fcntl.flock(lock, fcntl.LOCK_EX)
-    for r in run(args.objects, args.trials):
-        print(f"{r['name']}: p50 {r['p50']:.2f} p95 {r['p95']:.2f} {r['unit']} ({r['trials']} trials)")
+    with lab_lock():
+        rows = run(args.objects, args.trials)
+    print_table(rows)
     return 0
 
 

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import json
-import os
 import statistics
 import sys
 import time
@@ -28,8 +26,8 @@ import urllib3
 from l2lb_agent import kube
 
 from tests.bench import speaker_harness as h
-
-LOCK = "/tmp/l2lb-shared-lab.lock"
+from tests.bench.__main__ import print_table
+from tests.bench.scale_bench import lab_lock, pct
 
 
 def _urllib3_writer(api: kube.KubeClient) -> Callable[[str, str, bytes], None]:
@@ -64,10 +62,6 @@ def _trial(write: Callable[[str, str, bytes], None], ns: str, n: int, ip: str) -
     return (time.process_time() - cpu) * 1000 / n, (time.monotonic() - wall) * 1000 / n
 
 
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
 
 def run(writes: int, trials: int) -> list[dict]:
     api = h.client()
@@ -90,7 +84,7 @@ def run(writes: int, trials: int) -> list[dict]:
     for name, samples in seen.items():
         for what, values in (("client CPU", [s[0] for s in samples]), ("wall", [s[1] for s in samples])):
             rows.append({"name": f"status write, {name}: {what} per write", "unit": "ms", "trials": trials,
-                         "p50": statistics.median(values), "p95": _pct(values, 0.95)})
+                         "p50": statistics.median(values), "p95": pct(values, 0.95)})
     return rows
 
 
@@ -101,13 +95,9 @@ def main() -> int:
     args = parser.parse_args()
     if not 1 <= args.writes <= 2000 or not 1 <= args.trials <= 50:
         parser.error("--writes must be 1..2000 and --trials 1..50")
-    lock = None
-    if os.environ.get("L2LB_LAB_LOCKED") != "1":
-        lock = open(LOCK, "w")  # noqa: SIM115 - held for the whole run
-        fcntl.flock(lock, fcntl.LOCK_EX)
-    for r in run(args.writes, args.trials):
-        print(f"{r['name']}: p50 {r['p50']:.3f} p95 {r['p95']:.3f} {r['unit']} ({r['trials']} trials)")
-    sys.stdout.flush()
+    with lab_lock():
+        rows = run(args.writes, args.trials)
+    print_table(rows)
     return 0
 
 
