@@ -52,7 +52,8 @@ lint: venv
 bench: venv debs k8s image
 	@$(PY) -m tests.bench
 
-# Issue 12: 10,000 Services (<= 20 min); takes the lab lock itself. L2LB_SCALE_SERVICES / _TRIALS.
+# Issue 12: 10,000 Services (~40 min on the 2-core lab, bound by its API server; L2LB_SCALE_SERVICES=2000
+# takes ~10); takes the lab lock itself. L2LB_SCALE_SERVICES / _TRIALS.
 bench-scale: venv debs k8s image
 	@flock /tmp/l2lb-shared-lab.lock $(VENV)/bin/lab up
 	@$(PY) -m tests.bench.scale_bench
