@@ -78,6 +78,7 @@ class Controller:
             "l2lb_services_write_backoff", "Services whose status write failed and waits for a retry",
             registry=reg)
         self.queue = KeyQueue()
+        self.write_backoff.set_function(self.queue.failing)  # read at scrape: never stale
         self.services = kube.Informer(client, kube.SERVICES, self._on_service, name="services",
                                       project=self._project)
         self.configmaps = kube.Informer(client, kube.CONFIGMAPS, lambda *_args: self.queue.put(CONFIG),
@@ -498,7 +499,6 @@ class Controller:
         self._written.pop(key, None)
         failures, delay = self.queue.put_later(key)
         self.write_failures.inc()
-        self.write_backoff.set(self.queue.failing())
         if failures > 1:
             log.debug("%s: status write failed %d times in a row; next try in %.1fs", key, failures, delay)
             return
@@ -511,8 +511,6 @@ class Controller:
     def _write_ok(self, key: str) -> None:
         failures = self.queue.forget(key)
         if failures:
-            # here, not only in _update_metrics: the Service's next watch event may come before this
-            self.write_backoff.set(self.queue.failing())
             log.info("%s: status written after %d failed attempt(s)", key, failures)
 
     def _update_metrics(self) -> None:
@@ -521,7 +519,6 @@ class Controller:
         self.metrics.set_pools(self.alloc.stats())
         self.metrics.allocated.set(len(self.alloc))
         self.metrics.outside_pools.set(len(self._warned))
-        self.write_backoff.set(self.queue.failing())
 
 
 SPEC_FIELDS = ("type", "loadBalancerClass", "loadBalancerIP", "ipFamilies", "ipFamilyPolicy", "ports",

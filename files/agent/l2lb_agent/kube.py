@@ -137,7 +137,6 @@ class KubeClient:
     def __init__(self, config: kubeconfig.ClusterConfig, *, pool_size: int = 32,
                  connect_timeout: float = CONNECT_TIMEOUT, read_timeout: float = READ_TIMEOUT) -> None:
         self.config = config
-        self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         url = urlsplit(config.server)
         self._transport = transport.Transport(  # why not urllib3: see transport.py

@@ -30,10 +30,12 @@ import select
 import socket
 import ssl
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 MAX_LINE = 65536
+T = TypeVar("T")
 MAX_HEADERS = 200
 MAX_BODY = 1 << 30  # a 500-item LIST page of large objects stays far below this
 
@@ -86,13 +88,8 @@ class Transport:
                 read_timeout: float) -> Response:
         """Send one request and read its whole response. Raises OSError or ProtocolError."""
         conn = self._take()
-        try:
-            conn.sock.settimeout(read_timeout)
-            conn.sock.sendall(self._head(method, target, headers, body) + (body or b""))
-            response, keep = _read_response(conn.reader, method)
-        except BaseException:
-            conn.close()
-            raise
+        response, keep = _exchange(conn, self._head(method, target, headers, body) + (body or b""),
+                                   read_timeout, lambda reader: _read_response(reader, method))
         self._give_back(conn, keep)
         return response
 
@@ -101,13 +98,7 @@ class Transport:
         is closed, never pooled, when the stream ends. An error status is answered whole: read it
         with `Stream.rest()`. Raises OSError or ProtocolError."""
         conn = self._open()
-        try:
-            conn.sock.settimeout(read_timeout)
-            conn.sock.sendall(self._head("GET", target, headers, None))
-            status, framing = _read_head(conn.reader)
-        except BaseException:
-            conn.close()
-            raise
+        status, framing = _exchange(conn, self._head("GET", target, headers, None), read_timeout, _read_head)
         return Stream(conn, status, framing)
 
     def close(self) -> None:
@@ -152,6 +143,17 @@ class Transport:
                     self._idle.append(conn)
                     return
         conn.close()
+
+
+def _exchange(conn: _Conn, request: bytes, read_timeout: float, read: Callable[[Any], T]) -> T:
+    """Send request on conn and read (part of) the answer; conn is closed if either fails."""
+    try:
+        conn.sock.settimeout(read_timeout)
+        conn.sock.sendall(request)
+        return read(conn.reader)
+    except BaseException:
+        conn.close()
+        raise
 
 
 def _line(reader: object) -> bytes:
