@@ -1,7 +1,9 @@
-"""Announcer pieces that need no socket: which interfaces count as LAN interfaces."""
+"""Announcer pieces that need no socket: which interfaces count as LAN interfaces, and how update()
+changes what each interface answers (incremental, never answering an IP being lost)."""
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -76,3 +78,83 @@ def test_speaker_metrics_exposed_from_plain_counters() -> None:
     assert "l2lb_speaker_fenced 1.0" in text  # no keys, never started: silent
     assert "l2lb_speaker_keys_loaded 0.0" in text
     assert "l2lb_speaker_garps_sent_total 0.0" in text
+
+
+# -- update(): incremental snapshots ----------------------------------------------------------------
+
+UNIVERSE = [f"10.0.{i // 200}.{i % 200}" for i in range(600)] + [f"fd00::{i:x}" for i in range(1, 200)]
+PORTS = ("eth0", "eth1", "eth2")
+MACS = {name: bytes([2, 0, 0, 0, 0, i]) for i, name in enumerate(PORTS, 1)}
+
+
+class _Recorded(announcer.Port):
+    """A Port (never started: no socket) that keeps every snapshot the announcer swaps in."""
+
+    @property
+    def snap(self) -> announcer._Snapshot:
+        return self._snaps[-1]
+
+    @snap.setter
+    def snap(self, value: announcer._Snapshot) -> None:
+        self.__dict__.setdefault("_snaps", []).append(value)
+
+    def set_groups(self, groups: set[bytes]) -> None:
+        self.groups = groups  # no MLD socket: the host's interfaces are not touched
+
+
+def _announcer(monkeypatch: pytest.MonkeyPatch) -> announcer.Announcer:
+    monkeypatch.setattr(announcer, "mac_of", MACS.__getitem__)
+    monkeypatch.setattr(announcer, "Port", _Recorded)
+    return announcer.Announcer(PORTS)
+
+
+def _answered(port: announcer.Port, snap: announcer._Snapshot | None = None) -> set[bytes]:
+    snap = snap or port.snap
+    return set(snap.owned4) | set(snap.owned6)
+
+
+def _random_where(rng: random.Random) -> announcer.Where:
+    table = {ip: rng.choice([None, frozenset(), frozenset(rng.sample(PORTS, rng.randint(1, 3)))])
+             for ip in UNIVERSE}
+    return table.__getitem__
+
+
+def test_update_matches_a_rebuild_after_any_sequence(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After every step each port answers exactly the owned IPs where() gives it, with templates
+    for its own MAC, and no snapshot swapped in during a step holds an IP the step takes away."""
+    rng = random.Random(7)
+    ann = _announcer(monkeypatch)
+    owned: frozenset[str] = frozenset()
+    where = None
+    for _ in range(300):
+        if rng.random() < 0.15:
+            where = _random_where(rng)
+            ann.set_where(where)
+        if rng.random() < 0.2:
+            new = frozenset(rng.sample(UNIVERSE, rng.randint(0, 300)))
+        else:  # a few gained and lost: the common case
+            new = (owned - set(rng.sample(sorted(owned), min(len(owned), rng.randint(0, 5))))) | set(
+                rng.sample(UNIVERSE, rng.randint(0, 5)))
+        before = {port.ifname: len(port.__dict__.get("_snaps", [])) for port in ann.ports}
+        gained, lost = ann.update(new)
+        assert (gained, lost) == (set(new - owned), set(owned - new))
+        owned = new
+        for port in ann.ports:
+            want = {ip for ip in owned if where is None or where(ip) is None or port.ifname in where(ip)}
+            packed = {announcer.pack(ip) for ip in want}
+            assert _answered(port) == packed
+            assert set(port.templates) == want
+            assert all(port.templates[ip] == announcer.build_templates(ip, port.mac) for ip in want)
+            assert ann.ports_of(next(iter(want))) if want else True
+            for snap in port.__dict__.get("_snaps", [])[before[port.ifname]:]:
+                assert _answered(port, snap) <= packed, "a snapshot answered an IP being lost"
+        assert ann.owned == owned
+
+
+def test_update_without_change_swaps_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    ann = _announcer(monkeypatch)
+    ann.update(UNIVERSE[:100])
+    swaps = [len(port._snaps) for port in ann.ports]
+    assert ann.update(UNIVERSE[:100]) == (set(), set())
+    ann.update(UNIVERSE[:99] + UNIVERSE[200:201])  # one lost, one gained: one edit each way
+    assert [len(port._snaps) for port in ann.ports] == [n + 2 for n in swaps]

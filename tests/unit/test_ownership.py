@@ -236,6 +236,17 @@ def test_step_cost_follows_mine_not_all_ips() -> None:
     assert plan.announce == {IP}
 
 
+def test_step_in_the_steady_state_returns_the_plan_it_was_given() -> None:
+    """All of mine announced and nothing pending: the same Plan, as a full pass would compute it."""
+    mine = frozenset(f"10.0.{i // 250}.{i % 250}" for i in range(1000))
+    plan = own.step(own.Plan(), mine, {}, "node1", {"node1"}, 0.0, 0.5)
+    assert plan.announce is mine
+    assert own.step(plan, mine, {}, "node1", {"node1", "node2"}, 1.0, 0.5) is plan
+    assert own.step(plan, set(mine), {}, "node1", {"node1"}, 1.0, 0.5) == plan  # no shortcut: same answer
+    fewer = mine - {"10.0.0.0"}
+    assert own.step(plan, fewer, {}, "node1", {"node1"}, 1.0, 0.5).announce == fewer
+
+
 # -- rivals must have seen us; Ready not trusted when no live node has it ------------------------
 
 

@@ -333,9 +333,8 @@ def _v4_ranges(owned: Collection[bytes]) -> Ranges:
     return ranges_of(int.from_bytes(ip, "big") for ip in owned)
 
 
-def _v4_block(owned: Collection[bytes], budget: int) -> list[Insn]:
-    """ARP target (offset 38) in owned: load once, then the range matches (merged to fit budget)."""
-    ranges = _v4_ranges(owned)
+def _v4_block(ranges: Ranges, budget: int) -> list[Insn]:
+    """ARP target (offset 38) in ranges: load once, then the range matches (merged to fit budget)."""
     if _cost(ranges) > budget - 2:
         ranges = coarsen(ranges, (budget - 2) // 3)
     return [(_LD_W, 0, 0, 38), *_match(ranges), _DROP]
@@ -352,10 +351,10 @@ def _v6_cost(groups: dict[bytes, Ranges]) -> int:
     return 1 + sum(10 + _cost(r) for r in groups.values())
 
 
-def _v6_block(owned: Collection[bytes], budget: int) -> list[Insn] | None:
-    """NS target (offset 62): per 96-bit prefix, compare its three words (a mismatch jumps to the
-    next prefix), then match the last word's ranges. None when the prefixes alone do not fit."""
-    groups = _v6_groups(owned)
+def _v6_block(groups: dict[bytes, Ranges], budget: int) -> list[Insn] | None:
+    """NS target (offset 62): per 96-bit prefix (``_v6_groups``), compare its three words (a mismatch
+    jumps to the next prefix), then match the last word's ranges. None when the prefixes alone do
+    not fit."""
     if _v6_cost(groups) > budget:
         fixed = 1 + 13 * len(groups)  # each prefix: 10 to compare, at least one range of 3
         if fixed > budget:
@@ -394,12 +393,14 @@ def bpf_program(owned4: Collection[bytes] | None, owned6: Collection[bytes] | No
     ns_head = [*_require((_LD_B, 0, 0, 20), 58), *_require((_LD_B, 0, 0, 54), 135)]  # ICMPv6 NS
     tag = [(_LD_W, 0, 0, _VLAN_TAG_PRESENT), (_JEQ, 1, 0, 0), _DROP] if drop_tagged else []
     budget = BPF_MAX_INSNS - (9 + len(tag) + len(arp_head) + len(ns_head))
-    need4 = 1 if owned4 is None else 2 + _cost(_v4_ranges(owned4))
-    need6 = 1 if owned6 is None else _v6_cost(_v6_groups(owned6))
+    ranges4 = None if owned4 is None else _v4_ranges(owned4)
+    groups6 = None if owned6 is None else _v6_groups(owned6)
+    need4 = 1 if ranges4 is None else 2 + _cost(ranges4)
+    need6 = 1 if groups6 is None else _v6_cost(groups6)
     b4, b6 = _budgets(need4, need6, budget)
-    ns = None if owned6 is None else _v6_block(owned6, b6)
+    ns = None if groups6 is None else _v6_block(groups6, b6)
     ns = [_ACCEPT] if ns is None else ns  # None: thousands of distinct /96 prefixes; Python decides
-    arp = [_ACCEPT] if owned4 is None else _v4_block(owned4, budget - len(ns) if ns == [_ACCEPT] else b4)
+    arp = [_ACCEPT] if ranges4 is None else _v4_block(ranges4, budget - len(ns) if ns == [_ACCEPT] else b4)
     arp, ns = [*arp_head, *arp], [*ns_head, *ns]
     head = [
         (_LD_W, 0, 0, _PKTTYPE), (_JEQ, 0, 1, _PACKET_OUTGOING), _DROP,  # never our own sends

@@ -6,11 +6,15 @@ IP: 0.66 s at 10,000 IPs x 100 nodes); the index keeps, per IP, its Services, it
 owner's rendezvous score, with reverse maps (Service -> IPs, owner -> IPs), so that:
 
 * a Service or EndpointSlice change recomputes that Service's IPs: O(its IPs x candidates);
-* a candidate leaving recomputes only the IPs it owned: O(IPs it owned x candidates) (any other
-  IP keeps its owner: its best candidate is still there);
-* a candidate joining costs one score per IP (does it beat the owner?) and recomputes the IPs it
-  wins; IPs shared by Services with ``externalTrafficPolicy: Local`` are recomputed whole, because
-  a joining node can turn an empty intersection non-empty (see ``ownership.choose_ip``);
+* a candidate leaving touches only the IPs it owned (any other IP keeps its owner: its best
+  candidate is still there), and computes none of them: each IP keeps its runner-up from the same
+  ranking pass (``ownership.choose_ip_ranked``), which inherits it, so a node's death costs
+  O(IPs it owned) dictionary work. An heir's own runner-up is unknown until the IP is computed
+  again; such IPs, and those whose runner-up left too, are computed when their owner leaves;
+* a candidate joining costs one score per IP (does it beat the owner, or the runner-up?) and
+  recomputes the IPs it wins; it becomes the runner-up of a plain Service's IP in place; IPs
+  shared by Services with ``externalTrafficPolicy: Local`` are recomputed whole, because a joining
+  node can turn an empty intersection non-empty (see ``ownership.choose_ip``);
 * a change of who may announce where (``set_allowed``: pools' node selectors, nodes' labels and
   interfaces) recomputes every IP: rare, and the same cost as ``choose``.
 
@@ -22,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from .ownership import Allowed, Choice, Endpoints, ServiceView, Why, choose_ip, restrict, score
+from .ownership import Allowed, Choice, Endpoints, Ranked, ServiceView, Why, choose_ip_ranked, restrict, score
 
 
 class OwnerIndex:
@@ -34,11 +38,15 @@ class OwnerIndex:
         self._ip_services: dict[str, set[str]] = {}  # ip -> keys of the Services announcing it
         self._candidates: frozenset[str] = frozenset()
         self._allowed: Allowed | None = None
-        self._best: dict[str, tuple[bytes, str]] = {}  # ip -> (score, owner) while it has an owner
+        self._best: dict[str, Ranked] = {}  # ip -> (score, owner) while it has an owner
+        self._runner_up: dict[str, Ranked] = {}  # ip -> (score, node) owning it if its owner alone left
+        self._unranked: set[str] = set()  # IPs whose runner-up is unknown (they took one over)
+        self._orphaned: set[str] = set()  # IPs whose owner left the candidates: its runner-up inherits
         self._dirty: set[str] = set()
         self._all_dirty = False
         self.choices: dict[str, Choice] = {}
         self.by_owner: dict[str, set[str]] = {}  # node -> IPs it owns
+        self._owned_frozen: dict[str, frozenset[str]] = {}  # owned_by's answers until the owner's IPs change
         self.previous: dict[str, str | None] = {}  # ip -> its owner before its latest change
         self.recomputed = 0  # IPs recomputed so far (a cost counter for metrics and the bench)
 
@@ -79,9 +87,12 @@ class OwnerIndex:
         removed, added = self._candidates - nodes, nodes - self._candidates
         self._candidates = nodes
         for node in removed:
-            self._dirty.update(self.by_owner.get(node, ()))
-        if added and not self._all_dirty:
-            self._dirty.update(self._beaten_by(added))
+            self._orphaned.update(self.by_owner.get(node, ()))
+        if added:
+            self._dirty |= self._orphaned  # an added node may beat a runner-up: recompute those
+            self._orphaned = set()
+            if not self._all_dirty:
+                self._dirty.update(self._beaten_by(added))
 
     def set_allowed(self, allowed: Allowed | None) -> None:
         """Which nodes may announce each IP (None: any); every IP is recomputed at the next flush."""
@@ -89,19 +100,34 @@ class OwnerIndex:
         self._all_dirty = True
 
     def _beaten_by(self, added: frozenset[str]) -> Iterable[str]:
-        """IPs whose owner one of the added candidates may change."""
+        """IPs whose owner one of the added candidates may change, or whose runner-up it may be
+        (those are recomputed, unless the IP is one plain Service's: then it simply is)."""
         for ip, choice in self.choices.items():
             if choice.why is Why.NO_READY_ENDPOINTS or ip in self._dirty:
                 continue
             if self._shared_local(ip):
                 yield ip
                 continue
-            best = self._best.get(ip)
+            best, runner = self._best.get(ip), self._runner_up.get(ip)
             only = self._allowed(ip) if self._allowed is not None else None
             for node in added:
-                if (only is None or node in only) and (best is None or (score(node, ip), node) > best):
+                if only is not None and node not in only:
+                    continue
+                ranked = (score(node, ip), node)
+                if best is None or ranked > best:
                     yield ip
                     break
+                if ip in self._unranked or (runner is not None and ranked < runner):
+                    continue
+                if not self._plain(ip):
+                    yield ip  # a Local Service: is the node in its endpoints? compute it
+                    break
+                runner = self._runner_up[ip] = ranked
+
+    def _plain(self, ip: str) -> bool:
+        """One Service announces ip, with externalTrafficPolicy Cluster: its nodes are all candidates."""
+        keys = self._ip_services.get(ip, ())
+        return len(keys) == 1 and not self._services[next(iter(keys))].local
 
     def _shared_local(self, ip: str) -> bool:
         keys = self._ip_services.get(ip, ())
@@ -112,30 +138,64 @@ class OwnerIndex:
     def flush(self) -> dict[str, Choice | None]:
         """Recompute what changed; returns ip -> its new Choice (None: the IP is gone) for every IP
         whose owner, reason or Services changed."""
-        dirty = set(self._ip_services) | set(self.choices) if self._all_dirty else self._dirty
-        self._dirty, self._all_dirty = set(), False
+        if self._all_dirty:
+            dirty, orphaned = set(self._ip_services) | set(self.choices), set()
+        else:
+            dirty, orphaned = self._dirty, self._orphaned - self._dirty
+        self._dirty, self._orphaned, self._all_dirty = set(), set(), False
         changed: dict[str, Choice | None] = {}
-        for ip in dirty:
-            new = self._compute(ip)
+        for ip in orphaned:
+            heir = self._heir(ip)
+            if heir is None:
+                dirty.add(ip)
+                continue
             old = self.choices.get(ip)
-            if new != old:
-                self._record(ip, old, new)
+            if old is not None and heir[1] != old.owner:
+                new = Choice(ip=ip, owner=heir[1], why=Why.OWNED, services=old.services)
+                self._record(ip, old, new, heir, None)
+                self._unranked.add(ip)
                 changed[ip] = new
+        for ip in dirty:
+            new, best, runner = self._compute(ip)
+            old = self.choices.get(ip)
+            self._unranked.discard(ip)
+            if new != old:
+                self._record(ip, old, new, best, runner)
+                changed[ip] = new
+            elif runner is not None:
+                self._runner_up[ip] = runner
+            else:
+                self._runner_up.pop(ip, None)
         self.recomputed += len(dirty)
         return changed
 
-    def _compute(self, ip: str) -> Choice | None:
+    def _heir(self, ip: str) -> Ranked | None:
+        """Who owns ip now that its owner left, without computing it: the owner itself if it came
+        back before this flush, else its runner-up if known and still a candidate; None: compute."""
+        old = self.choices.get(ip)
+        if old is None or old.owner is None or ip in self._unranked:
+            return None
+        if old.owner in self._candidates:
+            return self._best.get(ip)
+        runner = self._runner_up.get(ip)
+        return runner if runner is not None and runner[1] in self._candidates else None
+
+    def _compute(self, ip: str) -> tuple[Choice | None, Ranked | None, Ranked | None]:
         keys = self._ip_services.get(ip)
         if not keys:
-            return None
+            return None, None, None
         views = [self._services[k] for k in keys]
-        return choose_ip(ip, views, self._endpoints, restrict(self._candidates, self._allowed, ip))
+        return choose_ip_ranked(ip, views, self._endpoints, restrict(self._candidates, self._allowed, ip))
 
-    def _record(self, ip: str, old: Choice | None, new: Choice | None) -> None:
+    def _record(self, ip: str, old: Choice | None, new: Choice | None, best: Ranked | None,
+                runner: Ranked | None) -> None:
         old_owner = old.owner if old is not None else None
         new_owner = new.owner if new is not None else None
         if old_owner != new_owner:
             self.previous[ip] = old_owner
+            for node in (old_owner, new_owner):
+                if node is not None:
+                    self._owned_frozen.pop(node, None)
             if old_owner is not None:
                 owned = self.by_owner[old_owner]
                 owned.discard(ip)
@@ -143,10 +203,11 @@ class OwnerIndex:
                     del self.by_owner[old_owner]
             if new_owner is not None:
                 self.by_owner.setdefault(new_owner, set()).add(ip)
-        if new_owner is None:
-            self._best.pop(ip, None)
-        else:
-            self._best[ip] = (score(new_owner, ip), new_owner)
+        for ranks, ranked in ((self._best, best), (self._runner_up, runner)):
+            if ranked is None:
+                ranks.pop(ip, None)
+            else:
+                ranks[ip] = ranked
         if new is None:
             self.choices.pop(ip, None)
             self.previous.pop(ip, None)
@@ -154,7 +215,11 @@ class OwnerIndex:
             self.choices[ip] = new
 
     def owned_by(self, node: str) -> frozenset[str]:
-        return frozenset(self.by_owner.get(node, ()))
+        """The IPs node owns (the same object until they change: the sync loop asks on every pass)."""
+        frozen = self._owned_frozen.get(node)
+        if frozen is None:
+            frozen = self._owned_frozen[node] = frozenset(self.by_owner.get(node, ()))
+        return frozen
 
     def desired(self) -> Mapping[str, str | None]:
         """ip -> owner for every IP (a copy: for logs and tests, O(IPs))."""

@@ -254,9 +254,22 @@ def restrict(pool: frozenset[str], allowed: Allowed | None, ip: str) -> frozense
     return pool if only is None else pool & only
 
 
+Ranked = tuple[bytes, str]  # (score, node): compares as rendezvous ranking does
+
+
 def choose_ip(ip: str, svcs: Iterable[ServiceView], endpoints: Mapping[str, Endpoints],
               pool: frozenset[str]) -> Choice:
     """The Choice for one IP announced by svcs, among pool (the candidates allowed for ip)."""
+    return choose_ip_ranked(ip, svcs, endpoints, pool)[0]
+
+
+def choose_ip_ranked(ip: str, svcs: Iterable[ServiceView], endpoints: Mapping[str, Endpoints],
+                     pool: frozenset[str]) -> tuple[Choice, Ranked | None, Ranked | None]:
+    """choose_ip, plus the owner's and the runner-up's (score, node) from the same pass.
+
+    The runner-up is the owner of this IP if the owner alone left the candidates (and nothing
+    else changed): removing a node from pool removes it from every Service's set, so the
+    intersection loses it too, and a runner-up exists only if what remains is not empty."""
     keys = tuple(sorted(s.key for s in svcs))
     sets = []
     for svc in svcs:
@@ -265,10 +278,15 @@ def choose_ip(ip: str, svcs: Iterable[ServiceView], endpoints: Mapping[str, Endp
             continue  # a Service without ready endpoints cannot take traffic
         sets.append(pool & eps.nodes if svc.local else pool)
     if not sets:
-        return Choice(ip=ip, owner=None, why=Why.NO_READY_ENDPOINTS, services=keys)
+        return Choice(ip=ip, owner=None, why=Why.NO_READY_ENDPOINTS, services=keys), None, None
     nodes = frozenset.intersection(*sets) or frozenset.union(*sets)
-    best = owner_of(ip, nodes)
-    return Choice(ip=ip, owner=best, why=Why.OWNED if best else Why.NO_ELIGIBLE_NODE, services=keys)
+    scored = [(score(n, ip), n) for n in nodes]
+    best = max(scored, default=None)
+    if best is not None:
+        scored.remove(best)
+    choice = Choice(ip=ip, owner=best[1] if best else None, why=Why.OWNED if best else Why.NO_ELIGIBLE_NODE,
+                    services=keys)
+    return choice, best, max(scored, default=None)
 
 
 # -- hand-over -------------------------------------------------------------------------------
@@ -292,22 +310,22 @@ def step(plan: Plan, mine: Iterable[str], before: Mapping[str, str | None], me: 
          now: float, delay: float, seen_by: Iterable[str] | None = None) -> Plan:
     """The next Plan. mine: the IPs whose desired owner is me; before: ip -> its desired owner
     before it became mine (absent: nobody); live: nodes whose speaker is live now (incl. me if live).
-    Costs O(mine), whatever the number of IPs.
+    Costs O(mine) in set operations and O(IPs not yet announced) in Python, whatever the number of IPs.
 
     Losing is immediate. A gain waits ``delay`` when another live node may still answer the IP:
     its previous owner, or (with ``seen_by``, the peers that acknowledged this node's current
     candidacy) the node that owns it in a view without us, until that node is in ``seen_by``.
     Such a node drops the IP as soon as it sees the same change, so it is silent first.
     """
+    if mine is plan.announce and not plan.pending:
+        return plan  # all of mine announced already (the steady state): nothing to decide
     live_set = frozenset(live)
     acked = None if seen_by is None else frozenset(seen_by)
-    announce: set[str] = set()
+    mine_set = mine if isinstance(mine, frozenset | set) else frozenset(mine)
+    announce = set(plan.announce & mine_set)  # kept; what is not in mine is lost (or never ours): stop now
     pending: dict[str, float] = {}
     pending_from: dict[str, tuple[str, ...]] = {}
-    for ip in mine:  # anything not in mine is lost (or never ours): stop at once
-        if ip in plan.announce:
-            announce.add(ip)
-            continue
+    for ip in mine_set - plan.announce:
         due, waits = plan.pending.get(ip), plan.pending_from.get(ip, ())
         if due is None:
             waits = _rivals(ip, before.get(ip), me, live_set, acked)
@@ -318,7 +336,9 @@ def step(plan: Plan, mine: Iterable[str], before: Mapping[str, str | None], me: 
             continue
         pending[ip] = due
         pending_from[ip] = waits
-    return Plan(announce=frozenset(announce), pending=MappingProxyType(pending),
+    whole = isinstance(mine_set, frozenset) and len(announce) == len(mine_set)
+    announced = mine_set if whole else frozenset(announce)  # the same object: next time returns at once
+    return Plan(announce=frozenset(announced), pending=MappingProxyType(pending),
                 pending_from=MappingProxyType(pending_from))
 
 

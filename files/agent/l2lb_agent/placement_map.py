@@ -32,6 +32,9 @@ IPNetwork = Network
 Interfaces = Mapping[str, tuple[IPNetwork, ...]]  # interface name -> its subnets
 
 
+MAX_CACHED_IPS = 100_000  # IPs whose pool and subnets a Placement keeps (about 10 MB at most)
+
+
 class Placement:
     """allowed(ip) -> nodes that may own ip (None: any); ports(ip, node) -> its interfaces for ip."""
 
@@ -45,6 +48,7 @@ class Placement:
         self._nets = sorted({net for ifs in self.interfaces.values() if ifs for nets in ifs.values()
                              for net in nets}, key=lambda n: (n.version, n))
         self._allowed: dict[tuple[str, frozenset[IPNetwork]], frozenset[str] | None] = {}
+        self._where_of: dict[str, tuple[Pool | None, frozenset[IPNetwork]]] = {}  # see _where
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Placement) and self.config == other.config and self.labels == other.labels
@@ -63,25 +67,35 @@ class Placement:
         """Subnet-aware placement applies unless no published subnet holds the IP at all."""
         return not pool.interfaces and not containing
 
+    def _where(self, ip: str) -> tuple[Pool | None, frozenset[IPNetwork]]:
+        """ip's pool and the published subnets holding it (those only matter without interfaces),
+        parsed once per IP: owners and ports are asked about thousands of IPs at a takeover."""
+        found = self._where_of.get(ip)
+        if found is None:
+            if len(self._where_of) >= MAX_CACHED_IPS:  # IPs come and go for months: stay bounded
+                self._where_of.clear()
+            pool = self._pool(ip)
+            containing = self._containing(ip) if pool is not None and not pool.interfaces else frozenset()
+            found = self._where_of[ip] = (pool, containing)
+        return found
+
     def ports(self, ip: str, node: str) -> frozenset[str] | None:
         """The node's interfaces that may answer ip (empty: none); None: all of them."""
-        pool = self._pool(ip)
+        pool, containing = self._where(ip)
         ifaces = self.interfaces.get(node)
         if pool is None or ifaces is None:
             return None
         if pool.interfaces:
             return frozenset(name for name in ifaces if pool.interface_matches(name))
-        containing = self._containing(ip)
         if self._subnet_fallback(pool, containing):
             return None
         return frozenset(name for name, nets in ifaces.items() if containing.intersection(nets))
 
     def allowed(self, ip: str) -> frozenset[str] | None:
         """Nodes that may own ip (None: no restriction)."""
-        pool = self._pool(ip)
+        pool, containing = self._where(ip)
         if pool is None:
             return None
-        containing = self._containing(ip) if not pool.interfaces else frozenset()
         key = (pool.name, containing)
         if key not in self._allowed:
             self._allowed[key] = self._compute(ip, pool, containing)

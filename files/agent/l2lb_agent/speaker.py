@@ -397,8 +397,10 @@ class Speaker:
     def _apply(self, owned: frozenset[str]) -> None:
         if self._applied is not None and owned == self._applied[0] and self.placement is self._applied[1]:
             return  # nothing changed: skip the per-IP work
+        if self._applied is None or self.placement is not self._applied[1]:
+            self.announcer.set_where(self._my_ports)  # pools' interfaces or subnets may differ now
         self._applied = (owned, self.placement)
-        gained, lost = self.announcer.update(owned, self._my_ports)
+        gained, lost = self.announcer.update(owned)
         for ip in sorted(lost):
             choice = self.index.choices.get(ip)
             owner = choice.owner if choice is not None else None
