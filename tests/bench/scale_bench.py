@@ -73,7 +73,7 @@ POOLS = ("address-pools:\n"
          f"- name: bulk\n  protocol: layer2\n  addresses: [{BULK_POOL}]\n"
          f"- name: lan\n  protocol: layer2\n  auto-assign: false\n  addresses: [{ARP_POOL}]\n")
 SPEAKER_METRICS = 17474  # beside a deployed speaker's 7473 and speaker_bench's 17473
-SPEAKER_API = ("l2lb_speaker_api_probes_total", "l2lb_speaker_api_writes_total")
+SPEAKER_API = ("l2lb_speaker_api_requests_total",)  # every request: watches, Leases, Events, IPAnnouncements
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -511,7 +511,7 @@ def run(services: int, trials: int, arp_trials: int, phases: set[str]) -> list[d
         ("big", lambda: controller_rows(api, services, max(1, trials // 3), 900, "<= 60")),
         ("speakers", lambda: speakers_rows(api, services, arp_trials, 300,
                                            max(3, trials) if "takeover" in phases else 0)),
-        ("recompute", lambda: speaker_recompute_rows(services)),
+        ("recompute", lambda: speaker_recompute_rows(services) + speaker_recompute_rows(services, nodes=3)),
     ]
     rows: list[dict] = []
     for name, step in steps:

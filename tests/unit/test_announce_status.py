@@ -157,6 +157,19 @@ def test_one_failing_ip_does_not_hold_up_another() -> None:
     assert q.due(0.0) == [(IP2, CLAIM)]
 
 
+def test_a_hold_stops_every_ip_until_it_ends() -> None:
+    """The CRD is missing: one probe per interval for all IPs, not one request per IP."""
+    q = a.Queue()
+    for ip in (IP, IP2):
+        q.put(ip, CLAIM, now=0.0)
+    q.failed(IP, now=0.0, delay=a.NO_CRD_RETRY)
+    q.hold(a.NO_CRD_RETRY)
+    assert q.held(1.0) and q.due(1.0) == [], "IP2 was due at once, yet waits for the probe"
+    assert q.next_due() == a.NO_CRD_RETRY
+    assert not q.held(a.NO_CRD_RETRY)
+    assert q.due(a.NO_CRD_RETRY) == [(IP2, CLAIM), (IP, CLAIM)]
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.tuples(st.sampled_from([IP, IP2]), st.sampled_from([CLAIM, CLEAR]),
                           st.sampled_from(["put", "drain", "fail"])), max_size=40))

@@ -78,6 +78,9 @@ def test_speaker_metrics_exposed_from_plain_counters() -> None:
     assert "l2lb_speaker_fenced 1.0" in text  # no keys, never started: silent
     assert "l2lb_speaker_keys_loaded 0.0" in text
     assert "l2lb_speaker_garps_sent_total 0.0" in text
+    assert "l2lb_speaker_api_requests_total 0.0" in text  # no client: nothing sent
+    assert 'l2lb_speaker_events_total{outcome="dropped"} 0.0' in text
+    assert "l2lb_speaker_events_queued 0.0" in text
 
 
 # -- update(): incremental snapshots ----------------------------------------------------------------

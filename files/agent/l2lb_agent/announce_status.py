@@ -45,7 +45,7 @@ IPANNOUNCEMENTS = kube.Resource(f"{GROUP}/{VERSION}", PLURAL, KIND)
 RELEASE_GRACE = 2.0  # s a silenced owner waits before saying "nobody": a peer normally takes over first
 FIRST_RETRY, MAX_RETRY = 0.25, 30.0  # s, doubling per failure of one IP
 PRIME_FRESH = 10.0  # s the start-up LIST is trusted for
-NO_CRD_RETRY = 5.0  # s between attempts while the CRD is not installed (yet)
+NO_CRD_RETRY = 5.0  # s between probes (one IP's write) while the CRD is not installed: the rest wait
 
 
 # -- names (pure) -------------------------------------------------------------------------------
@@ -145,6 +145,7 @@ class Queue:
         self.wants: dict[str, Want] = {}  # ip -> latest want not yet written
         self._due: dict[str, float] = {}  # ip -> monotonic time of the next attempt
         self._failures: dict[str, int] = {}  # ip -> failed attempts in a row
+        self._held_until = float("-inf")  # nothing is due before this (see hold)
 
     def put(self, ip: str, want: Want, now: float) -> None:
         """Replace any pending want for ip; due at once (or at want.not_before)."""
@@ -152,11 +153,22 @@ class Queue:
         self._due[ip] = max(now, want.not_before) if ip not in self._failures else self._due[ip]
 
     def due(self, now: float) -> list[tuple[str, Want]]:
+        if self.held(now):
+            return []
         return [(ip, self.wants[ip]) for ip, at in sorted(self._due.items(), key=lambda kv: kv[1])
                 if at <= now]
 
     def next_due(self) -> float | None:
-        return min(self._due.values(), default=None)
+        first = min(self._due.values(), default=None)
+        return None if first is None else max(first, self._held_until)
+
+    def hold(self, until: float) -> None:
+        """Nothing is due before `until`, whatever each IP's own time (the CRD is missing: one
+        probe per interval for all IPs, not one request per IP)."""
+        self._held_until = until
+
+    def held(self, now: float) -> bool:
+        return now < self._held_until
 
     def done(self, ip: str, want: Want) -> None:
         """Written (or nothing to write): forget it, unless a newer want came meanwhile."""
@@ -220,6 +232,11 @@ class StatusWriter:
         grace = RELEASE_GRACE if new_owner == self._node else 0.0
         self._put(ip, Want(node="", reason=why, not_before=time.monotonic() + grace))
 
+    def busy(self) -> bool:
+        """Writes are waiting (not held back by a missing CRD): Events wait for them."""
+        with self._lock:
+            return bool(self._queue.wants) and not self._queue.held(time.monotonic())
+
     def _put(self, ip: str, want: Want) -> None:
         with self._lock:
             self._queue.put(ip, want, time.monotonic())
@@ -246,6 +263,9 @@ class StatusWriter:
             for ip, want in batch:
                 if self._stop.is_set():
                     return
+                with self._lock:
+                    if self._queue.held(time.monotonic()):
+                        break  # the CRD is missing: the rest waits for the next probe
                 self._attempt(ip, want)
             if not batch:
                 self._wake.wait(1.0 if nxt is None else min(1.0, max(0.0, nxt - now)))
@@ -271,7 +291,10 @@ class StatusWriter:
             crd_missing = isinstance(exc, NoCrd)
             with self._lock:
                 self._known.pop(ip, None)  # read it again next time
-                delay = self._queue.failed(ip, time.monotonic(), NO_CRD_RETRY if crd_missing else None)
+                now = time.monotonic()
+                delay = self._queue.failed(ip, now, NO_CRD_RETRY if crd_missing else None)
+                if crd_missing:
+                    self._queue.hold(now + NO_CRD_RETRY)
             if crd_missing and not self._crd_missing_logged:
                 self._crd_missing_logged = True
                 log.warning("IPAnnouncement CRD not installed (%s); retrying every %.0fs", exc, delay)

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import queue
 import secrets
 import threading
 import time
@@ -44,6 +43,7 @@ from . import (
     announce_status,
     announcer,
     config,
+    events,
     ifaddrs,
     keyring,
     kube,
@@ -57,12 +57,17 @@ from . import (
     speaker_registry,
     speaker_watch,
     timing,
+    writers,
 )
 
 log = logging.getLogger(__name__)
 
 MAX_WAIT = 0.5  # seconds the sync loop sleeps at most: it wakes on every change, expiry and deadline
 IFACE_REFRESH = 5.0  # seconds between reads of this node's interface addresses
+COMPONENT = "l2lb-speaker"  # the Events' source
+# nodeAssigned Events: 50 at once, then 10/s from a backlog of 1,000 (a node's death hands its
+# survivors thousands of IPs at once; beyond that they are counted, and one summary Event says so)
+EVENT_BUDGET = events.Budget(rate=10.0, burst=50.0, backlog=1000)
 
 
 class Speaker:
@@ -72,6 +77,7 @@ class Speaker:
                  node: str, identity: str, lb_class: str, t: timing.LanTimings, interfaces: Iterable[str],
                  secret: str = "l2lb-memberlist", claim_unclassed: bool = True) -> None:
         self.client, self.ns, self.node, self.lb_class, self.t = client, namespace, node, lb_class, t
+        self.clients = (client, probe_client)  # every request this speaker sends goes through one
         self.claim_unclassed = claim_unclassed
         self.announcer = announcer.Announcer(interfaces)
         self._wake = threading.Event()  # the sync loop's: a change to apply, or the link's carrier
@@ -109,7 +115,10 @@ class Speaker:
         self.keyring_errors = 0
         self._seen_changes = -1
         self._last_live: frozenset[str] | None = None
-        self._events: queue.Queue[tuple[str, str]] = queue.Queue(maxsize=10000)  # (service key, ip)
+        # nodeAssigned Events at a budget: a takeover of thousands of IPs writes a few dozen at once,
+        # the rest at EVENT_BUDGET.rate, after the IPAnnouncements; overflow counted and summarised
+        self.events = writers.EventWriter(self._send_event, self._send_summary, lambda: True,
+                                          budget=EVENT_BUDGET, status_busy=self.status.busy)
         self._last_beat = self._last_sync = float("inf")  # monotonic; inf until started
         self._fence_moved = float("-inf")  # when a frame last moved the fence
         self._ack_soon = False  # the live set changed: send a heartbeat once the change is applied
@@ -211,10 +220,13 @@ class Speaker:
         if not self.keys_loaded:
             log.error("no heartbeat keys (Secret missing or invalid): silent, trusting no peer")
         self._last_beat = self._last_sync = time.monotonic()
+        # interfaces before the first registration write: a registration without them, then with
+        # them, would change every peer's placement twice (a full owner recompute each time)
+        self._publish_interfaces(self._last_sync)
         self.registry.start()
         self.status.start()
         self.link.start_beats(self._heartbeat, self.t.heartbeat_interval)
-        threading.Thread(target=self._event_loop, name="speaker-events", daemon=True).start()
+        self.events.start()
         return True
 
     def run_until(self, stop: threading.Event) -> None:
@@ -260,6 +272,7 @@ class Speaker:
             time.sleep(0.005)
         self.registry.stop()
         self.status.stop()
+        self.events.stop()
         self.registry.release()
         self.link.stop()
         self.announcer.stop()
@@ -443,23 +456,28 @@ class Speaker:
     # -- events ------------------------------------------------------------------------------
 
     def _queue_event(self, svc: str, ip: str) -> None:
-        try:
-            self._events.put_nowait((svc, ip))
-        except queue.Full:
-            log.warning("event queue full; nodeAssigned for %s not recorded", svc)
+        self.events.submit(events.Event(key=svc, type="Normal", reason="nodeAssigned",
+                                        message=f"announcing {ip} from node {self.node}"))
 
-    def _event_loop(self) -> None:
-        while True:
-            svc_key, ip = self._events.get()
-            obj = self.watches.get("services", svc_key)
-            if obj is None:
-                continue
-            obj = {"apiVersion": "v1", "kind": "Service", **obj}
-            try:
-                self.client.create_event(obj["metadata"]["namespace"], obj, "Normal", "nodeAssigned",
-                                         f"announcing {ip} from node {self.node}", "l2lb-speaker")
-            except kube.ApiError as exc:
-                log.warning("nodeAssigned Event for %s not written: %s", svc_key, exc)
+    def _send_event(self, event: events.Event) -> None:
+        """Write one Event about a Service (the EventWriter's thread); gone Services get none."""
+        obj = self.watches.get("services", event.key)
+        if obj is None:
+            return
+        obj = {"apiVersion": "v1", "kind": "Service", **obj}
+        self.client.create_event(obj["metadata"]["namespace"], obj, event.type, event.reason, event.message,
+                                 COMPONENT)
+
+    def _send_summary(self, dropped: dict[str, int]) -> None:
+        """One Warning Event on this Node for the Events a burst cost (the EventWriter's thread)."""
+        node = self.watches.get("nodes", self.node)
+        if node is None:
+            return
+        what = ", ".join(f"{n} {reason}" for reason, n in sorted(dropped.items()))
+        involved = {"apiVersion": "v1", "kind": "Node", "metadata": node["metadata"]}
+        self.client.create_event("default", involved, "Warning", "EventsDropped",
+                                 f"{sum(dropped.values())} Events not written under a burst ({what}); "
+                                 "kubectl get ipannouncements says who announces each IP", COMPONENT)
 
 
 def run(args: Namespace) -> int:

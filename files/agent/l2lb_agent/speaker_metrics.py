@@ -12,7 +12,7 @@ from typing import Any
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, SummaryMetricFamily
 
-from . import membership
+from . import events, membership
 
 
 class Timer:
@@ -95,6 +95,22 @@ class Collector:
                                 value=1 if s.keys_loaded else 0)
         yield CounterMetricFamily("l2lb_speaker_keyring_errors", "Unusable heartbeat key Secrets seen",
                                   value=s.keyring_errors)
+        yield CounterMetricFamily("l2lb_speaker_api_requests",
+                                  "HTTP requests sent to the API server, all kinds (a watch counts once)",
+                                  value=sum(c.request_count for c in s.clients if c is not None))
+        sent = CounterMetricFamily("l2lb_speaker_events", "nodeAssigned Events by outcome: written, failed, "
+                                   "aggregated (a repeat within 10 minutes), dropped (backlog full)",
+                                   labels=["outcome"])
+        writer, counts = s.events, s.events.aggregator.counts
+        for outcome, n in (("written", writer.written), ("failed", writer.failed),
+                           ("aggregated", sum(v for (verdict, _), v in counts.items()
+                                              if verdict is events.Verdict.AGGREGATED)),
+                           ("dropped", sum(v for (verdict, _), v in counts.items()
+                                           if verdict is events.Verdict.DROPPED))):
+            sent.add_metric([outcome], n)
+        yield sent
+        yield GaugeMetricFamily("l2lb_speaker_events_queued", "Events waiting for their budget",
+                                value=writer.aggregator.queued())
         yield CounterMetricFamily("l2lb_speaker_api_writes", "Registration Lease writes sent",
                                   value=s.registry.writes)
         yield CounterMetricFamily("l2lb_speaker_api_probes", "GETs of the registration (API freshness probe)",

@@ -1,4 +1,5 @@
-"""Work plumbing for the controller: a deduplicating key queue and sharded parallel writers.
+"""Work plumbing for the controller (and the speaker's Events): a deduplicating key queue, sharded
+parallel writers and a budgeted Event writer.
 
 Component ring (threads, no decisions). `KeyQueue` coalesces repeated keys so a burst of watch
 events for one Service is handled once. A key whose write failed is queued again by
