@@ -61,7 +61,8 @@ def random_change(rng: random.Random, model: Model, index: OwnerIndex) -> None:
     else:
         model.allowed = None if rng.random() < 0.3 else {
             ip: frozenset(rng.sample(NODES, rng.randrange(3, 9))) for ip in IPS if rng.random() < 0.5}
-        index.set_allowed(model.allow if model.allowed is not None else None)
+        snapshot = dict(model.allowed) if model.allowed is not None else None  # as a Placement: fixed
+        index.set_allowed(snapshot.get if snapshot is not None else None)
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -165,6 +166,21 @@ def test_a_join_recomputes_only_the_ips_the_joiner_wins() -> None:
     changed = index.flush()
     assert index.recomputed - before == len(changed) == len(index.owned_by(NODES[-1]))
     assert all(c.owner == NODES[-1] for c in changed.values())
+
+
+def test_allowed_changes_recompute_only_ips_whose_candidates_differ() -> None:
+    """A speaker leaving or registering changes who may announce, but not among the candidates."""
+    index = build(2000, NODES[:-1])
+    before = index.recomputed
+    index.set_allowed({f"10.0.0.{i}": frozenset(NODES[:-1]) for i in range(256)}.get)  # [-1]: no candidate
+    assert index.flush() == {} and index.recomputed == before
+    index.set_allowed({f"10.0.0.{i}": frozenset(NODES[1:]) for i in range(10)}.get)  # NODES[0] is one
+    first = {f"10.0.0.{i}" for i in range(10)}
+    owned_by_0 = first & index.owned_by(NODES[0])
+    assert owned_by_0, "NODES[0] owns some of them: the change matters"
+    changed = index.flush()
+    assert index.recomputed - before == 10
+    assert set(changed) == owned_by_0 and all(c.owner != NODES[0] for c in changed.values())
 
 
 def test_unchanged_inputs_recompute_nothing() -> None:

@@ -71,6 +71,24 @@ def test_equal_inputs_are_equal_placements() -> None:
     assert Placement(cfg, LABELS, IFACES) != Placement(cfg, {**LABELS, "node3": {"rack": "a"}}, IFACES)
 
 
+def test_a_successor_answers_as_a_fresh_placement_and_parses_nothing_again(placement: Placement) -> None:
+    """A speaker leaving (node4's registration gone) or a label change keeps the parsed IPs; new
+    subnets do not (an IP's subnets are part of what was parsed)."""
+    ips = ["192.168.1.241", "192.168.1.201", "10.0.2.241", "10.0.9.1", "172.16.0.1", "fd00:4c32:6c62::f1"]
+    for ip in ips:
+        placement.allowed(ip)
+    cfg = config.load_config(POOLS)
+    labels = {**LABELS, "node3": {"rack": "a"}}
+    successor = Placement(cfg, labels, IFACES, previous=placement)
+    fresh = Placement(cfg, labels, IFACES)
+    assert successor._where_of is placement._where_of
+    for ip in ips:
+        assert successor.allowed(ip) == fresh.allowed(ip)
+        assert successor.ports(ip, "node3") == fresh.ports(ip, "node3")
+    moved = {**IFACES, "node1": {"eth0": (N("192.168.7.0/24"),)}}
+    assert Placement(cfg, LABELS, moved, previous=placement)._where_of is not placement._where_of
+
+
 def test_the_index_with_placement_equals_a_full_recompute(placement: Placement) -> None:
     ips = ["192.168.1.241", "192.168.1.201", "10.0.2.241", "10.0.9.1", "172.16.0.1", "fd00:4c32:6c62::f1"]
     views = [ServiceView(key=f"ns/s{i}", ips=(ip,), local=False) for i, ip in enumerate(ips)]

@@ -16,7 +16,8 @@ owner's rendezvous score, with reverse maps (Service -> IPs, owner -> IPs), so t
   shared by Services with ``externalTrafficPolicy: Local`` are recomputed whole, because a joining
   node can turn an empty intersection non-empty (see ``ownership.choose_ip``);
 * a change of who may announce where (``set_allowed``: pools' node selectors, nodes' labels and
-  interfaces) recomputes every IP: rare, and the same cost as ``choose``.
+  interfaces) compares each IP's allowed candidates before and after, and recomputes the IPs
+  whose candidates differ.
 
 Same answers as ``ownership.choose`` over the same inputs (tests/unit/test_owner_index.py checks
 it after random sequences of changes). Not thread-safe: one caller (the speaker's sync loop).
@@ -95,9 +96,16 @@ class OwnerIndex:
                 self._dirty.update(self._beaten_by(added))
 
     def set_allowed(self, allowed: Allowed | None) -> None:
-        """Which nodes may announce each IP (None: any); every IP is recomputed at the next flush."""
-        self._allowed = allowed
-        self._all_dirty = True
+        """Which nodes may announce each IP (None: any). An IP is recomputed only if the candidates
+        that may announce it differ: a change about nodes that are not candidates (a speaker
+        leaving or not yet live) costs a comparison per IP, not a computation."""
+        old, self._allowed = self._allowed, allowed
+        if self._all_dirty:
+            return
+        cands = self._candidates
+        for ip in self.choices:
+            if ip not in self._dirty and restrict(cands, old, ip) != restrict(cands, allowed, ip):
+                self._dirty.add(ip)
 
     def _beaten_by(self, added: frozenset[str]) -> Iterable[str]:
         """IPs whose owner one of the added candidates may change, or whose runner-up it may be
@@ -175,10 +183,13 @@ class OwnerIndex:
         old = self.choices.get(ip)
         if old is None or old.owner is None or ip in self._unranked:
             return None
-        if old.owner in self._candidates:
+        only = self._allowed(ip) if self._allowed is not None else None  # may differ since it was ranked
+        if old.owner in self._candidates and (only is None or old.owner in only):
             return self._best.get(ip)
         runner = self._runner_up.get(ip)
-        return runner if runner is not None and runner[1] in self._candidates else None
+        if runner is None or runner[1] not in self._candidates:
+            return None
+        return runner if only is None or runner[1] in only else None
 
     def _compute(self, ip: str) -> tuple[Choice | None, Ranked | None, Ranked | None]:
         keys = self._ip_services.get(ip)

@@ -39,9 +39,11 @@ class Placement:
     """allowed(ip) -> nodes that may own ip (None: any); ports(ip, node) -> its interfaces for ip."""
 
     def __init__(self, config: Config | None, labels: Mapping[str, Mapping[str, str]],
-                 interfaces: Mapping[str, Interfaces | None]) -> None:
+                 interfaces: Mapping[str, Interfaces | None], previous: Placement | None = None) -> None:
         """labels: node -> its labels (every Node); interfaces: node -> what its speaker published
-        (None or absent: not published)."""
+        (None or absent: not published); previous: the Placement this one replaces, whose parsed
+        IPs it shares when the pools and the published subnets are the same (a speaker leaving
+        or joining, a label change: no IP is parsed again)."""
         self.config = config
         self.labels = {n: dict(v) for n, v in labels.items()}
         self.interfaces = {n: (dict(v) if v is not None else None) for n, v in interfaces.items()}
@@ -49,6 +51,8 @@ class Placement:
                              for net in nets}, key=lambda n: (n.version, n))
         self._allowed: dict[tuple[str, frozenset[IPNetwork]], frozenset[str] | None] = {}
         self._where_of: dict[str, tuple[Pool | None, frozenset[IPNetwork]]] = {}  # see _where
+        if previous is not None and previous.config == config and previous._nets == self._nets:
+            self._where_of = previous._where_of  # depends on the pools and the subnets only
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, Placement) and self.config == other.config and self.labels == other.labels

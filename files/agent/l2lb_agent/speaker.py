@@ -384,7 +384,8 @@ class Speaker:
         labels = {n["metadata"]["name"]: n["metadata"].get("labels") or {} for n in nodes}
         published = {speaker_registry.lease_node(r): speaker_registry.published_interfaces(r)
                      for r in self.watches.items("registrations")}
-        fresh = placement_map.Placement(self.config, labels, {n: v for n, v in published.items() if n})
+        fresh = placement_map.Placement(self.config, labels, {n: v for n, v in published.items() if n},
+                                        previous=self.placement)
         if fresh != self.placement:
             self.placement, self._where = fresh, {}
             self.index.set_allowed(fresh.allowed)
