@@ -417,7 +417,32 @@ def speaker_recompute_rows(services: int = 10_000, nodes: int = 100, trials: int
     where = f"{services:,} Services x {nodes} nodes"
     return [row(f"speaker: full recompute (ownership.choose), {where}", "s", [full], "-"),
             row(f"speaker: recompute after one EndpointSlice change, {where}", "s", slice_change, "<= 0.005"),
-            row(f"speaker: recompute after a node death, {where}", "s", death, "<= 0.05")]
+            row(f"speaker: recompute after a node death, {where}", "s", death, "<= 0.05"),
+            row(f"speaker: recompute after a speaker registers or leaves (placement), {where}", "s",
+                placement_changes(index, names, trials), "-")]
+
+
+def placement_changes(index: Any, names: list[str], trials: int) -> list[float]:
+    """A speaker restarts: it leaves the candidates (LAN), its registration goes and comes back
+    (who may announce every IP changes, timed: set_allowed + flush), then it is a candidate again."""
+    everyone = frozenset(names)
+    index.set_allowed(lambda _ip: everyone)
+    index.flush()
+    out = []
+    for t in range(trials):
+        away = names[t % len(names)]
+        index.set_candidates(everyone - {away})
+        index.flush()
+        for allowed in (everyone - {away}, everyone):
+            started = time.perf_counter()
+            index.set_allowed(lambda _ip, a=allowed: a)
+            index.flush()
+            out.append(time.perf_counter() - started)
+        index.set_candidates(everyone)
+        index.flush()
+    index.set_allowed(None)
+    index.flush()
+    return out
 
 
 def takeover_churn_rows(cluster: h.Cluster, n: int, trials: int, window: float = 6.0) -> list[dict]:

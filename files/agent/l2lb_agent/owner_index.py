@@ -103,8 +103,19 @@ class OwnerIndex:
         if self._all_dirty:
             return
         cands = self._candidates
+        # IPs of one pool and subnet share their allowed sets: compare each pair of sets once (the
+        # memo holds the sets, so no id is reused while it lives)
+        memo: dict[tuple[int, int], tuple[object, object, bool]] = {}
         for ip in self.choices:
-            if ip not in self._dirty and restrict(cands, old, ip) != restrict(cands, allowed, ip):
+            if ip in self._dirty:
+                continue
+            before = old(ip) if old is not None else None
+            after = allowed(ip) if allowed is not None else None
+            seen = memo.get((id(before), id(after)))
+            if seen is None:
+                differs = _among(cands, before) != _among(cands, after)
+                seen = memo[id(before), id(after)] = (before, after, differs)
+            if seen[2]:
                 self._dirty.add(ip)
 
     def _beaten_by(self, added: frozenset[str]) -> Iterable[str]:
@@ -235,3 +246,7 @@ class OwnerIndex:
     def desired(self) -> Mapping[str, str | None]:
         """ip -> owner for every IP (a copy: for logs and tests, O(IPs))."""
         return {ip: c.owner for ip, c in self.choices.items()}
+
+
+def _among(candidates: frozenset[str], only: frozenset[str] | None) -> frozenset[str]:
+    return candidates if only is None else candidates & only
