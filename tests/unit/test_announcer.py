@@ -81,6 +81,12 @@ def test_speaker_metrics_exposed_from_plain_counters() -> None:
     assert "l2lb_speaker_api_requests_total 0.0" in text  # no client: nothing sent
     assert 'l2lb_speaker_events_total{outcome="dropped"} 0.0' in text
     assert "l2lb_speaker_events_queued 0.0" in text
+    for i in range(1100):  # a takeover of 1,100 Services (the writer is not started: nothing is sent)
+        sp._queue_event(f"ns/s{i}", f"10.0.{i // 250}.{i % 250}")
+    text = generate_latest(reg).decode()
+    burst, backlog = speaker.EVENT_BUDGET.burst, speaker.EVENT_BUDGET.backlog
+    assert f"l2lb_speaker_events_queued {backlog:.1f}" in text  # beyond the burst, waiting for tokens
+    assert f'l2lb_speaker_events_total{{outcome="dropped"}} {1100 - backlog - burst:.1f}' in text
 
 
 # -- update(): incremental snapshots ----------------------------------------------------------------

@@ -102,11 +102,10 @@ class Collector:
                                    "aggregated (a repeat within 10 minutes), dropped (backlog full)",
                                    labels=["outcome"])
         writer, counts = s.events, s.events.aggregator.counts
+        by_verdict = {v: sum(n for key, n in counts.items() if key[0] is v) for v in events.Verdict}
         for outcome, n in (("written", writer.written), ("failed", writer.failed),
-                           ("aggregated", sum(v for (verdict, _), v in counts.items()
-                                              if verdict is events.Verdict.AGGREGATED)),
-                           ("dropped", sum(v for (verdict, _), v in counts.items()
-                                           if verdict is events.Verdict.DROPPED))):
+                           ("aggregated", by_verdict[events.Verdict.AGGREGATED]),
+                           ("dropped", by_verdict[events.Verdict.DROPPED])):
             sent.add_metric([outcome], n)
         yield sent
         yield GaugeMetricFamily("l2lb_speaker_events_queued", "Events waiting for their budget",
