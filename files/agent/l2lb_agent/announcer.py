@@ -402,7 +402,8 @@ class Announcer:
                     port.templates.pop(ip, None)
             for port in self.ports:  # ... then answer what it gains
                 for ip in add[port.ifname]:
-                    port.templates.setdefault(ip, built.get((port.ifname, ip)) or port.templates[ip])
+                    if ip not in port.templates:
+                        port.templates[ip] = built[port.ifname, ip]
                 self._edit(port, (), add[port.ifname])
             fresh = set().union(*add.values())
             self._owned, self._per_port = owned, per_port

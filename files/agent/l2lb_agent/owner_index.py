@@ -44,7 +44,6 @@ class OwnerIndex:
         self._unranked: set[str] = set()  # IPs whose runner-up is unknown (they took one over)
         self._orphaned: set[str] = set()  # IPs whose owner left the candidates: its runner-up inherits
         self._dirty: set[str] = set()
-        self._all_dirty = False
         self.choices: dict[str, Choice] = {}
         self.by_owner: dict[str, set[str]] = {}  # node -> IPs it owns
         self._owned_frozen: dict[str, frozenset[str]] = {}  # owned_by's answers until the owner's IPs change
@@ -92,16 +91,13 @@ class OwnerIndex:
         if added:
             self._dirty |= self._orphaned  # an added node may beat a runner-up: recompute those
             self._orphaned = set()
-            if not self._all_dirty:
-                self._dirty.update(self._beaten_by(added))
+            self._dirty.update(self._beaten_by(added))
 
     def set_allowed(self, allowed: Allowed | None) -> None:
         """Which nodes may announce each IP (None: any). An IP is recomputed only if the candidates
         that may announce it differ: a change about nodes that are not candidates (a speaker
         leaving or not yet live) costs a comparison per IP, not a computation."""
         old, self._allowed = self._allowed, allowed
-        if self._all_dirty:
-            return
         cands = self._candidates
         # IPs of one pool and subnet share their allowed sets: compare each pair of sets once (the
         # memo holds the sets, so no id is reused while it lives)
@@ -157,11 +153,8 @@ class OwnerIndex:
     def flush(self) -> dict[str, Choice | None]:
         """Recompute what changed; returns ip -> its new Choice (None: the IP is gone) for every IP
         whose owner, reason or Services changed."""
-        if self._all_dirty:
-            dirty, orphaned = set(self._ip_services) | set(self.choices), set()
-        else:
-            dirty, orphaned = self._dirty, self._orphaned - self._dirty
-        self._dirty, self._orphaned, self._all_dirty = set(), set(), False
+        dirty, orphaned = self._dirty, self._orphaned - self._dirty
+        self._dirty, self._orphaned = set(), set()
         changed: dict[str, Choice | None] = {}
         for ip in orphaned:
             heir = self._heir(ip)
