@@ -27,7 +27,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from .ownership import Allowed, Choice, Endpoints, Ranked, ServiceView, Why, choose_ip_ranked, restrict, score
+from .ownership import (
+    Allowed,
+    Choice,
+    Endpoints,
+    Ranked,
+    ServiceView,
+    Why,
+    choose_ip_ranked,
+    ranked,
+    restrict,
+    within,
+)
 
 
 class OwnerIndex:
@@ -109,7 +120,7 @@ class OwnerIndex:
             after = allowed(ip) if allowed is not None else None
             seen = memo.get((id(before), id(after)))
             if seen is None:
-                differs = _among(cands, before) != _among(cands, after)
+                differs = within(cands, before) != within(cands, after)
                 seen = memo[id(before), id(after)] = (before, after, differs)
             if seen[2]:
                 self._dirty.add(ip)
@@ -128,16 +139,16 @@ class OwnerIndex:
             for node in added:
                 if only is not None and node not in only:
                     continue
-                ranked = (score(node, ip), node)
-                if best is None or ranked > best:
+                place = ranked(node, ip)
+                if best is None or place > best:
                     yield ip
                     break
-                if ip in self._unranked or (runner is not None and ranked < runner):
+                if ip in self._unranked or (runner is not None and place < runner):
                     continue
                 if not self._plain(ip):
                     yield ip  # a Local Service: is the node in its endpoints? compute it
                     break
-                runner = self._runner_up[ip] = ranked
+                runner = self._runner_up[ip] = place
 
     def _plain(self, ip: str) -> bool:
         """One Service announces ip, with externalTrafficPolicy Cluster: its nodes are all candidates."""
@@ -174,10 +185,8 @@ class OwnerIndex:
             if new != old:
                 self._record(ip, old, new, best, runner)
                 changed[ip] = new
-            elif runner is not None:
-                self._runner_up[ip] = runner
             else:
-                self._runner_up.pop(ip, None)
+                self._set_ranks(ip, best, runner)  # same owner, same score: the runner-up may differ
         self.recomputed += len(dirty)
         return changed
 
@@ -187,13 +196,11 @@ class OwnerIndex:
         old = self.choices.get(ip)
         if old is None or old.owner is None or ip in self._unranked:
             return None
-        only = self._allowed(ip) if self._allowed is not None else None  # may differ since it was ranked
-        if old.owner in self._candidates and (only is None or old.owner in only):
+        may = restrict(self._candidates, self._allowed, ip)  # allowed may differ since it was ranked
+        if old.owner in may:
             return self._best.get(ip)
         runner = self._runner_up.get(ip)
-        if runner is None or runner[1] not in self._candidates:
-            return None
-        return runner if only is None or runner[1] in only else None
+        return runner if runner is not None and runner[1] in may else None
 
     def _compute(self, ip: str) -> tuple[Choice | None, Ranked | None, Ranked | None]:
         keys = self._ip_services.get(ip)
@@ -218,16 +225,19 @@ class OwnerIndex:
                     del self.by_owner[old_owner]
             if new_owner is not None:
                 self.by_owner.setdefault(new_owner, set()).add(ip)
-        for ranks, ranked in ((self._best, best), (self._runner_up, runner)):
-            if ranked is None:
-                ranks.pop(ip, None)
-            else:
-                ranks[ip] = ranked
+        self._set_ranks(ip, best, runner)
         if new is None:
             self.choices.pop(ip, None)
             self.previous.pop(ip, None)
         else:
             self.choices[ip] = new
+
+    def _set_ranks(self, ip: str, best: Ranked | None, runner: Ranked | None) -> None:
+        for ranks, place in ((self._best, best), (self._runner_up, runner)):
+            if place is None:
+                ranks.pop(ip, None)
+            else:
+                ranks[ip] = place
 
     def owned_by(self, node: str) -> frozenset[str]:
         """The IPs node owns (the same object until they change: the sync loop asks on every pass)."""
@@ -240,6 +250,3 @@ class OwnerIndex:
         """ip -> owner for every IP (a copy: for logs and tests, O(IPs))."""
         return {ip: c.owner for ip, c in self.choices.items()}
 
-
-def _among(candidates: frozenset[str], only: frozenset[str] | None) -> frozenset[str]:
-    return candidates if only is None else candidates & only

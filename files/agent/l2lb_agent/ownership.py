@@ -84,14 +84,22 @@ def score(node: str, key: str) -> bytes:
     return hashlib.sha256(f"{node}#{key}".encode()).digest()
 
 
+Ranked = tuple[bytes, str]  # (score, node): compares as the ranking does
+
+
+def ranked(node: str, key: str) -> Ranked:
+    """node's place in key's ranking: bigger is better; ties (impossible in practice) by name."""
+    return score(node, key), node
+
+
 def rank(key: str, nodes: Iterable[str]) -> list[str]:
-    """Nodes ordered best first for key; ties (impossible in practice) broken by name."""
-    return sorted(set(nodes), key=lambda n: (score(n, key), n), reverse=True)
+    """Nodes ordered best first for key."""
+    return sorted(set(nodes), key=lambda n: ranked(n, key), reverse=True)
 
 
 def owner_of(key: str, nodes: Iterable[str]) -> str | None:
     """rank(key, nodes)[0] in one pass (no sort), None for no nodes."""
-    return max(nodes, key=lambda n: (score(n, key), n), default=None)
+    return max(nodes, key=lambda n: ranked(n, key), default=None)
 
 
 # -- parsing Kubernetes dicts ------------------------------------------------------------------
@@ -250,11 +258,12 @@ def choose(services: Iterable[ServiceView], endpoints: Mapping[str, Endpoints],
 
 def restrict(pool: frozenset[str], allowed: Allowed | None, ip: str) -> frozenset[str]:
     """The candidates that may announce ip."""
-    only = allowed(ip) if allowed is not None else None
+    return within(pool, allowed(ip) if allowed is not None else None)
+
+
+def within(pool: frozenset[str], only: frozenset[str] | None) -> frozenset[str]:
+    """The nodes of pool that `only` allows (None: no restriction)."""
     return pool if only is None else pool & only
-
-
-Ranked = tuple[bytes, str]  # (score, node): compares as rendezvous ranking does
 
 
 def choose_ip(ip: str, svcs: Iterable[ServiceView], endpoints: Mapping[str, Endpoints],
@@ -280,7 +289,7 @@ def choose_ip_ranked(ip: str, svcs: Iterable[ServiceView], endpoints: Mapping[st
     if not sets:
         return Choice(ip=ip, owner=None, why=Why.NO_READY_ENDPOINTS, services=keys), None, None
     nodes = frozenset.intersection(*sets) or frozenset.union(*sets)
-    scored = [(score(n, ip), n) for n in nodes]
+    scored = [ranked(n, ip) for n in nodes]
     best = max(scored, default=None)
     if best is not None:
         scored.remove(best)
@@ -338,7 +347,7 @@ def step(plan: Plan, mine: Iterable[str], before: Mapping[str, str | None], me: 
         pending_from[ip] = waits
     whole = isinstance(mine_set, frozenset) and len(announce) == len(mine_set)
     announced = mine_set if whole else frozenset(announce)  # the same object: next time returns at once
-    return Plan(announce=frozenset(announced), pending=MappingProxyType(pending),
+    return Plan(announce=announced, pending=MappingProxyType(pending),
                 pending_from=MappingProxyType(pending_from))
 
 
