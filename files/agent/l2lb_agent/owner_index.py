@@ -249,4 +249,3 @@ class OwnerIndex:
     def desired(self) -> Mapping[str, str | None]:
         """ip -> owner for every IP (a copy: for logs and tests, O(IPs))."""
         return {ip: c.owner for ip, c in self.choices.items()}
-
