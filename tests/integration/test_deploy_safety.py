@@ -165,6 +165,9 @@ def lease_write(lab, kubeconfig: str, tmp_path: Path, name: str, verb: str) -> s
     live = kubectl(lab, "get", "lease", name, "-n", NS, "-o", "json")
     if verb == "replace" and live.returncode == 0:
         body = {**json.loads(live.stdout), "spec": {"holderIdentity": "intruder"}}
+        # Unconditional: the holder renews its Lease every few seconds, and a stale resourceVersion
+        # would be refused as a Conflict before admission ever looked at the write.
+        del body["metadata"]["resourceVersion"]
     path = tmp_path / f"{name}.json"
     path.write_text(json.dumps(body))
     return kubectl(lab, verb, "-f", str(path), "--dry-run=server", kubeconfig=kubeconfig)
