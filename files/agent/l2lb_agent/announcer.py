@@ -33,6 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 from . import frames, ratelimit
 
@@ -131,9 +132,9 @@ def mac_of(name: str) -> bytes:
 # -- templates and snapshot ------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True)
-class _Templates:
-    """Frames built once per (interface, IP) (``frames.arp_templates`` / ``na_templates``)."""
+class _Templates(NamedTuple):
+    """Frames built once per (interface, IP) (``frames.arp_templates`` / ``na_templates``); a
+    NamedTuple, as thousands are built at a takeover (a third of a frozen dataclass's cost)."""
 
     packed: bytes  # the IP, 4 or 16 bytes: the snapshot's key
     reply: bytes  # ARP reply or solicited NA, patched per request
@@ -148,7 +149,7 @@ def pack(ip: str) -> bytes:
 def build_templates(ip: str, mac: bytes) -> _Templates:
     packed = pack(ip)
     reply, announce = (frames.arp_templates if len(packed) == 4 else frames.na_templates)(packed, mac)
-    return _Templates(packed=packed, reply=reply, announce=announce)
+    return _Templates(packed, reply, announce)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -323,7 +324,7 @@ class Announcer:
         self._garp_stop = threading.Event()
         self._garp_wake = threading.Event()
         self._garp_thread: threading.Thread | None = None
-        self._garp_due: list[tuple[float, str]] = []  # (monotonic time, ip) GARP/NA to send
+        self._garp_due: list[tuple[float, tuple[str, ...]]] = []  # (monotonic time, IPs) to announce again
 
     @property
     def owned(self) -> frozenset[str]:
@@ -405,14 +406,15 @@ class Announcer:
                     if ip not in port.templates:
                         port.templates[ip] = built[port.ifname, ip]
                 self._edit(port, (), add[port.ifname])
-            fresh = set().union(*add.values())
+            fresh = tuple(sorted(set().union(*add.values())))
             self._owned, self._per_port = owned, per_port
-            now = time.monotonic()
-            self._garp_due += [(now + d, ip) for ip in sorted(fresh) for d in GARP_SCHEDULE[1:]]
-            self._garp_due.sort()
-            self._garp_wake.set()
+            if fresh:
+                now = time.monotonic()
+                self._garp_due += [(now + d, fresh) for d in GARP_SCHEDULE[1:]]
+                self._garp_due.sort(key=lambda due: due[0])
+                self._garp_wake.set()
         self._refilter([port for port in self.ports if drop[port.ifname] or add[port.ifname]])
-        for ip in sorted(fresh):  # gained, or answered on a new interface: tell the LAN at once
+        for ip in fresh:  # gained, or answered on a new interface: tell the LAN at once
             self.announce(ip)
         return gained, lost
 
@@ -467,11 +469,12 @@ class Announcer:
             self._garp_wake.clear()
             now = time.monotonic()
             with self._lock:
-                due = [ip for t, ip in self._garp_due if t <= now]
-                self._garp_due = [(t, ip) for t, ip in self._garp_due if t > now]
+                due = [ips for t, ips in self._garp_due if t <= now]
+                self._garp_due = [(t, ips) for t, ips in self._garp_due if t > now]
                 wait = max(0.01, self._garp_due[0][0] - now) if self._garp_due else 1.0
-            for ip in due:
-                self.announce(ip)
+            for ips in due:
+                for ip in ips:
+                    self.announce(ip)
 
     def announce(self, ip: str) -> None:
         """Send one gratuitous ARP / unsolicited NA for ip on every port, if still owned and not fenced."""

@@ -31,6 +31,7 @@ their first ``SNAPLEN`` bytes. Answer rates are bounded by ``ratelimit``, not he
 from __future__ import annotations
 
 import enum
+import functools
 import struct
 from collections.abc import Collection
 from typing import NamedTuple
@@ -231,15 +232,20 @@ _NA_ROUTER, _NA_SOLICITED, _NA_OVERRIDE = 0x80, 0x40, 0x20
 _ZERO_MAC, _BROADCAST = bytes(6), b"\xff" * 6
 
 
-def _arp(dst_mac: bytes, op: int, mac: bytes, ip4: bytes, target_ip: bytes) -> bytes:
-    frame = (dst_mac + mac + struct.pack("!H", ETH_ARP) + struct.pack("!HHBBH", 1, 0x0800, 6, 4, op)
-             + mac + ip4 + _ZERO_MAC + target_ip)
-    return frame.ljust(60, b"\0")  # Ethernet minimum (the kernel does not pad raw sends)
+_ARP_PAD = bytes(60 - 42)  # to the Ethernet minimum (the kernel does not pad raw sends)
+
+
+@functools.lru_cache(maxsize=64)
+def _arp_head(dst_mac: bytes, op: int, mac: bytes) -> bytes:
+    """An ARP frame up to its sender IP: the same for every IP of one MAC, so built once (a
+    takeover of thousands of IPs then costs one concatenation per template)."""
+    return dst_mac + mac + struct.pack("!HHHBBH", ETH_ARP, 1, 0x0800, 6, 4, op) + mac
 
 
 def arp_templates(ip4: bytes, mac: bytes) -> tuple[bytes, bytes]:
     """(ARP reply template for ``arp_reply``, gratuitous ARP request) for ip4 owned at mac."""
-    return _arp(_ZERO_MAC, 2, mac, ip4, bytes(4)), _arp(_BROADCAST, 1, mac, ip4, ip4)
+    return (_arp_head(_ZERO_MAC, 2, mac) + ip4 + _ZERO_MAC + bytes(4) + _ARP_PAD,
+            _arp_head(_BROADCAST, 1, mac) + ip4 + _ZERO_MAC + ip4 + _ARP_PAD)
 
 
 def _na(ip6: bytes, mac: bytes, flags: int) -> bytes:
@@ -293,12 +299,17 @@ def _require(load: Insn, value: int) -> list[Insn]:
 
 def ranges_of(values: Collection[int]) -> Ranges:
     """Sorted values joined into inclusive runs of consecutive integers."""
+    ordered = sorted(values)
+    if not ordered:
+        return []
     out: Ranges = []
-    for v in sorted(values):
-        if out and v == out[-1][1] + 1:
-            out[-1] = (out[-1][0], v)
-        else:
-            out.append((v, v))
+    start = last = ordered[0]
+    for v in ordered[1:]:
+        if v != last + 1:
+            out.append((start, last))
+            start = v
+        last = v
+    out.append((start, last))
     return out
 
 
@@ -306,11 +317,16 @@ def coarsen(ranges: Ranges, limit: int) -> Ranges:
     """At most limit ranges covering every input range: the smallest gaps are filled first."""
     if len(ranges) <= max(limit, 1):
         return ranges
-    gaps = sorted(range(len(ranges) - 1), key=lambda i: (ranges[i + 1][0] - ranges[i][1], i))
-    fill = set(gaps[:len(ranges) - max(limit, 1)])
-    out = [ranges[0]]
-    for i in range(1, len(ranges)):
-        out[-1:] = [(out[-1][0], ranges[i][1])] if i - 1 in fill else [out[-1], ranges[i]]
+    widths = [ranges[i + 1][0] - ranges[i][1] for i in range(len(ranges) - 1)]
+    by_width = sorted(range(len(widths)), key=widths.__getitem__)  # stable: equal gaps left first
+    fill = set(by_width[:len(ranges) - max(limit, 1)])
+    out: Ranges = []
+    start = ranges[0][0]
+    for i in range(len(widths)):
+        if i not in fill:
+            out.append((start, ranges[i][1]))
+            start = ranges[i + 1][0]
+    out.append((start, ranges[-1][1]))
     return out
 
 
@@ -330,7 +346,7 @@ def _cost(ranges: Ranges) -> int:
 
 
 def _v4_ranges(owned: Collection[bytes]) -> Ranges:
-    return ranges_of(int.from_bytes(ip, "big") for ip in owned)
+    return ranges_of(struct.unpack(f"!{len(owned)}I", b"".join(owned)))  # one call for all: cheap at takeover
 
 
 def _v4_block(ranges: Ranges, budget: int) -> list[Insn]:
