@@ -41,7 +41,7 @@ from typing import Any
 
 import prometheus_client
 
-from . import allocator, announce_status, config, events, kube, leader, metrics, placement, services
+from . import allocator, announce_status, config, events, heap, kube, leader, metrics, placement, services
 from .writers import EventWriter, KeyQueue, Throttle, Writers
 
 log = logging.getLogger(__name__)
@@ -123,6 +123,7 @@ class Controller:
         self._warned: set[str] = set()  # keys warned about addresses outside every pool
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.heap = heap.Settler()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -161,6 +162,7 @@ class Controller:
         if self._stop.is_set():
             return
         log.info("caches synced: %d Services", len(self.services.cache))
+        self.heap.settle(time.monotonic())  # the caches just loaded: no full collection walks them again
         self._load_config()
         self.elector.start()
         while not self._stop.is_set():
@@ -173,6 +175,7 @@ class Controller:
                 log.exception("controller: failed to handle %s", item)
             if self.queue.empty():
                 self._update_metrics()
+                self.heap.due(time.monotonic())  # idle now: a settle delays no allocation
 
     def _handle(self, item: str) -> None:
         if item == CONFIG:

@@ -44,6 +44,7 @@ from . import (
     announcer,
     config,
     events,
+    heap,
     ifaddrs,
     keyring,
     kube,
@@ -95,6 +96,7 @@ class Speaker:
                                              claim_unclassed=claim_unclassed)
         self.plan = ownership.Plan()
         self.index = owner_index.OwnerIndex()
+        self.heap = heap.Settler()
         self._changes_lock = threading.Lock()  # guards the three change sets below (informer threads add)
         self._changed_services: set[str] = set()  # keys whose Service changed
         self._changed_endpoints: set[str] = set()  # Service keys whose EndpointSlices changed
@@ -220,6 +222,7 @@ class Speaker:
         if not self.keys_loaded:
             log.error("no heartbeat keys (Secret missing or invalid): silent, trusting no peer")
         self._last_beat = self._last_sync = time.monotonic()
+        self.heap.settle(self._last_sync)  # the caches just loaded: no full collection walks them again
         # interfaces before the first registration write: a registration without them, then with
         # them, would change every peer's placement twice (a full owner recompute each time)
         self._publish_interfaces(self._last_sync)
@@ -239,6 +242,7 @@ class Speaker:
             now = time.monotonic()
             try:
                 self._sync(now)
+                self.heap.due(now)
                 wait = self._next_wake(now)
             except Exception:
                 log.exception("sync failed; silencing until the next one succeeds")
