@@ -237,3 +237,29 @@ def test_janitor_deletes_released_and_orphaned_objects_only(up: h.Cluster) -> No
     janitor.sweep(min_age=0.0)
     assert not exists(up.api, orphan) and exists(up.api, held)
     assert janitor.deleted == 2
+
+
+def test_writes_keep_to_their_rate_after_the_burst(cluster: h.Cluster) -> None:
+    """A takeover of thousands of IPs must not flood the API server: after `burst`, the writer
+    sends at most `qps` IPs per second, and still writes every one (objects only: no frames)."""
+    ips = [f"198.51.100.{n}" for n in range(1, 16)]  # TEST-NET-2: nothing on the lab LAN uses it
+    for ip in ips:
+        with contextlib.suppress(kube.NotFound):
+            cluster.api.delete(a.IPANNOUNCEMENTS, a.object_name(ip))
+    writer = a.StatusWriter(cluster.api, "node-rate", qps=10.0, burst=3.0)
+    try:
+        with Recorder(cluster.api) as rec:
+            writer.start()
+            for ip in ips:
+                writer.announced(ip, ("rate/test",))
+            for ip in ips:
+                wait_node(cluster.api, ip, "node-rate", timeout=15.0)
+        written = sorted(next(t for t, _k, _ip, node in rec.of(ip) if node == "node-rate") for ip in ips)
+        span = written[-1] - written[0]
+        # 3 at once, then one per 0.1 s: the 15th cannot be written before 1.2 s after the first
+        assert span >= 1.1, f"15 IPs written within {span:.2f} s at 10/s after a burst of 3"
+    finally:
+        writer.stop()
+        for ip in ips:
+            with contextlib.suppress(kube.NotFound):
+                cluster.api.delete(a.IPANNOUNCEMENTS, a.object_name(ip))

@@ -236,3 +236,17 @@ def test_l2lb_info_reads_the_announcements_and_falls_back_to_leases() -> None:
     assert entry["announcers"] == {"192.168.1.240": "node2", "192.168.1.241": None}
     (entry,) = status.assignments([svc], [lease], lambda _ip: None)  # no CRD: the Leases say
     assert entry["announced_by"] == "node3"
+
+
+def test_pending_is_the_latest_want_and_only_when_due() -> None:
+    """The writer re-reads each IP before its (rate-limited, so maybe late) write: a newer want
+    replaces the one it batched, a settled IP is skipped, a release in its grace waits."""
+    q = a.Queue()
+    first, second = a.Want(node="node1"), a.Want(node="node2")
+    q.put(IP, first, 0.0)
+    q.put(IP, second, 1.0)
+    assert q.pending(IP, 1.0) == second
+    q.done(IP, second)
+    assert q.pending(IP, 2.0) is None
+    q.put(IP, a.Want(node="", reason="gone", not_before=5.0), 2.0)
+    assert q.pending(IP, 4.9) is None and q.pending(IP, 5.0) is not None

@@ -36,7 +36,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from . import kube
+from . import events, kube
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,10 @@ RELEASE_GRACE = 2.0  # s a silenced owner waits before saying "nobody": a peer n
 FIRST_RETRY, MAX_RETRY = 0.25, 30.0  # s, doubling per failure of one IP
 PRIME_FRESH = 10.0  # s the start-up LIST is trusted for
 NO_CRD_RETRY = 5.0  # s between probes (one IP's write) while the CRD is not installed: the rest wait
+# IPs written per second after a burst: a survivor inheriting thousands of IPs (a 3-node cluster
+# at 10,000 Services) would otherwise send them a GET and a patch each as fast as the API server
+# answers, on the API server the whole cluster shares, for a status nobody in l2lb waits on
+WRITE_QPS, WRITE_BURST = 50.0, 200.0
 
 
 # -- names (pure) -------------------------------------------------------------------------------
@@ -158,6 +162,11 @@ class Queue:
         return [(ip, self.wants[ip]) for ip, at in sorted(self._due.items(), key=lambda kv: kv[1])
                 if at <= now]
 
+    def pending(self, ip: str, now: float) -> Want | None:
+        """The want for ip if it is due now (a later call may have replaced or settled it)."""
+        due = self._due.get(ip)
+        return self.wants[ip] if due is not None and due <= now else None
+
     def next_due(self) -> float | None:
         first = min(self._due.values(), default=None)
         return None if first is None else max(first, self._held_until)
@@ -204,9 +213,11 @@ def new_object(ip: str) -> dict[str, Any]:
 class StatusWriter:
     """Keeps IPAnnouncements up to date for one node. start() / stop(); calls never block."""
 
-    def __init__(self, client: kube.KubeClient, node: str) -> None:
+    def __init__(self, client: kube.KubeClient, node: str, qps: float = WRITE_QPS,
+                 burst: float = WRITE_BURST) -> None:
         self._client, self._node = client, node
         self._queue = Queue()
+        self._bucket = events.TokenBucket(qps, burst)  # used by the writer's thread only
         self._known: dict[str, dict[str, Any] | None] = {}  # ip -> object as last listed/written
         self._lock = threading.Lock()
         self._wake = threading.Event()
@@ -260,13 +271,16 @@ class StatusWriter:
             with self._lock:
                 batch = self._queue.due(now)
                 nxt = self._queue.next_due()
-            for ip, want in batch:
-                if self._stop.is_set():
+            for ip, _want in batch:
+                if self._stop.wait(self._bucket.reserve(time.monotonic())):
                     return
                 with self._lock:
-                    if self._queue.held(time.monotonic()):
+                    now = time.monotonic()
+                    if self._queue.held(now):
                         break  # the CRD is missing: the rest waits for the next probe
-                self._attempt(ip, want)
+                    want = self._queue.pending(ip, now)  # the batch may be seconds old by now
+                if want is not None:
+                    self._attempt(ip, want)
             if not batch:
                 self._wake.wait(1.0 if nxt is None else min(1.0, max(0.0, nxt - now)))
                 self._wake.clear()
