@@ -117,6 +117,7 @@ class Speaker:
         self.keyring_errors = 0
         self._seen_changes = -1
         self._last_live: frozenset[str] | None = None
+        self._live_seen: tuple[float, float] | None = None  # (wall, thread CPU) when this sync saw it change
         # nodeAssigned Events at a budget: a takeover of thousands of IPs writes a few dozen at once,
         # the rest at EVENT_BUDGET.rate, after the IPAnnouncements; overflow counted and summarised
         self.events = writers.EventWriter(self._send_event, self._send_summary, lambda: True,
@@ -343,9 +344,11 @@ class Speaker:
             self._seen_changes = self.members.changes
         me_live = self.ready and now < fence and since is not None
         live = peers | {self.node} if me_live else peers
+        self._live_seen = None
         if live != self._last_live:
             log.info("live speakers: %s", ", ".join(sorted(live)) or "none")
             self._ack_soon = True  # once applied below, acknowledge at once: joiners wait for it
+            self._live_seen = (time.perf_counter(), time.thread_time())
         self._update_owners(live, nodes_changed)
         self._last_live = live
         self.plan = ownership.step(self.plan, self.index.owned_by(self.node), self.index.previous, self.node,
@@ -419,6 +422,8 @@ class Speaker:
             self.announcer.set_where(self._my_ports)  # pools' interfaces or subnets may differ now
         self._applied = (owned, self.placement)
         gained, lost = self.announcer.update(owned)
+        if self._live_seen is not None and (gained or lost):
+            self._log_takeover_cost(len(gained), len(lost), *self._live_seen)
         for ip in sorted(lost):
             choice = self.index.choices.get(ip)
             owner = choice.owner if choice is not None else None
@@ -435,6 +440,14 @@ class Speaker:
                 self._queue_event(svc, ip)
         if gained or lost:
             self.registry.publish(owned)
+
+    @staticmethod
+    def _log_takeover_cost(gained: int, lost: int, wall0: float, cpu0: float) -> None:
+        """How long a change of the live set took to reach the LAN, and how much of it was this
+        thread's own work: the rest waited for a core or the GIL (troubleshooting slow takeovers)."""
+        wall, cpu = time.perf_counter() - wall0, time.thread_time() - cpu0
+        log.info("live set applied: %d addresses gained, %d lost, %.0f ms after it changed "
+                 "(%.0f ms of it this thread's CPU)", gained, lost, wall * 1e3, cpu * 1e3)
 
     def _update_owners(self, live: frozenset[str], nodes_changed: bool) -> None:
         """Feed the index what changed since the last sync (Services, EndpointSlices, the candidates)
