@@ -64,6 +64,7 @@ from . import (
 log = logging.getLogger(__name__)
 
 MAX_WAIT = 0.5  # seconds the sync loop sleeps at most: it wakes on every change, expiry and deadline
+LOG_EACH_UP_TO = 20  # addresses gained or lost in one sync logged one by one at info; more: a summary
 IFACE_REFRESH = 5.0  # seconds between reads of this node's interface addresses
 COMPONENT = "l2lb-speaker"  # the Events' source
 # nodeAssigned Events: 50 at once, then 10/s from a backlog of 1,000 (a node's death hands its
@@ -424,15 +425,19 @@ class Speaker:
         gained, lost = self.announcer.update(owned)
         if self._live_seen is not None and (gained or lost):
             self._log_takeover_cost(len(gained), len(lost), *self._live_seen)
+        each = logging.INFO if len(gained) + len(lost) <= LOG_EACH_UP_TO else logging.DEBUG
+        if each == logging.DEBUG:
+            log.info("announcing %d more addresses and %d fewer from %s (each at debug level)",
+                     len(gained), len(lost), self.node)
         for ip in sorted(lost):
             choice = self.index.choices.get(ip)
             owner = choice.owner if choice is not None else None
-            log.info("stopped announcing %s (owner now: %s)", ip, owner or "nobody")
+            log.log(each, "stopped announcing %s (owner now: %s)", ip, owner or "nobody")
             why = ("its desired owner went silent" if owner == self.node else
                    "no eligible live node" if choice is not None else "no longer allocated")
             self.status.released(ip, owner, why)
         for ip in sorted(gained):
-            log.info("announcing %s from %s", ip, self.node)
+            log.log(each, "announcing %s from %s", ip, self.node)
             choice = self.index.choices.get(ip)
             services = choice.services if choice is not None else ()
             self.status.announced(ip, services)
