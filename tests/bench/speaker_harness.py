@@ -19,6 +19,7 @@ import secrets
 import select
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -29,6 +30,9 @@ from l2lb_agent import kube
 from l2lb_agent.speaker_watch import SECRETS
 
 from tests.bench import PROBE_STARTED
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "collections"))
+from ansible_collections.l2lb.layer2.plugins.module_utils import render
 
 REPO = Path(__file__).resolve().parents[2]
 PY = str(REPO / ".venv/bin/python")
@@ -42,6 +46,24 @@ NODE_OF_MAC = {v: k for k, v in MAC.items()}
 
 def client() -> kube.KubeClient:
     return kube.KubeClient.from_config(KUBECONFIG)
+
+
+CRDS = kube.Resource("apiextensions.k8s.io/v1", "customresourcedefinitions", "CustomResourceDefinition")
+
+
+def ensure_crd(api: kube.KubeClient) -> None:
+    """The IPAnnouncement CRD as the role installs it, Established (a deploy may have installed it
+    already): speakers then write their IPAnnouncements as they do when deployed."""
+    crd = render.announcements_crd()
+    with contextlib.suppress(kube.AlreadyExists):
+        api.create(CRDS, crd)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        conditions = (api.get(CRDS, crd["metadata"]["name"]).get("status") or {}).get("conditions") or []
+        if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
+            return
+        time.sleep(0.2)
+    raise TimeoutError("the IPAnnouncement CRD is not Established after 30 s")
 
 
 @dataclass

@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,28 +22,10 @@ from l2lb_agent import kube, ownership
 
 from tests.bench import speaker_harness as h
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "collections"))
-from ansible_collections.l2lb.layer2.plugins.module_utils import render
-
 pytestmark = pytest.mark.timeout(300)
 
 NS = "l2lb-announce-it"
-CRDS = kube.Resource("apiextensions.k8s.io/v1", "customresourcedefinitions", "CustomResourceDefinition")
 CANDIDATES = [f"192.168.1.{n}" for n in range(160, 190)]  # used by no other test
-
-
-def ensure_crd(api: kube.KubeClient) -> None:
-    """The CRD as the role installs it, Established (a deploy may have installed it already)."""
-    crd = render.announcements_crd()
-    with contextlib.suppress(kube.AlreadyExists):
-        api.create(CRDS, crd)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        conditions = (api.get(CRDS, crd["metadata"]["name"]).get("status") or {}).get("conditions") or []
-        if any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions):
-            return
-        time.sleep(0.2)
-    raise TimeoutError("the IPAnnouncement CRD is not Established after 30 s")
 
 
 class Recorder:
@@ -112,7 +92,7 @@ def owned_by(node: str, count: int) -> list[str]:
 @pytest.fixture(scope="module")
 def cluster(lab: Any) -> Iterator[h.Cluster]:
     api = h.client()
-    ensure_crd(api)
+    h.ensure_crd(api)
     for ip in CANDIDATES:  # leftovers of an interrupted run would make the first write a no-op
         with contextlib.suppress(kube.NotFound):
             api.delete(a.IPANNOUNCEMENTS, a.object_name(ip))
