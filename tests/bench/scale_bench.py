@@ -322,9 +322,13 @@ def speakers_rows(api: kube.KubeClient, n: int, arp_trials: int, timeout: float,
         time.sleep(5.0)
         rows += speaker_cost(cluster, n, window=20.0,
                              when="5-25 s after start (IPAnnouncements being written)")
-        # each speaker writes its brand-new IPAnnouncements at WRITE_QPS: steady once they are done
-        time.sleep(max(0.0, n / len(h.NODES) / announce_status.WRITE_QPS - 15.0))
-        rows += [r for r in speaker_cost(cluster, n, window=20.0, when="steady") if "RSS" not in r["name"]]
+        drained = wait_statuses_written(timeout)
+        rows.append(row(f"speakers: start -> every IPAnnouncement written, {n:,} Services (at most "
+                        f"{announce_status.WRITE_QPS:.0f} IPs/s each)", "s",
+                        [time.monotonic() - started], "-"))
+        if not drained:
+            raise TimeoutError(f"IPAnnouncements still pending {timeout:.0f} s after start")
+        rows += speaker_cost(cluster, n, window=20.0, when="steady", rss=False)
         rows.append(row(f"controller: RSS with {n:,} Services + EndpointSlices (speakers running)", "MiB",
                         [procfs.rss_mib(ctl.proc.pid) or float("nan")], "-"))
         if takeover_trials:
@@ -365,7 +369,19 @@ def arp_first_answer(cluster: h.Cluster, trials: int) -> list[float]:
     return out
 
 
-def speaker_cost(cluster: h.Cluster, n: int, window: float, when: str) -> list[dict]:
+def wait_statuses_written(timeout: float) -> bool:
+    """Until no speaker has an IPAnnouncement write pending (False: still some at the timeout)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pending = [h.scrape(node, SPEAKER_METRICS).get("l2lb_speaker_ipannouncements_pending")
+                   for node in h.NODES]
+        if all(p == 0 for p in pending):
+            return True
+        time.sleep(1.0)
+    return False
+
+
+def speaker_cost(cluster: h.Cluster, n: int, window: float, when: str, rss: bool = True) -> list[dict]:
     """RSS, API requests/s and CPU of each speaker over `window` seconds from now (`when` says
     which part of their life that is)."""
     before = {node: h.scrape(node, SPEAKER_METRICS) for node in h.NODES}
@@ -375,8 +391,10 @@ def speaker_cost(cluster: h.Cluster, n: int, window: float, when: str) -> list[d
            for nd in h.NODES]
     cpu = [100 * (after[nd].get("process_cpu_seconds_total", 0.0)
                   - before[nd].get("process_cpu_seconds_total", 0.0)) / window for nd in h.NODES]
-    rss = [mib for p in cluster.procs.values() if (mib := procfs.rss_mib(p.pid)) is not None]
-    return [row(f"speaker: RSS with {n:,} Services + {n:,} EndpointSlices (each of 3)", "MiB", rss, "<= 120"),
+    rss_row = [row(f"speaker: RSS with {n:,} Services + {n:,} EndpointSlices (each of 3)", "MiB",
+                   [mib for p in cluster.procs.values() if (mib := procfs.rss_mib(p.pid)) is not None],
+                   "<= 120")] if rss else []
+    return [*rss_row,
             row(f"speaker: API requests/s each, {when}, {n:,} Services", "requests/s", rps, "flat"),
             row(f"speaker: CPU each, {when}, {n:,} Services", "% of a core", cpu, "-")]
 

@@ -87,6 +87,10 @@ def test_speaker_metrics_exposed_from_plain_counters() -> None:
     burst, backlog = speaker.EVENT_BUDGET.burst, speaker.EVENT_BUDGET.backlog
     assert f"l2lb_speaker_events_queued {backlog:.1f}" in text  # beyond the burst, waiting for tokens
     assert f'l2lb_speaker_events_total{{outcome="dropped"}} {1100 - backlog - burst:.1f}' in text
+    assert "l2lb_speaker_ipannouncements_pending 0.0" in text
+    for i in range(30):  # gained, not yet written (the writer is not started)
+        sp.status.announced(f"10.1.0.{i}", ("ns/s",))
+    assert "l2lb_speaker_ipannouncements_pending 30.0" in generate_latest(reg).decode()
 
 
 # -- update(): incremental snapshots ----------------------------------------------------------------

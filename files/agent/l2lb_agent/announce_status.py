@@ -248,6 +248,11 @@ class StatusWriter:
         with self._lock:
             return bool(self._queue.wants) and not self._queue.held(time.monotonic())
 
+    def backlog(self) -> int:
+        """IPs waiting for a write (after a takeover at scale: thousands, drained at WRITE_QPS)."""
+        with self._lock:
+            return len(self._queue.wants)
+
     def _put(self, ip: str, want: Want) -> None:
         with self._lock:
             self._queue.put(ip, want, time.monotonic())

@@ -110,6 +110,9 @@ class Collector:
         yield sent
         yield GaugeMetricFamily("l2lb_speaker_events_queued", "Events waiting for their budget",
                                 value=writer.aggregator.queued())
+        yield GaugeMetricFamily("l2lb_speaker_ipannouncements_pending",
+                                "IPs whose IPAnnouncement awaits a write (50 IPs/s at most)",
+                                value=s.status.backlog())
         yield CounterMetricFamily("l2lb_speaker_api_writes", "Registration Lease writes sent",
                                   value=s.registry.writes)
         yield CounterMetricFamily("l2lb_speaker_api_probes", "GETs of the registration (API freshness probe)",
