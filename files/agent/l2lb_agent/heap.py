@@ -30,15 +30,14 @@ class Settler:
     def __init__(self, every: float = SETTLE_EVERY) -> None:
         self._every = every
         self._last: float | None = None
-        self.pause = 0.0  # seconds the latest settle took (its collection walks the unfrozen only)
 
     def settle(self, now: float) -> None:
         began = time.perf_counter()
         gc.collect()
         gc.freeze()
-        self.pause = time.perf_counter() - began
         self._last = now
-        log.debug("heap settled: %d objects frozen, %.1f ms", gc.get_freeze_count(), self.pause * 1e3)
+        log.debug("heap settled: %d objects frozen, %.1f ms", gc.get_freeze_count(),
+                  (time.perf_counter() - began) * 1e3)
 
     def due(self, now: float) -> None:
         if self._last is None or now - self._last >= self._every:

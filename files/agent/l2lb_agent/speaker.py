@@ -118,7 +118,6 @@ class Speaker:
         self.keyring_errors = 0
         self._seen_changes = -1
         self._last_live: frozenset[str] | None = None
-        self._live_seen: tuple[float, float] | None = None  # (wall, thread CPU) when this sync saw it change
         # nodeAssigned Events at a budget: a takeover of thousands of IPs writes a few dozen at once,
         # the rest at EVENT_BUDGET.rate, after the IPAnnouncements; overflow counted and summarised
         self.events = writers.EventWriter(self._send_event, self._send_summary, lambda: True,
@@ -345,21 +344,21 @@ class Speaker:
             self._seen_changes = self.members.changes
         me_live = self.ready and now < fence and since is not None
         live = peers | {self.node} if me_live else peers
-        self._live_seen = None
+        live_seen = None  # (wall, thread CPU) when this sync saw the live set change
         if live != self._last_live:
             log.info("live speakers: %s", ", ".join(sorted(live)) or "none")
             self._ack_soon = True  # once applied below, acknowledge at once: joiners wait for it
-            self._live_seen = (time.perf_counter(), time.thread_time())
+            live_seen = (time.perf_counter(), time.thread_time())
         self._update_owners(live, nodes_changed)
         self._last_live = live
         self.plan = ownership.step(self.plan, self.index.owned_by(self.node), self.index.previous, self.node,
                                    live, now, self.t.handover_delay, seen_by=seen_by)
         if not me_live:
             self.announcer.silence()
-            self._apply(frozenset())
+            self._apply(frozenset(), live_seen)
             self._flush_ack()
             return
-        self._apply(self.plan.announce)
+        self._apply(self.plan.announce, live_seen)
         self.announcer.set_fence(fence)
         self._flush_ack()
 
@@ -416,15 +415,15 @@ class Speaker:
             return
         self.registry.set_interfaces(found)
 
-    def _apply(self, owned: frozenset[str]) -> None:
+    def _apply(self, owned: frozenset[str], live_seen: tuple[float, float] | None = None) -> None:
         if self._applied is not None and owned == self._applied[0] and self.placement is self._applied[1]:
             return  # nothing changed: skip the per-IP work
         if self._applied is None or self.placement is not self._applied[1]:
             self.announcer.set_where(self._my_ports)  # pools' interfaces or subnets may differ now
         self._applied = (owned, self.placement)
         gained, lost = self.announcer.update(owned)
-        if self._live_seen is not None and (gained or lost):
-            self._log_takeover_cost(len(gained), len(lost), *self._live_seen)
+        if live_seen is not None and (gained or lost):
+            self._log_takeover_cost(len(gained), len(lost), *live_seen)
         each = logging.INFO if len(gained) + len(lost) <= LOG_EACH_UP_TO else logging.DEBUG
         if each == logging.DEBUG:
             log.info("announcing %d more addresses and %d fewer from %s (each at debug level)",
