@@ -475,7 +475,7 @@ def takeover_churn_rows(cluster: h.Cluster, n: int, trials: int, window: float =
     the lab's speakers with n Services in place: a LAN Service answered by its owner, a tenth of the
     EndpointSlices rewritten in a loop (8 threads), the owner SIGKILLed; seconds from the kill to
     the first answer by another MAC, probed every 10 ms from l2lb-client."""
-    took, churned = [], []
+    took, churned, seen, in_place = [], [], [], []
     for i in range(trials):
         name, ip = f"tk-{i}", f"192.168.1.{225 + i % 6}"
         cluster.api.create(kube.ENDPOINTSLICES, endpoint_slice(name), cluster.ns)
@@ -487,11 +487,16 @@ def takeover_churn_rows(cluster: h.Cluster, n: int, trials: int, window: float =
             with churn(cluster, [f"s-{j:05d}" for j in range(0, n, 10)]) as count:
                 with h.probing(ip, window, 0.01) as res:
                     time.sleep(1.0)
-                    event = time.monotonic()
+                    event, killed_at = time.monotonic(), time.time()
                     cluster.kill(owner, signal.SIGKILL)
                 churned.append(count() / (window + 0.3))
             t = h.takeover(res["probes"], event, h.MAC[owner])
             took.append(t if t is not None else float("inf"))
+            heir = h.first_heir(res["probes"], event, h.MAC[owner])
+            phases = cluster.takeover_phases(heir, killed_at) if heir else None
+            if phases is not None:
+                seen.append(phases[0])
+                in_place.append(phases[1])
             cluster.stop(owner)
             cluster.start(owner, metrics_port=SPEAKER_METRICS)
             cluster.wait_ready(h.NODES, timeout=120)
@@ -502,7 +507,10 @@ def takeover_churn_rows(cluster: h.Cluster, n: int, trials: int, window: float =
         time.sleep(0.5)
     return [row(f"speaker: takeover after SIGKILL, {n:,} Services, 10% of EndpointSlices churning", "s",
                 took, "same as with 1 Service"),
-            row("... EndpointSlice writes/s during those takeovers", "writes/s", churned, "-")]
+            row("... EndpointSlice writes/s during those takeovers", "writes/s", churned, "-"),
+            row("... of which: the kill -> the heir logs the new live set (LAN liveness)", "s", seen,
+                "same as with 1 Service"),
+            row("... then: the heir's answers in place (its `live set applied` line)", "s", in_place, "-")]
 
 
 @contextlib.contextmanager

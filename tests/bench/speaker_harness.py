@@ -12,9 +12,11 @@ Services' status is written here (no controller needed); EndpointSlices are writ
 from __future__ import annotations
 
 import base64
+import calendar
 import contextlib
 import json
 import os
+import re
 import secrets
 import select
 import signal
@@ -195,6 +197,25 @@ class Cluster:
                 return set()  # this run has not logged a view yet
         return set()
 
+    def takeover_phases(self, node: str, since: float) -> tuple[float, float] | None:
+        """From node's log after `since` (time.time()): (seconds until it logged a new live set,
+        seconds its "live set applied" line says the answers took after that); None if missing."""
+        seen = applied = None
+        try:
+            lines = self.log_of(node).read_text(errors="replace").splitlines()
+        except OSError:
+            return None
+        for line in lines:
+            at = log_time(line)
+            if at is None or at < since:
+                continue
+            if seen is None and "live speakers: " in line:
+                seen = at - since
+            elif seen is not None and (m := _IN_PLACE.search(line)):
+                applied = float(m.group(1)) / 1000
+                break
+        return (seen, applied) if seen is not None and applied is not None else None
+
     def ensure_up(self, nodes: Iterable[str] = NODES) -> Cluster:
         """Restart any of nodes' speakers a test left dead, then wait_ready; returns self."""
         nodes = tuple(nodes)
@@ -294,6 +315,27 @@ def wait_answer(ip: str, timeout: float = 10.0, interval: float = 0.02) -> tuple
 def double_windows(probes: list[list[Any]]) -> int:
     """Probes that two or more MACs answered."""
     return sum(1 for _, macs in probes if len(macs) > 1)
+
+
+_LOG_TIME = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)\.(\d{3})Z ")
+_IN_PLACE = re.compile(r"live set applied: .*answers in place (\d+) ms")
+
+
+def log_time(line: str) -> float | None:
+    """time.time() of an agent log line (its UTC stamp, to the millisecond); None: no stamp."""
+    m = _LOG_TIME.match(line)
+    if m is None:
+        return None
+    *fields, ms = map(int, m.groups())
+    return calendar.timegm((*fields, 0, 0, 0)) + ms / 1000
+
+
+def first_heir(probes: list[list[Any]], event: float, old_mac: str) -> str | None:
+    """The node whose MAC first answered after event, other than old_mac's (None: nobody)."""
+    for t, macs in probes:
+        if t >= event and macs and old_mac not in macs:
+            return NODE_OF_MAC.get(macs[0])
+    return None
 
 
 def takeover(probes: list[list[Any]], event: float, old_mac: str) -> float | None:

@@ -325,6 +325,7 @@ class Announcer:
         self._garp_wake = threading.Event()
         self._garp_thread: threading.Thread | None = None
         self._garp_due: list[tuple[float, tuple[str, ...]]] = []  # (monotonic time, IPs) to announce again
+        self.answering_since = 0.0  # perf_counter when the last update's answers and filter were in place
 
     @property
     def owned(self) -> frozenset[str]:
@@ -414,6 +415,7 @@ class Announcer:
                 self._garp_due.sort(key=lambda due: due[0])
                 self._garp_wake.set()
         self._refilter([port for port in self.ports if drop[port.ifname] or add[port.ifname]])
+        self.answering_since = time.perf_counter()  # requests are answered from here; the GARPs follow
         for ip in fresh:  # gained, or answered on a new interface: tell the LAN at once
             self.announce(ip)
         return gained, lost

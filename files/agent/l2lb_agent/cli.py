@@ -278,14 +278,14 @@ def _lan_timings(args: argparse.Namespace) -> None:
         raise _bad(field, getattr(args, field), str(exc)) from None
 
 
+LOG_FORMAT = "%(asctime)s.%(msecs)03dZ %(levelname)-7s %(name)s: %(message)s"  # UTC, to the millisecond
+LOG_DATEFMT = "%Y-%m-%dT%H:%M:%S"
+
+
 def setup_logging(level: str) -> None:
     logging.Formatter.converter = time.gmtime
-    logging.basicConfig(
-        level=getattr(logging, level.upper()),
-        format="%(asctime)s.%(msecs)03dZ %(levelname)-7s %(name)s: %(message)s",
-        datefmt="%Y-%m-%dT%H:%M:%S",
-        stream=sys.stderr,
-    )
+    logging.basicConfig(level=getattr(logging, level.upper()), format=LOG_FORMAT, datefmt=LOG_DATEFMT,
+                        stream=sys.stderr)
 
 
 def _install_signals(stop: threading.Event) -> None:

@@ -423,7 +423,7 @@ class Speaker:
         self._applied = (owned, self.placement)
         gained, lost = self.announcer.update(owned)
         if live_seen is not None and (gained or lost):
-            self._log_takeover_cost(len(gained), len(lost), *live_seen)
+            self._log_takeover_cost(len(gained), len(lost), self.announcer.answering_since, *live_seen)
         each = logging.INFO if len(gained) + len(lost) <= LOG_EACH_UP_TO else logging.DEBUG
         if each == logging.DEBUG:
             log.info("announcing %d more addresses and %d fewer from %s (each at debug level)",
@@ -446,12 +446,14 @@ class Speaker:
             self.registry.publish(owned)
 
     @staticmethod
-    def _log_takeover_cost(gained: int, lost: int, wall0: float, cpu0: float) -> None:
-        """How long a change of the live set took to reach the LAN, and how much of it was this
+    def _log_takeover_cost(gained: int, lost: int, answering: float, wall0: float, cpu0: float) -> None:
+        """How long a change of the live set took to reach the LAN: until the gained addresses were
+        answered, and until their first gratuitous ARPs were sent; and how much of it was this
         thread's own work: the rest waited for a core or the GIL (troubleshooting slow takeovers)."""
         wall, cpu = time.perf_counter() - wall0, time.thread_time() - cpu0
-        log.info("live set applied: %d addresses gained, %d lost, %.0f ms after it changed "
-                 "(%.0f ms of it this thread's CPU)", gained, lost, wall * 1e3, cpu * 1e3)
+        log.info("live set applied: %d addresses gained, %d lost; answers in place %.0f ms after it "
+                 "changed, gratuitous ARPs sent after %.0f ms (%.0f ms of it this thread's CPU)",
+                 gained, lost, max(0.0, answering - wall0) * 1e3, wall * 1e3, cpu * 1e3)
 
     def _update_owners(self, live: frozenset[str], nodes_changed: bool) -> None:
         """Feed the index what changed since the last sync (Services, EndpointSlices, the candidates)
