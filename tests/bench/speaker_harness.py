@@ -330,20 +330,24 @@ def log_time(line: str) -> float | None:
     return calendar.timegm((*fields, 0, 0, 0)) + ms / 1000
 
 
-def first_heir(probes: list[list[Any]], event: float, old_mac: str) -> str | None:
-    """The node whose MAC first answered after event, other than old_mac's (None: nobody)."""
+def _first_other_answer(probes: list[list[Any]], event: float, old_mac: str) -> tuple[float, str] | None:
+    """(send time, MAC) of the first probe after event answered without old_mac (None: never)."""
     for t, macs in probes:
         if t >= event and macs and old_mac not in macs:
-            return NODE_OF_MAC.get(macs[0])
+            return t, macs[0]
     return None
+
+
+def first_heir(probes: list[list[Any]], event: float, old_mac: str) -> str | None:
+    """The node whose MAC first answered after event, other than old_mac's (None: nobody)."""
+    found = _first_other_answer(probes, event, old_mac)
+    return NODE_OF_MAC.get(found[1]) if found is not None else None
 
 
 def takeover(probes: list[list[Any]], event: float, old_mac: str) -> float | None:
     """Seconds from event to the first probe answered by a MAC other than old_mac (None: never)."""
-    for t, macs in probes:
-        if t >= event and macs and old_mac not in macs:
-            return t - event
-    return None
+    found = _first_other_answer(probes, event, old_mac)
+    return found[0] - event if found is not None else None
 
 
 def owner_now(ip: str, tries: int = 3, netns: str = "l2lb-client") -> list[str]:

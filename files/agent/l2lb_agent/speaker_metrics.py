@@ -111,7 +111,8 @@ class Collector:
         yield GaugeMetricFamily("l2lb_speaker_events_queued", "Events waiting for their budget",
                                 value=writer.aggregator.queued())
         yield GaugeMetricFamily("l2lb_speaker_ipannouncements_pending",
-                                "IPs whose IPAnnouncement awaits a write (50 IPs/s at most)",
+                                "IPs whose IPAnnouncement awaits a write (drained at the writer's "
+                                "rate limit)",
                                 value=s.status.backlog())
         yield CounterMetricFamily("l2lb_speaker_api_writes", "Registration Lease writes sent",
                                   value=s.registry.writes)
