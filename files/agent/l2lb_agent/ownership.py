@@ -330,6 +330,8 @@ def step(plan: Plan, mine: Iterable[str], before: Mapping[str, str | None], me: 
         return plan  # all of mine announced already (the steady state): nothing to decide
     live_set = frozenset(live)
     acked = None if seen_by is None else frozenset(seen_by)
+    others = live_set - {me}
+    unacked = frozenset() if acked is None else others - acked  # peers that may not know we are live yet
     mine_set = mine if isinstance(mine, frozenset | set) else frozenset(mine)
     announce = set(plan.announce & mine_set)  # kept; what is not in mine is lost (or never ours): stop now
     pending: dict[str, float] = {}
@@ -337,7 +339,7 @@ def step(plan: Plan, mine: Iterable[str], before: Mapping[str, str | None], me: 
     for ip in mine_set - plan.announce:
         due, waits = plan.pending.get(ip), plan.pending_from.get(ip, ())
         if due is None:
-            waits = _rivals(ip, before.get(ip), me, live_set, acked)
+            waits = _rivals(ip, before.get(ip), me, others, unacked)
             due = now + delay if waits else now
         blocked = acked is not None and any(w in live_set and w not in acked for w in waits)
         if due <= now and not blocked:
@@ -351,14 +353,15 @@ def step(plan: Plan, mine: Iterable[str], before: Mapping[str, str | None], me: 
                 pending_from=MappingProxyType(pending_from))
 
 
-def _rivals(ip: str, before: str | None, me: str, live: frozenset[str],
-            acked: frozenset[str] | None) -> tuple[str, ...]:
-    """Live nodes that may be answering ip as we gain it."""
+def _rivals(ip: str, before: str | None, me: str, others: frozenset[str],
+            unacked: frozenset[str]) -> tuple[str, ...]:
+    """Live nodes that may be answering ip as we gain it. others: the live nodes but me;
+    unacked: those of them known not to have acknowledged our candidacy yet."""
     rivals = set()
-    if before not in (None, me) and before in live:
+    if before not in (None, me) and before in others:
         rivals.add(before)  # it owned ip in our last view
-    if acked is not None:
-        runner = owner_of(ip, live - {me})
-        if runner is not None and runner not in acked:
+    if unacked:  # none unacknowledged (the steady state): no view lacks us, no ranking to compute
+        runner = owner_of(ip, others)
+        if runner in unacked:
             rivals.add(runner)  # it owns ip in any view that lacks us, and has not seen us yet
     return tuple(sorted(rivals))
