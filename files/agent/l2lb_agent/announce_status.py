@@ -13,7 +13,9 @@ Writes (the point of this module is how few there are):
 * gaining an IP: compare first (the start-up LIST, what this node wrote last, else one GET); no
   write when the object already names this node (steady state, restarts). Otherwise one status
   patch, or for a brand-new IP one create plus one status patch (POST ignores status when the
-  status subresource is on).
+  status subresource is on). An IP the start-up LIST lacked and this node never read since is
+  created without a GET first: objects are only ever created by a gaining owner, so it is most
+  likely still absent, and if a peer created it meanwhile the create says so (then one GET).
 * losing an IP to another node: nothing; the new owner writes. Losing it to nobody: one patch
   setting node "" with a reason, conditional on the object still naming this node (a faster new
   owner is never overwritten). Silenced while still the desired owner (not ready, stale view):
@@ -228,6 +230,8 @@ class StatusWriter:
         self._crd_missing_logged = False
         self._listed: dict[str, dict[str, Any]] = {}  # ip -> object, from the LIST at start
         self._listed_until = float("-inf")
+        self._listed_ips: frozenset[str] | None = None  # every IP the start-up LIST had (None: no LIST)
+        self._touched: set[str] = set()  # IPs read or written since start
 
     def announced(self, ip: str, services: tuple[str, ...]) -> None:
         """This node answers for ip now (on behalf of these Service keys)."""
@@ -301,6 +305,7 @@ class StatusWriter:
         with self._lock:
             self._listed = {ip: obj for obj in items if (ip := announced_ip(obj))}
             self._listed_until = time.monotonic() + PRIME_FRESH
+            self._listed_ips = frozenset(self._listed)
 
     def _attempt(self, ip: str, want: Want) -> None:
         try:
@@ -325,37 +330,52 @@ class StatusWriter:
         with self._lock:
             self._queue.done(ip, want)
 
-    def _current(self, ip: str) -> dict[str, Any] | None:
-        """The object as this node last wrote it, as listed at start, or else as the API has it."""
+    def _current(self, ip: str, want: Want) -> dict[str, Any] | None:
+        """The object as this node last wrote it, as listed at start, or else as the API has it;
+        None without asking when a claim may simply create it (see _absent_likely)."""
         with self._lock:
             if ip in self._known:
                 return self._known[ip]
             listed = self._listed.pop(ip, None)
             if listed is not None and time.monotonic() < self._listed_until:
                 return listed
+            if want.node and self._absent_likely(ip):
+                return None
+            self._touched.add(ip)
         try:
             return self._client.get(IPANNOUNCEMENTS, object_name(ip))
         except kube.NotFound:
             return None
 
-    def _create(self, ip: str) -> dict[str, Any]:
+    def _absent_likely(self, ip: str) -> bool:
+        """No object for ip is likely: the start-up LIST lacked it and this node has not read or
+        written it since. Only a claim may act on it: it creates, and a create of an existing object
+        fails and reads it (a release must read: it must not skip an object naming this node)."""
+        return self._listed_ips is not None and ip not in self._listed_ips and ip not in self._touched
+
+    def _create(self, ip: str) -> tuple[dict[str, Any], bool]:
+        """(the object, whether this call created it)."""
+        with self._lock:
+            self._touched.add(ip)
         try:
             obj = self._client.create(IPANNOUNCEMENTS, new_object(ip))
         except kube.AlreadyExists:
-            return self._client.get(IPANNOUNCEMENTS, object_name(ip))
+            return self._client.get(IPANNOUNCEMENTS, object_name(ip)), False
         except kube.NotFound as exc:  # POST to the collection: the resource itself is not served
             raise NoCrd(exc.status, exc.message, exc.reason, exc.body) from exc
         self.writes += 1
-        return obj
+        return obj, True
 
     def _write(self, ip: str, want: Want) -> None:
-        current = self._current(ip)
+        current = self._current(ip, want)
         action = decide(want, self._node, current)
         if action is Action.NOTHING:
             return
         name = object_name(ip)
         if action is Action.CREATE:
-            current = self._create(ip)
+            current, created = self._create(ip)
+            if not created and decide(want, self._node, current) is Action.NOTHING:
+                return  # a peer's create was first, and the object says what we want already
         old = (current or {}).get("status") or {}
         status = {"node": want.node, "services": list(want.services), "reason": want.reason,
                   "since": old.get("since") if old.get("node") == want.node and old.get("since") else _now()}
