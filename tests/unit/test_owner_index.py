@@ -159,13 +159,39 @@ def full(n_services: int, candidates: set[str]) -> dict[str, own.Choice]:
                       frozenset(candidates))
 
 
-def test_a_join_recomputes_only_the_ips_the_joiner_wins() -> None:
+def test_a_join_takes_over_the_plain_ips_the_joiner_wins_without_computing() -> None:
+    """One Service per IP, Cluster policy: the joiner's score against the owner's decides; the old
+    owner becomes the runner-up, so the joiner's death hands each IP back without computing."""
     index = build(2000, NODES[:-1])
     before = index.recomputed
     index.set_candidates(NODES)
     changed = index.flush()
-    assert index.recomputed - before == len(changed) == len(index.owned_by(NODES[-1]))
-    assert all(c.owner == NODES[-1] for c in changed.values())
+    assert index.recomputed == before
+    assert set(changed) == index.owned_by(NODES[-1]) and all(c.owner == NODES[-1] for c in changed.values())
+    assert index.choices == full(2000, set(NODES))
+    index.set_candidates(NODES[:-1])
+    assert set(index.flush()) == set(changed) and index.recomputed == before
+    assert index.choices == full(2000, set(NODES[:-1]))
+
+
+def test_a_join_recomputes_the_local_ips_the_joiner_may_win() -> None:
+    """externalTrafficPolicy Local: a joiner counts only where it has an endpoint, so an IP whose
+    owner it would beat on score is computed, and no other."""
+    index = OwnerIndex()
+    views = [own.ServiceView(key=f"ns/l{i}", ips=(f"10.1.0.{i}",), local=True) for i in range(200)]
+    for v in views:
+        index.set_service(v.key, v)
+        index.set_endpoints(v.key, own.Endpoints(ready=True, nodes=frozenset(NODES[:2])))
+    index.set_candidates(NODES[:-1])
+    index.flush()
+    before = index.recomputed
+    index.set_candidates(NODES)
+    assert index.flush() == {}  # the joiner has no endpoint: no owner changes
+    # the owner and runner-up are the two endpoint nodes: an IP is computed where the joiner
+    # outscores either, since only its endpoints can tell whether it counts
+    outscores = [v for v in views
+                 if own.ranked(NODES[-1], v.ips[0]) > min(own.ranked(n, v.ips[0]) for n in NODES[:2])]
+    assert 0 < len(outscores) < len(views) and index.recomputed - before == len(outscores)
 
 
 def test_allowed_changes_recompute_only_ips_whose_candidates_differ() -> None:

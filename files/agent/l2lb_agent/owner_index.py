@@ -12,9 +12,11 @@ owner's rendezvous score, with reverse maps (Service -> IPs, owner -> IPs), so t
   O(IPs it owned) dictionary work. An heir's own runner-up is unknown until the IP is computed
   again; such IPs, and those whose runner-up left too, are computed when their owner leaves;
 * a candidate joining costs one score per IP (does it beat the owner, or the runner-up?) and
-  recomputes the IPs it wins; it becomes the runner-up of a plain Service's IP in place; IPs
-  shared by Services with ``externalTrafficPolicy: Local`` are recomputed whole, because a joining
-  node can turn an empty intersection non-empty (see ``ownership.choose_ip``);
+  computes nothing for a plain Service's IP (one Service, ``externalTrafficPolicy: Cluster``):
+  every candidate may own it, so a joiner that beats the owner takes it over and the old owner
+  becomes the runner-up, exactly; one that beats only the runner-up becomes it. Other IPs the
+  joiner may win are recomputed: with ``Local`` it counts only if it has an endpoint, and a
+  joining node can turn an empty intersection non-empty (see ``ownership.choose_ip``);
 * a change of who may announce where (``set_allowed``: pools' node selectors, nodes' labels and
   interfaces) compares each IP's allowed candidates before and after, and recomputes the IPs
   whose candidates differ.
@@ -54,6 +56,7 @@ class OwnerIndex:
         self._runner_up: dict[str, Ranked] = {}  # ip -> (score, node) owning it if its owner alone left
         self._unranked: set[str] = set()  # IPs whose runner-up is unknown (they took one over)
         self._orphaned: set[str] = set()  # IPs whose owner left the candidates: its runner-up inherits
+        self._joined: dict[str, Choice] = {}  # IPs a joiner took over in place, for flush() to report
         self._dirty: set[str] = set()
         self.choices: dict[str, Choice] = {}
         self.by_owner: dict[str, set[str]] = {}  # node -> IPs it owns
@@ -102,7 +105,7 @@ class OwnerIndex:
         if added:
             self._dirty |= self._orphaned  # an added node may beat a runner-up: recompute those
             self._orphaned = set()
-            self._dirty.update(self._beaten_by(added))
+            self._dirty.update(self._admit(added))
 
     def set_allowed(self, allowed: Allowed | None) -> None:
         """Which nodes may announce each IP (None: any). An IP is recomputed only if the candidates
@@ -125,30 +128,53 @@ class OwnerIndex:
             if seen[2]:
                 self._dirty.add(ip)
 
-    def _beaten_by(self, added: frozenset[str]) -> Iterable[str]:
-        """IPs whose owner one of the added candidates may change, or whose runner-up it may be
-        (those are recomputed, unless the IP is one plain Service's: then it simply is)."""
+    def _admit(self, added: frozenset[str]) -> list[str]:
+        """Rank the added candidates against each IP's owner and runner-up: a plain IP's new ranks
+        are set in place (no computation); returns the other IPs they may change, to recompute."""
+        recompute, takeovers = [], []
         for ip, choice in self.choices.items():
             if choice.why is Why.NO_READY_ENDPOINTS or ip in self._dirty:
                 continue
             if self._shared_local(ip):
-                yield ip
+                recompute.append(ip)
                 continue
-            best, runner = self._best.get(ip), self._runner_up.get(ip)
-            only = self._allowed(ip) if self._allowed is not None else None
-            for node in added:
-                if only is not None and node not in only:
-                    continue
-                place = ranked(node, ip)
-                if best is None or place > best:
-                    yield ip
-                    break
-                if ip in self._unranked or (runner is not None and place < runner):
-                    continue
-                if not self._plain(ip):
-                    yield ip  # a Local Service: is the node in its endpoints? compute it
-                    break
+            ranks = self._ranks_with(ip, added)
+            if ranks is None:
+                recompute.append(ip)
+            elif ranks[0] is not None and ranks[0] != self._best.get(ip):
+                takeovers.append((ip, ranks[0], ranks[1]))
+        for ip, best, runner in takeovers:
+            old = self.choices[ip]
+            new = self._joined[ip] = Choice(ip=ip, owner=best[1], why=Why.OWNED, services=old.services)
+            self._record(ip, old, new, best, runner)
+            self._unranked.discard(ip)  # the runner-up is the old owner: the best of all the others
+        return recompute
+
+    def _ranks_with(self, ip: str, added: frozenset[str]) -> tuple[Ranked | None, Ranked | None] | None:
+        """ip's (owner, runner-up) with the added candidates ranked in, if that needs no computation;
+        sets a changed runner-up in place. None: compute ip (a joiner may announce an IP that has
+        no owner, or may change the owner or runner-up of one that is not plain)."""
+        best, runner = self._best.get(ip), self._runner_up.get(ip)
+        known = ip not in self._unranked  # else the runner-up is unknown until the owner changes
+        only = self._allowed(ip) if self._allowed is not None else None
+        plain = None
+        for node in added:
+            if only is not None and node not in only:
+                continue
+            place = ranked(node, ip)
+            if best is None:
+                return None
+            beats_best = place > best
+            if not beats_best and not (known and (runner is None or place > runner)):
+                continue
+            plain = self._plain(ip) if plain is None else plain
+            if not plain:
+                return None  # a Local Service: is the node in its endpoints? compute it
+            if beats_best:
+                best, runner, known = place, best, True
+            else:
                 runner = self._runner_up[ip] = place
+        return best, runner
 
     def _plain(self, ip: str) -> bool:
         """One Service announces ip, with externalTrafficPolicy Cluster: its nodes are all candidates."""
@@ -166,7 +192,8 @@ class OwnerIndex:
         whose owner, reason or Services changed."""
         dirty, orphaned = self._dirty, self._orphaned - self._dirty
         self._dirty, self._orphaned = set(), set()
-        changed: dict[str, Choice | None] = {}
+        changed: dict[str, Choice | None] = dict(self._joined)  # the orphaned or dirty may change them again
+        self._joined = {}
         for ip in orphaned:
             heir = self._heir(ip)
             if heir is None:
