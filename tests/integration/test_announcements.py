@@ -245,36 +245,47 @@ def test_writes_keep_to_their_rate_after_the_burst(cluster: h.Cluster) -> None:
                 cluster.api.delete(a.IPANNOUNCEMENTS, a.object_name(ip))
 
 
+def settled_count(api: kube.KubeClient, quiet: float = 0.5, timeout: float = 10.0) -> int:
+    """The client's request count once it has sent some and then none for `quiet` seconds."""
+    deadline = time.monotonic() + timeout
+    last, since = api.request_count, time.monotonic()
+    while not (last and time.monotonic() - since >= quiet):
+        assert time.monotonic() < deadline, "the writer's requests never settled"
+        time.sleep(0.05)
+        if api.request_count != last:
+            last, since = api.request_count, time.monotonic()
+    return last
+
+
 def test_brand_new_ips_cost_a_create_and_a_status_write_each(cluster: h.Cluster) -> None:
-    """An IP the start-up LIST lacked is created without a GET first (two requests, not three); one
-    a peer created after that LIST costs the failed create and a read, and still ends up ours."""
+    """An IP nobody announced before and the start-up LIST lacked is created without a GET first
+    (two requests, not three); one a peer created after that LIST costs the failed create and a
+    read, and still ends up ours; one taken over from a peer is read first (a GET and a write)."""
     fresh = [f"198.51.100.{n}" for n in range(31, 37)]
-    peers = "198.51.100.40"
-    for ip in [*fresh, peers]:
+    peers, taken = "198.51.100.40", "198.51.100.41"
+    for ip in [*fresh, peers, taken]:
         with contextlib.suppress(kube.NotFound):
             cluster.api.delete(a.IPANNOUNCEMENTS, a.object_name(ip))
     api = h.client()  # the writer's own: its request count is the writer's alone
     writer = a.StatusWriter(api, "node-new")
     try:
         writer.start()
-        deadline = time.monotonic() + 10
-        while api.request_count < 1:  # the start-up LIST
-            assert time.monotonic() < deadline, "the writer never listed IPAnnouncements"
-            time.sleep(0.02)
-        time.sleep(0.2)  # the LIST's answer is in
-        cluster.api.create(a.IPANNOUNCEMENTS, a.new_object(peers))  # a peer's, after the LIST
-        cluster.api.patch_status(a.IPANNOUNCEMENTS, a.object_name(peers), {"status": {"node": "node-peer"}})
+        listed = settled_count(api)  # the start-up LIST (paged: one request per 500 objects)
+        for ip in (peers, taken):  # a peer's, after the LIST
+            cluster.api.create(a.IPANNOUNCEMENTS, a.new_object(ip))
+            cluster.api.patch_status(a.IPANNOUNCEMENTS, a.object_name(ip), {"status": {"node": "node-peer"}})
         for ip in [*fresh, peers]:
             writer.announced(ip, ("new/test",))
-        for ip in [*fresh, peers]:
+        writer.announced(taken, ("new/test",), taken_from="node-peer")
+        for ip in [*fresh, peers, taken]:
             wait_node(cluster.api, ip, "node-new")
         time.sleep(0.2)  # any request still in flight would be counted
-        assert api.request_count == 1 + 2 * len(fresh) + 3, (
-            f"{api.request_count} requests: expected the LIST, create + status write per new IP, "
-            "and create + GET + status write for the one a peer made")
+        assert api.request_count - listed == 2 * len(fresh) + 3 + 2, (
+            f"{api.request_count - listed} requests: expected create + status write per new IP, "
+            "create + GET + status write for the one a peer made, GET + status write for the one taken over")
         assert writer.failures == 0
     finally:
         writer.stop()
-        for ip in [*fresh, peers]:
+        for ip in [*fresh, peers, taken]:
             with contextlib.suppress(kube.NotFound):
                 cluster.api.delete(a.IPANNOUNCEMENTS, a.object_name(ip))

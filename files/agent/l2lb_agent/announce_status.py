@@ -13,9 +13,11 @@ Writes (the point of this module is how few there are):
 * gaining an IP: compare first (the start-up LIST, what this node wrote last, else one GET); no
   write when the object already names this node (steady state, restarts). Otherwise one status
   patch, or for a brand-new IP one create plus one status patch (POST ignores status when the
-  status subresource is on). An IP the start-up LIST lacked and this node never read since is
-  created without a GET first: objects are only ever created by a gaining owner, so it is most
-  likely still absent, and if a peer created it meanwhile the create says so (then one GET).
+  status subresource is on). An IP nobody announced before in this node's view, that the start-up
+  LIST lacked and this node never read since, is created without a GET first: objects are only
+  created by the first owner, so it is most likely still absent, and if a peer created it
+  meanwhile the create says so (then one GET). An IP taken over from a peer is read first: its
+  object most likely exists.
 * losing an IP to another node: nothing; the new owner writes. Losing it to nobody: one patch
   setting node "" with a reason, conditional on the object still naming this node (a faster new
   owner is never overwritten). Silenced while still the desired owner (not ready, stale view):
@@ -232,9 +234,16 @@ class StatusWriter:
         self._listed_until = float("-inf")
         self._listed_ips: frozenset[str] | None = None  # every IP the start-up LIST had (None: no LIST)
         self._touched: set[str] = set()  # IPs read or written since start
+        self._first_owned: set[str] = set()  # IPs claimed while nobody had announced them before
 
-    def announced(self, ip: str, services: tuple[str, ...]) -> None:
-        """This node answers for ip now (on behalf of these Service keys)."""
+    def announced(self, ip: str, services: tuple[str, ...], taken_from: str | None = None) -> None:
+        """This node answers for ip now (on behalf of these Service keys); taken_from: the node
+        that announced it before, in this node's view (None: nobody, so its object may not exist)."""
+        with self._lock:
+            if taken_from is None:
+                self._first_owned.add(ip)
+            else:
+                self._first_owned.discard(ip)
         self._put(ip, Want(node=self._node, services=tuple(sorted(services))))
 
     def released(self, ip: str, new_owner: str | None, why: str) -> None:
@@ -348,10 +357,12 @@ class StatusWriter:
             return None
 
     def _absent_likely(self, ip: str) -> bool:
-        """No object for ip is likely: the start-up LIST lacked it and this node has not read or
-        written it since. Only a claim may act on it: it creates, and a create of an existing object
-        fails and reads it (a release must read: it must not skip an object naming this node)."""
-        return self._listed_ips is not None and ip not in self._listed_ips and ip not in self._touched
+        """No object for ip is likely: nobody announced it before this node's claim, the start-up
+        LIST lacked it and this node has not read or written it since. Only a claim may act on it:
+        it creates, and a create of an existing object fails and reads it (a release must read: it
+        must not skip an object naming this node)."""
+        return (ip in self._first_owned and self._listed_ips is not None and ip not in self._listed_ips
+                and ip not in self._touched)
 
     def _create(self, ip: str) -> tuple[dict[str, Any], bool]:
         """(the object, whether this call created it)."""

@@ -439,7 +439,7 @@ class Speaker:
             log.log(each, "announcing %s from %s", ip, self.node)
             choice = self.index.choices.get(ip)
             services = choice.services if choice is not None else ()
-            self.status.announced(ip, services)
+            self.status.announced(ip, services, taken_from=self.index.previous.get(ip))
             for svc in services:
                 self._queue_event(svc, ip)
         if gained or lost:
