@@ -6,7 +6,8 @@ Builds the index the speaker keeps (``owner_index.OwnerIndex``) for N Services (
 policy, two EndpointSlices each) over M live nodes, then times, per trial, the update after
 * one EndpointSlice change (a rolling update's step: the Service loses its ready endpoints, then
   gets them back),
-* one node's death (its speaker leaves the candidates) and its return,
+* one node's death (its speaker leaves the candidates), and its return (one score per IP; the
+  plain IPs it outscores are taken over in place),
 and ``ownership.choose`` over everything (what every change cost before the index), side by side.
 Reports p50/p95 in milliseconds and the IPs recomputed per change. ``run()`` returns the rows
 for ``tests.bench.scale_bench``.
@@ -53,7 +54,7 @@ def _time(fn: Callable[[], object]) -> float:
 
 def run(services: int = 10000, nodes: int = 100, trials: int = 30) -> list[dict]:
     index, views, endpoints, names = _setup(services, nodes)
-    slice_ms, death_ms, full_ms, moved = [], [], [], []
+    slice_ms, death_ms, back_ms, full_ms, moved, rejoined = [], [], [], [], [], []
     for t in range(trials):
         key = views[(t * 7919) % services].key
         gone = own.Endpoints(ready=False, nodes=frozenset())
@@ -71,14 +72,21 @@ def run(services: int = 10000, nodes: int = 100, trials: int = 30) -> list[dict]
             index.flush()
         death_ms.append(_time(death) * 1000)
         moved.append(index.recomputed - before)
-        index.set_candidates(names)
-        index.flush()
+        before = index.recomputed
+
+        def back() -> None:
+            index.set_candidates(names)
+            index.flush()
+        back_ms.append(_time(back) * 1000)
+        rejoined.append(index.recomputed - before)
         if t < min(trials, 5):  # the full recompute is slow: a few trials are enough to show it
             full_ms.append(_time(lambda: own.choose(views, endpoints, names)) * 1000)
     shape = f"{services} Services x {nodes} nodes"
     return [
         _row(f"owner update after one EndpointSlice change, {shape}", slice_ms, "ms", ips=1),
         _row(f"owner update after a node death, {shape}", death_ms, "ms", ips=statistics.median(moved)),
+        _row(f"owner update after that node's return, {shape}", back_ms, "ms",
+             ips=statistics.median(rejoined)),
         _row(f"full recompute (ownership.choose, before the index), {shape}", full_ms, "ms", ips=services),
     ]
 

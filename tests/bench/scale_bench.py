@@ -425,7 +425,7 @@ def speaker_recompute_rows(services: int = 10_000, nodes: int = 100, trials: int
         index.set_endpoints(v.key, eps[v.key])
     index.flush()
     rng = random.Random(12)
-    slice_change, death = [], []
+    slice_change, death, back = [], [], []
     for t in range(trials):
         key = views[rng.randrange(services)].key
         started = time.perf_counter()
@@ -437,12 +437,15 @@ def speaker_recompute_rows(services: int = 10_000, nodes: int = 100, trials: int
         index.set_candidates(set(names) - {dead})
         index.flush()
         death.append(time.perf_counter() - started)
-        index.set_candidates(names)  # it comes back (not timed)
+        started = time.perf_counter()
+        index.set_candidates(names)  # it comes back: one score per IP, the plain IPs it wins in place
         index.flush()
+        back.append(time.perf_counter() - started)
     where = f"{services:,} Services x {nodes} nodes"
     return [row(f"speaker: full recompute (ownership.choose), {where}", "s", [full], "-"),
             row(f"speaker: recompute after one EndpointSlice change, {where}", "s", slice_change, "<= 0.005"),
             row(f"speaker: recompute after a node death, {where}", "s", death, "<= 0.05"),
+            row(f"speaker: recompute after that node's return, {where}", "s", back, "-"),
             row(f"speaker: recompute after a speaker registers or leaves (placement), {where}", "s",
                 placement_changes(index, names, trials), "-")]
 

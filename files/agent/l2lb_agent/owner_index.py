@@ -132,17 +132,26 @@ class OwnerIndex:
         """Rank the added candidates against each IP's owner and runner-up: a plain IP's new ranks
         are set in place (no computation); returns the other IPs they may change, to recompute."""
         recompute, takeovers = [], []
-        for ip, choice in self.choices.items():
+        allowed, best_of, runner_of = self._allowed, self._best, self._runner_up
+        for ip, choice in self.choices.items():  # one pass over every IP: kept lean
             if choice.why is Why.NO_READY_ENDPOINTS or ip in self._dirty:
                 continue
-            if self._shared_local(ip):
+            if len(self._ip_services.get(ip, ())) > 1 and self._shared_local(ip):
                 recompute.append(ip)
                 continue
-            ranks = self._ranks_with(ip, added)
-            if ranks is None:
-                recompute.append(ip)
-            elif ranks[0] is not None and ranks[0] != self._best.get(ip):
-                takeovers.append((ip, ranks[0], ranks[1]))
+            only = allowed(ip) if allowed is not None else None
+            places = [ranked(node, ip) for node in added if only is None or node in only]
+            if not places:
+                continue
+            best, runner, top = best_of.get(ip), runner_of.get(ip), max(places)
+            if best is None:
+                recompute.append(ip)  # nobody may announce it now: may the joiner? compute it
+            elif top > best or (ip not in self._unranked and (runner is None or top > runner)):
+                ranks = self._ranks_with(ip, places, best, runner)
+                if ranks is None:
+                    recompute.append(ip)
+                elif ranks[0] is not best:
+                    takeovers.append((ip, *ranks))
         for ip, best, runner in takeovers:
             old = self.choices[ip]
             new = self._joined[ip] = Choice(ip=ip, owner=best[1], why=Why.OWNED, services=old.services)
@@ -150,30 +159,21 @@ class OwnerIndex:
             self._unranked.discard(ip)  # the runner-up is the old owner: the best of all the others
         return recompute
 
-    def _ranks_with(self, ip: str, added: frozenset[str]) -> tuple[Ranked | None, Ranked | None] | None:
-        """ip's (owner, runner-up) with the added candidates ranked in, if that needs no computation;
-        sets a changed runner-up in place. None: compute ip (a joiner may announce an IP that has
-        no owner, or may change the owner or runner-up of one that is not plain)."""
-        best, runner = self._best.get(ip), self._runner_up.get(ip)
+    def _ranks_with(self, ip: str, places: list[Ranked], best: Ranked,
+                    runner: Ranked | None) -> tuple[Ranked, Ranked | None] | None:
+        """ip's (owner, runner-up) once the joiners' places are ranked in, for a plain IP (a changed
+        runner-up is set in place); None for any other: a joiner may change its owner or runner-up
+        (Local: does the joiner have an endpoint? compute it)."""
+        if not self._plain(ip):
+            return None
         known = ip not in self._unranked  # else the runner-up is unknown until the owner changes
-        only = self._allowed(ip) if self._allowed is not None else None
-        plain = None
-        for node in added:
-            if only is not None and node not in only:
-                continue
-            place = ranked(node, ip)
-            if best is None:
-                return None
-            beats_best = place > best
-            if not beats_best and not (known and (runner is None or place > runner)):
-                continue
-            plain = self._plain(ip) if plain is None else plain
-            if not plain:
-                return None  # a Local Service: is the node in its endpoints? compute it
-            if beats_best:
-                best, runner, known = place, best, True
-            else:
-                runner = self._runner_up[ip] = place
+        for place in sorted(places):
+            if place > best:
+                best, runner, known = place, best, True  # the old owner was the best of all the rest
+            elif known and (runner is None or place > runner):
+                runner = place
+        if runner is not None:
+            self._runner_up[ip] = runner
         return best, runner
 
     def _plain(self, ip: str) -> bool:
