@@ -176,7 +176,7 @@ def test_a_join_takes_over_the_plain_ips_the_joiner_wins_without_computing() -> 
 
 def test_a_join_recomputes_the_local_ips_the_joiner_may_win() -> None:
     """externalTrafficPolicy Local: a joiner counts only where it has an endpoint, so an IP whose
-    owner it would beat on score is computed, and no other."""
+    owner or runner-up it outscores is computed, and no other."""
     index = OwnerIndex()
     views = [own.ServiceView(key=f"ns/l{i}", ips=(f"10.1.0.{i}",), local=True) for i in range(200)]
     for v in views:
