@@ -358,6 +358,44 @@ def test_single_speaker_cluster_answers_alone() -> None:
     assert net.all_answered_once()
 
 
+def _candidate_flag(m: mb.Membership, now: float) -> bool:
+    hb = mb.decode(m.heartbeat(now), {mb.key_id(KEY): KEY})
+    assert isinstance(hb, mb.Heartbeat)
+    return bool(hb.flags & mb.FLAG_CANDIDATE)
+
+
+@pytest.mark.parametrize("a_answers", [True, False])
+def test_a_restart_is_no_candidate_until_it_has_heard_every_registered_speaker(a_answers: bool) -> None:
+    """b and c restart together beside a, which owns IPs: they prove each other first. Neither may
+    be a candidate (and take a's IPs between them) until it proves a too, or until a could be
+    dead by the same rule as anyone's death: dead_after without a proof."""
+    a, b, c = member("a"), member("b"), member("c")
+    for m in (a, b, c):
+        m.set_registered(["a", "b", "c"])
+        m.candidate = True
+    c.receive(b.heartbeat(0.000), 0.001)
+    b.receive(c.heartbeat(0.002), 0.003)  # c acknowledges b: b proves c
+    c.receive(b.heartbeat(0.004), 0.005)  # and the other way round
+    b.receive(c.heartbeat(0.006), 0.007)  # c confirms it proves b: b's fence follows c
+    assert set(b.proven(0.008)) == {"c"} and b.fence(0.008) > 0.008  # it could answer: fenced right
+    assert not b.settled(0.008) and not _candidate_flag(b, 0.008)
+    assert not c.settled(0.008) and not _candidate_flag(c, 0.008)
+    if a_answers:  # a's heartbeat acknowledges theirs: both prove it, and are candidates at once
+        for m in (b, c):
+            a.receive(m.heartbeat(0.009), 0.010)
+        frame = a.heartbeat(0.011)
+        for m in (b, c):
+            m.receive(frame, 0.012)
+        assert b.settled(0.012) and c.settled(0.012) and _candidate_flag(b, 0.012)
+        return
+    now = b.first_beat + T.dead_after - 0.001
+    c.receive(b.heartbeat(now - 0.002), now - 0.001)
+    b.receive(c.heartbeat(now - 0.001), now)  # c keeps confirming b: its fence stays valid
+    assert not b.settled(now) and b.next_expiry(now) <= b.first_beat + T.dead_after
+    now += 0.001
+    assert b.settled(now) and _candidate_flag(b, now)  # a proved nothing for dead_after: dead
+
+
 def test_api_fresh_flag_is_carried() -> None:
     net = Lan()
     net.nodes["b"].m.api_fresh = True

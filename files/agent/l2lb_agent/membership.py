@@ -299,6 +299,7 @@ class Membership:
         self.api_fresh = False
         self.leaving = False
         self.candidate_since_seq: int | None = None  # first seq that carried CANDIDATE this spell
+        self.first_beat: float | None = None  # when this process sent its first heartbeat
         self.rejected: dict[Reject, int] = dict.fromkeys(Reject, 0)
         self.accepted = 0
         self.changes = 0  # bumped when a peer is newly proven or its candidacy changes: worth a sync now
@@ -367,6 +368,8 @@ class Membership:
             return None
         self._seq = (self._seq + 1) & 0xFFFFFFFF
         self.sent[self._seq] = now
+        if self.first_beat is None:
+            self.first_beat = now
         for old in [s for s, t in self.sent.items() if now - t > 2 * self.dead_after]:
             del self.sent[old]
         flags = self._flags(now)
@@ -382,9 +385,20 @@ class Membership:
         flags = FLAG_API_FRESH if self.api_fresh else 0
         if self.leaving:
             return flags | FLAG_LEAVING
-        if self.candidate and now < self.fence(now):
+        if self.candidate and now < self.fence(now) and self.settled(now):
             flags |= FLAG_CANDIDATE
         return flags
+
+    def settled(self, now: float) -> bool:
+        """I have heard the LAN long enough to own IPs: every registered speaker is proven, or
+        ``dead_after`` has passed since my first heartbeat (one not proven by then is dead, as for
+        anyone). Before that, an unproven one may be a live owner I have not heard yet: two speakers
+        starting together would otherwise prove each other first and share out its IPs."""
+        if self.first_beat is None:
+            return False
+        if now - self.first_beat >= self.dead_after:
+            return True
+        return not self.registered - self._left() - self.proven(now).keys()
 
     def entries(self, now: float) -> tuple[Entry, ...]:
         """One entry per peer heard within dead_after, freshest first (they are cut to fit a frame)."""
@@ -475,6 +489,8 @@ class Membership:
         live_candidates), so float rounding cannot hide one; it may be <= now: wake at once."""
         direct = self.proven(now)
         times = [p.proof + self.dead_after for p in direct.values()]
+        if self.first_beat is not None and now - self.first_beat < self.dead_after:
+            times.append(self.first_beat + self.dead_after)  # settled at the latest then
         fresh = [p.confirmed + self.confirm_fresh for p in direct.values()
                  if now - p.confirmed < self.confirm_fresh and not p.flags & FLAG_LEAVING]
         if fresh:

@@ -298,7 +298,11 @@ class Speaker:
         with self._mlock:
             self.members.candidate = self.ready
             self.members.api_fresh = self.api_fresh(now)
-            return self.members.heartbeat(now)
+            began = self.members.candidate_since_seq
+            payload = self.members.heartbeat(now)
+            if began is None and self.members.candidate_since_seq is not None:
+                self._wake.set()  # a candidate from this beat on: the sync loop takes our share now
+            return payload
 
     # -- the sync step -----------------------------------------------------------------------
 
