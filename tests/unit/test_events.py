@@ -148,6 +148,32 @@ def test_events_wait_while_status_writes_are_pending_then_go() -> None:
     assert sent == ["ns/a"]
 
 
+def test_pending_counts_events_until_written_not_until_they_leave_the_backlog() -> None:
+    """The events_queued gauges read pending(): an Event held behind status writes, or being sent,
+    is still pending; zero means every accepted Event was written."""
+    release, sending = threading.Event(), threading.Event()
+
+    def send(_e: events.Event) -> None:
+        sending.set()
+        assert release.wait(5)
+    busy = threading.Event()
+    busy.set()
+    w = writers.EventWriter(send, lambda d: None, lambda: True, status_busy=busy.is_set, max_defer=30.0)
+    w.start()
+    w.submit(ev("ns/a"))
+    time.sleep(0.2)
+    assert w.aggregator.queued() == 0 and w.pending() == 1  # out of the backlog, held behind status writes
+    busy.clear()
+    assert sending.wait(5)
+    assert w.pending() == 1  # in flight
+    release.set()
+    deadline = time.monotonic() + 5
+    while w.pending() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    w.stop()
+    assert w.pending() == 0 and w.written == 1
+
+
 def test_events_wait_behind_status_writes_at_most_max_defer() -> None:
     sent: list[float] = []
     w = writers.EventWriter(lambda e: sent.append(time.monotonic()), lambda d: None, lambda: True,

@@ -110,7 +110,7 @@ class Controller:
         self.event_writer = EventWriter(self._send_event, self._send_summary, self.elector.is_leader,
                                         status_busy=self.writers.busy)
         self.metrics.throttled.set_function(lambda: self.throttle.waited)
-        self.metrics.events_queued.set_function(self.event_writer.aggregator.queued)
+        self.metrics.events_queued.set_function(self.event_writer.pending)
         self.config: config.Config | None = None  # last good config
         self.alloc: allocator.Allocator | None = None  # only while leading with a config
         self._raw_seen: object = object()  # ConfigMap text last processed

@@ -144,7 +144,8 @@ class ControllerMetrics:
                                       "Events not written: the backlog was full during a burst "
                                       "(summed up in one EventsDropped Event)", ["reason"], registry=registry)
         self.events_queued = Gauge("l2lb_controller_events_queued",
-                                   "Events waiting for the Event budget", registry=registry)
+                                   "Events not yet written: waiting for the Event budget, or being sent",
+                                   registry=registry)
         self._pools: set[str] = set()
 
     def set_pools(self, stats: Iterable[tuple[str, int, int]]) -> None:

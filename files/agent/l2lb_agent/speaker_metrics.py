@@ -108,8 +108,9 @@ class Collector:
                            ("dropped", by_verdict[events.Verdict.DROPPED])):
             sent.add_metric([outcome], n)
         yield sent
-        yield GaugeMetricFamily("l2lb_speaker_events_queued", "Events waiting for their budget",
-                                value=writer.aggregator.queued())
+        yield GaugeMetricFamily("l2lb_speaker_events_queued",
+                                "Events not yet written: waiting for their budget, or being sent",
+                                value=writer.pending())
         yield GaugeMetricFamily("l2lb_speaker_ipannouncements_pending",
                                 "IPs whose IPAnnouncement awaits a write (drained at the writer's "
                                 "rate limit)",

@@ -244,6 +244,7 @@ class EventWriter:
         self._status_busy, self._max_defer = status_busy, max_defer
         self._send, self._on_summary, self._may_write, self._clock = send, on_summary, may_write, clock
         self._ready: list[events.Event] = []  # allowed now, not yet sent
+        self._sending = 0  # taken for sending, not yet written or failed
         self._cond = threading.Condition()
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -260,6 +261,12 @@ class EventWriter:
         if verdict is events.Verdict.DROPPED:
             log.debug("%s: Event %s dropped (backlog full)", event.key, event.reason)
         return verdict
+
+    def pending(self) -> int:
+        """Events accepted and not yet written: waiting for their budget, or being sent (zero
+        means every accepted Event has reached the API server, or failed)."""
+        with self._cond:
+            return self.aggregator.queued() + len(self._ready) + self._sending
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="event-writer", daemon=True)
@@ -278,6 +285,7 @@ class EventWriter:
             while not self._stopping:
                 batch = self._ready + self.aggregator.due(self._clock())
                 self._ready = []
+                self._sending = len(batch)
                 dropped = self.aggregator.take_dropped() if not self.aggregator.queued() else {}
                 if batch or dropped:
                     return batch, dropped
@@ -290,6 +298,8 @@ class EventWriter:
             self._after_status_writes()
             for event in batch:
                 self._write(event.key, lambda e=event: self._send(e))
+                with self._cond:
+                    self._sending -= 1
             if dropped:
                 log.warning("Events dropped under a burst (backlog full): %s", dropped)
                 self._write("summary", lambda d=dropped: self._on_summary(d))
