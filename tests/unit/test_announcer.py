@@ -85,7 +85,8 @@ def test_speaker_metrics_exposed_from_plain_counters() -> None:
         sp._queue_event(f"ns/s{i}", f"10.0.{i // 250}.{i % 250}")
     text = generate_latest(reg).decode()
     burst, backlog = speaker.EVENT_BUDGET.burst, speaker.EVENT_BUDGET.backlog
-    assert f"l2lb_speaker_events_queued {backlog:.1f}" in text  # beyond the burst, waiting for tokens
+    # none written yet (the writer is not started): the burst, ready to go, and the backlog waiting for tokens
+    assert f"l2lb_speaker_events_queued {backlog + burst:.1f}" in text
     assert f'l2lb_speaker_events_total{{outcome="dropped"}} {1100 - backlog - burst:.1f}' in text
     assert "l2lb_speaker_ipannouncements_pending 0.0" in text
     for i in range(30):  # gained, not yet written (the writer is not started)
