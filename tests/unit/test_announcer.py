@@ -115,11 +115,25 @@ class _Recorded(announcer.Port):
     def set_groups(self, groups: set[bytes]) -> None:
         self.groups = groups  # no MLD socket: the host's interfaces are not touched
 
+    def set_filter(self, prog: list) -> None:
+        self.__dict__.setdefault("filters", []).append(prog)
+
+
+def _passes(owned4: set[bytes], owned6: set[bytes]) -> list:
+    """Stands for frames.bpf_program (tested against the kernel's rules elsewhere): what it passes."""
+    return [frozenset(owned4) | frozenset(owned6)]
+
 
 def _announcer(monkeypatch: pytest.MonkeyPatch) -> announcer.Announcer:
     monkeypatch.setattr(announcer, "mac_of", MACS.__getitem__)
     monkeypatch.setattr(announcer, "Port", _Recorded)
+    monkeypatch.setattr(announcer.frames, "bpf_program", _passes)
     return announcer.Announcer(PORTS)
+
+
+def _filtered(port: announcer.Port) -> frozenset[bytes]:
+    filters = port.__dict__.get("filters")
+    return filters[-1][0] if filters else frozenset()
 
 
 def _answered(port: announcer.Port, snap: announcer._Snapshot | None = None) -> set[bytes]:
@@ -135,15 +149,20 @@ def _random_where(rng: random.Random) -> announcer.Where:
 
 def test_update_matches_a_rebuild_after_any_sequence(monkeypatch: pytest.MonkeyPatch) -> None:
     """After every step each port answers exactly the owned IPs where() gives it, with templates
-    for its own MAC, and no snapshot swapped in during a step holds an IP the step takes away."""
+    for its own MAC (and for the standby), its filter passes all of them, and no snapshot swapped
+    in during a step holds an IP the step takes away."""
     rng = random.Random(7)
     ann = _announcer(monkeypatch)
     owned: frozenset[str] = frozenset()
+    standby: frozenset[str] = frozenset()
     where = None
     for _ in range(300):
         if rng.random() < 0.15:
             where = _random_where(rng)
             ann.set_where(where)
+        if rng.random() < 0.3:  # what we would inherit: often some of it gained next
+            standby = frozenset(rng.sample(UNIVERSE, rng.randint(0, 40)))
+            ann.prepare(standby)
         if rng.random() < 0.2:
             new = frozenset(rng.sample(UNIVERSE, rng.randint(0, 300)))
         else:  # a few gained and lost: the common case
@@ -157,8 +176,9 @@ def test_update_matches_a_rebuild_after_any_sequence(monkeypatch: pytest.MonkeyP
             want = {ip for ip in owned if where is None or where(ip) is None or port.ifname in where(ip)}
             packed = {announcer.pack(ip) for ip in want}
             assert _answered(port) == packed
-            assert set(port.templates) == want
-            assert all(port.templates[ip] == announcer.build_templates(ip, port.mac) for ip in want)
+            assert set(port.templates) == want | standby
+            assert all(port.templates[ip] == announcer.build_templates(ip, port.mac) for ip in want | standby)
+            assert _filtered(port) >= packed | {announcer.pack(ip) for ip in standby}
             assert ann.ports_of(next(iter(want))) if want else True
             for snap in port.__dict__.get("_snaps", [])[before[port.ifname]:]:
                 assert _answered(port, snap) <= packed, "a snapshot answered an IP being lost"
@@ -172,3 +192,22 @@ def test_update_without_change_swaps_nothing(monkeypatch: pytest.MonkeyPatch) ->
     assert ann.update(UNIVERSE[:100]) == (set(), set())
     ann.update(UNIVERSE[:99] + UNIVERSE[200:201])  # one lost, one gained: one edit each way
     assert [len(port._snaps) for port in ann.ports] == [n + 2 for n in swaps]
+
+
+def test_a_prepared_gain_only_swaps_the_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What prepare() was given is answered on its gain without building a frame or a filter first;
+    an unprepared gain gets its filter before update() returns (its answers are counted from there)."""
+    ann = _announcer(monkeypatch)
+    ann.update(UNIVERSE[:100])
+    ann.prepare(frozenset(UNIVERSE[100:150]))
+    filters = [len(port.filters) for port in ann.ports]
+    built = []
+    monkeypatch.setattr(announcer, "build_templates", lambda *a: built.append(a))
+    ann.update(UNIVERSE[:130])  # a takeover of 30 prepared IPs
+    assert built == [] and [len(port.filters) for port in ann.ports] == filters
+    assert all(_answered(port) == {announcer.pack(ip) for ip in UNIVERSE[:130]} for port in ann.ports)
+    monkeypatch.undo()
+    ann = _announcer(monkeypatch)
+    ann.update(UNIVERSE[:100])
+    ann.update(UNIVERSE[:101])  # unprepared
+    assert all(announcer.pack(UNIVERSE[100]) in _filtered(port) for port in ann.ports)

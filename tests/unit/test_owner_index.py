@@ -88,6 +88,8 @@ def test_incremental_equals_full_after_any_sequence(seed: int) -> None:
         assert index.by_owner == owners
         for node in {*owners, *NODES}:
             assert index.owned_by(node) == owners.get(node, set())  # the frozen copy follows every change
+            # a standby IP is owned by another node (a hint: never the node's own, never unowned)
+            assert all(full[ip].owner not in (None, node) for ip in index.standby_of(node))
 
 
 @pytest.mark.parametrize("seed", range(30))
@@ -149,6 +151,24 @@ def test_a_node_death_hands_its_ips_to_their_runner_up_without_computing() -> No
     # computed: what node5 inherited, and its IPs whose runner-up was node3; the rest are handed on
     assert len(owned & node5) <= index.recomputed - before < len(node5)
     assert index.choices == full(2000, alive)
+
+
+def test_standby_is_what_a_node_inherits_when_an_owner_alone_leaves() -> None:
+    standby = build(2000, NODES).standby_of("node5")
+    assert standby
+    inherited: set[str] = set()
+    for gone in set(NODES) - {"node5"}:
+        index = build(2000, NODES)
+        owned, was = index.owned_by(gone), index.owned_by("node5")
+        index.set_candidates(set(NODES) - {gone})
+        index.flush()
+        gained = index.owned_by("node5") - was
+        assert gained == standby & owned
+        assert not gained & index.standby_of("node5")  # owned now: no longer standing by for them
+        inherited |= gained
+    assert inherited == standby
+    index = build(2000, NODES)
+    assert index.standby_of("node5") is index.standby_of("node5")  # the same object until it changes
 
 
 def full(n_services: int, candidates: set[str]) -> dict[str, own.Choice]:

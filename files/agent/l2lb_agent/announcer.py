@@ -318,6 +318,8 @@ class Announcer:
         self._fence = 0.0
         self._owned: frozenset[str] = frozenset()
         self._per_port: dict[str, frozenset[str]] = {}  # interface -> IPs it answers
+        self._standby: frozenset[str] = frozenset()  # see prepare
+        self._passing: dict[str, frozenset[str]] = {}  # interface -> IPs its kernel filter passes
         self._where: Where | None = None  # see set_where
         self._where_changed = False
         self._lock = threading.Lock()  # serialises update() callers, never the hot path
@@ -383,9 +385,11 @@ class Announcer:
         gained or lost.
 
         Costs O(changed IPs) in Python (the rest is set and dict copies), so a takeover of
-        thousands of IPs is answered in milliseconds. Called from one thread (the speaker's sync
-        loop); templates are built before taking the lock so a renewal's set_fence never waits
-        for them. The fence is left as it is.
+        thousands of IPs is answered in milliseconds; of IPs prepared for (``prepare``) the
+        templates exist and the filter passes them already, so their gain only swaps the snapshot
+        before answering (the filter is rebuilt after the gratuitous ARPs). Called from one thread
+        (the speaker's sync loop); templates are built before taking the lock so a renewal's
+        set_fence never waits for them. The fence is left as it is.
         """
         owned = frozenset(owned)
         gained, lost = set(owned - self._owned), set(self._owned - owned)
@@ -400,7 +404,7 @@ class Announcer:
         with self._lock:
             for port in self.ports:  # stop answering first (what each port loses) ...
                 self._edit(port, drop[port.ifname], ())
-                for ip in drop[port.ifname]:
+                for ip in drop[port.ifname] - self._standby:
                     port.templates.pop(ip, None)
             for port in self.ports:  # ... then answer what it gains
                 for ip in add[port.ifname]:
@@ -414,11 +418,33 @@ class Announcer:
                 self._garp_due += [(now + d, fresh) for d in GARP_SCHEDULE[1:]]
                 self._garp_due.sort(key=lambda due: due[0])
                 self._garp_wake.set()
-        self._refilter([port for port in self.ports if drop[port.ifname] or add[port.ifname]])
+        first = [port for port in self.ports if not add[port.ifname] <= self._passing.get(port.ifname, empty)]
+        self._refilter(first)  # the kernel must pass requests for what is gained before it counts
         self.answering_since = time.perf_counter()  # requests are answered from here; the GARPs follow
         for ip in fresh:  # gained, or answered on a new interface: tell the LAN at once
             self.announce(ip)
+        self._refilter([port for port in self.ports if drop[port.ifname] and port not in first])  # narrower
         return gained, lost
+
+    def prepare(self, standby: frozenset[str]) -> None:
+        """Get ready to answer `standby` (the IPs this node inherits if their owner alone leaves)
+        without answering them: their templates are built and the kernel filter passes their
+        requests from now on, so that taking them over (``update``) only swaps the snapshot. The
+        receive threads still answer only what update() owns; this decides nothing. Costs
+        O(IPs that entered or left standby), and a filter rebuild when any did."""
+        if standby is self._standby or standby == self._standby:  # the same object: no O(n) compare
+            return
+        came, went = standby - self._standby, self._standby - standby
+        built = [(port, ip, build_templates(ip, port.mac)) for port in self.ports
+                 for ip in came if ip not in port.templates]
+        with self._lock:
+            for port, ip, templates in built:
+                port.templates[ip] = templates
+            for port in self.ports:
+                for ip in went - self._per_port.get(port.ifname, frozenset()):
+                    port.templates.pop(ip, None)
+            self._standby = standby
+        self._refilter(self.ports)
 
     def _per_port_after(self, owned: frozenset[str], gained: set[str],
                         lost: set[str]) -> dict[str, frozenset[str]]:
@@ -453,16 +479,21 @@ class Announcer:
         port.snap = _Snapshot(owned[4], owned[16], self._fence)
 
     def _refilter(self, ports: Iterable[Port]) -> None:
-        """Let the kernel pass requests for exactly what each port answers now (and join the
-        solicited-node groups of its IPv6 addresses)."""
+        """Let the kernel pass requests for exactly what each port answers now and what this node
+        stands by for (``prepare``), and join the solicited-node groups of those IPv6 addresses."""
         for port in ports:
             snap = port.snap
-            port.set_groups({frames.solicited_node(p) for p in snap.owned6})
-            prog = frames.bpf_program(snap.owned4.keys(), snap.owned6.keys())
+            standby = [port.templates[ip].packed for ip in self._standby]
+            owned4 = snap.owned4.keys() | [p for p in standby if len(p) == 4]
+            owned6 = snap.owned6.keys() | [p for p in standby if len(p) == 16]
+            port.set_groups({frames.solicited_node(p) for p in owned6})
+            prog = frames.bpf_program(owned4, owned6)
             try:
                 port.set_filter(prog)
             except OSError as exc:
                 log.error("%s: cannot attach BPF filter (%d instructions): %s", port.ifname, len(prog), exc)
+                continue
+            self._passing[port.ifname] = self._per_port.get(port.ifname, frozenset()) | self._standby
 
     def _garp_loop(self) -> None:
         wait = 1.0

@@ -61,6 +61,8 @@ class OwnerIndex:
         self.choices: dict[str, Choice] = {}
         self.by_owner: dict[str, set[str]] = {}  # node -> IPs it owns
         self._owned_frozen: dict[str, frozenset[str]] = {}  # owned_by's answers until the owner's IPs change
+        self.by_runner_up: dict[str, set[str]] = {}  # node -> IPs it inherits if their owner alone leaves
+        self._standby_frozen: dict[str, frozenset[str]] = {}  # standby_of's answers, the same way
         self.previous: dict[str, str | None] = {}  # ip -> its owner before its latest change
         self.recomputed = 0  # IPs recomputed so far (a cost counter for metrics and the bench)
 
@@ -173,7 +175,7 @@ class OwnerIndex:
             elif known and (runner is None or place > runner):
                 runner = place
         if runner is not None:
-            self._runner_up[ip] = runner
+            self._set_runner_up(ip, runner)
         return best, runner
 
     def _plain(self, ip: str) -> bool:
@@ -194,17 +196,7 @@ class OwnerIndex:
         self._dirty, self._orphaned = set(), set()
         changed: dict[str, Choice | None] = dict(self._joined)  # the orphaned or dirty may change them again
         self._joined = {}
-        for ip in orphaned:
-            heir = self._heir(ip)
-            if heir is None:
-                dirty.add(ip)
-                continue
-            old = self.choices.get(ip)
-            if old is not None and heir[1] != old.owner:
-                new = Choice(ip=ip, owner=heir[1], why=Why.OWNED, services=old.services)
-                self._record(ip, old, new, heir, None)
-                self._unranked.add(ip)
-                changed[ip] = new
+        dirty |= self._inherit(orphaned, changed)
         for ip in dirty:
             new, best, runner = self._compute(ip)
             old = self.choices.get(ip)
@@ -216,6 +208,30 @@ class OwnerIndex:
                 self._set_ranks(ip, best, runner)  # same owner, same score: the runner-up may differ
         self.recomputed += len(dirty)
         return changed
+
+    def _inherit(self, orphaned: set[str], changed: dict[str, Choice | None]) -> set[str]:
+        """Hand each orphaned IP to its heir (``_heir``), in bulk per (old owner, heir): this is the
+        takeover's path. Adds the new Choices to changed; returns the IPs to compute instead."""
+        compute: set[str] = set()
+        moves: dict[tuple[str, str], set[str]] = {}
+        choices, best_of = self.choices, self._best
+        for ip in orphaned:
+            heir = self._heir(ip)
+            if heir is None:
+                compute.add(ip)
+                continue
+            old = choices[ip]  # _heir found it owned
+            if heir[1] != old.owner:
+                choices[ip] = changed[ip] = Choice(ip, heir[1], Why.OWNED, old.services)
+                best_of[ip] = heir
+                moves.setdefault((old.owner, heir[1]), set()).add(ip)
+        for (was, heir_node), ips in moves.items():
+            self._transfer(ips, was, heir_node)
+            for ip in ips:  # the heir was their runner-up; who is next is unknown until computed
+                del self._runner_up[ip]
+            self._drop_standby(heir_node, ips)
+            self._unranked |= ips
+        return compute
 
     def _heir(self, ip: str) -> Ranked | None:
         """Who owns ip now that its owner left, without computing it: the owner itself if it came
@@ -241,17 +257,7 @@ class OwnerIndex:
         old_owner = old.owner if old is not None else None
         new_owner = new.owner if new is not None else None
         if old_owner != new_owner:
-            self.previous[ip] = old_owner
-            for node in (old_owner, new_owner):
-                if node is not None:
-                    self._owned_frozen.pop(node, None)
-            if old_owner is not None:
-                owned = self.by_owner[old_owner]
-                owned.discard(ip)
-                if not owned:
-                    del self.by_owner[old_owner]
-            if new_owner is not None:
-                self.by_owner.setdefault(new_owner, set()).add(ip)
+            self._transfer({ip}, old_owner, new_owner)
         self._set_ranks(ip, best, runner)
         if new is None:
             self.choices.pop(ip, None)
@@ -259,18 +265,59 @@ class OwnerIndex:
         else:
             self.choices[ip] = new
 
+    def _transfer(self, ips: set[str], was: str | None, now: str | None) -> None:
+        """ips, owned by `was`, are owned by `now` (None: nobody) from here on."""
+        self.previous.update(dict.fromkeys(ips, was))
+        if was is not None:
+            self._owned_frozen.pop(was, None)
+            owned = self.by_owner[was]
+            owned -= ips
+            if not owned:
+                del self.by_owner[was]
+        if now is not None:
+            self._owned_frozen.pop(now, None)
+            self.by_owner.setdefault(now, set()).update(ips)
+
     def _set_ranks(self, ip: str, best: Ranked | None, runner: Ranked | None) -> None:
-        for ranks, place in ((self._best, best), (self._runner_up, runner)):
-            if place is None:
-                ranks.pop(ip, None)
-            else:
-                ranks[ip] = place
+        if best is None:
+            self._best.pop(ip, None)
+        else:
+            self._best[ip] = best
+        self._set_runner_up(ip, runner)
+
+    def _set_runner_up(self, ip: str, runner: Ranked | None) -> None:
+        old = self._runner_up.pop(ip, None) if runner is None else self._runner_up.get(ip)
+        if runner is not None:
+            self._runner_up[ip] = runner
+        old_node, new_node = old[1] if old else None, runner[1] if runner else None
+        if old_node == new_node:
+            return
+        if old_node is not None:
+            self._drop_standby(old_node, {ip})
+        if new_node is not None:
+            self._standby_frozen.pop(new_node, None)
+            self.by_runner_up.setdefault(new_node, set()).add(ip)
+
+    def _drop_standby(self, node: str, ips: set[str]) -> None:
+        self._standby_frozen.pop(node, None)
+        standby = self.by_runner_up[node]
+        standby -= ips
+        if not standby:
+            del self.by_runner_up[node]
 
     def owned_by(self, node: str) -> frozenset[str]:
         """The IPs node owns (the same object until they change: the sync loop asks on every pass)."""
         frozen = self._owned_frozen.get(node)
         if frozen is None:
             frozen = self._owned_frozen[node] = frozenset(self.by_owner.get(node, ()))
+        return frozen
+
+    def standby_of(self, node: str) -> frozenset[str]:
+        """The IPs node inherits if their owner alone leaves the candidates (known runner-ups only:
+        a hint for preparing a takeover, never a decision; the same object until they change)."""
+        frozen = self._standby_frozen.get(node)
+        if frozen is None:
+            frozen = self._standby_frozen[node] = frozenset(self.by_runner_up.get(node, ()))
         return frozen
 
     def desired(self) -> Mapping[str, str | None]:

@@ -336,12 +336,12 @@ def step(plan: Plan, mine: Iterable[str], before: Mapping[str, str | None], me: 
     announce = set(plan.announce & mine_set)  # kept; what is not in mine is lost (or never ours): stop now
     pending: dict[str, float] = {}
     pending_from: dict[str, tuple[str, ...]] = {}
-    for ip in mine_set - plan.announce:
+    for ip in mine_set - plan.announce:  # a takeover's thousands: kept lean
         due, waits = plan.pending.get(ip), plan.pending_from.get(ip, ())
         if due is None:
             waits = _rivals(ip, before.get(ip), me, others, unacked)
             due = now + delay if waits else now
-        blocked = acked is not None and any(w in live_set and w not in acked for w in waits)
+        blocked = waits and acked is not None and any(w in live_set and w not in acked for w in waits)
         if due <= now and not blocked:
             announce.add(ip)
             continue
@@ -357,11 +357,9 @@ def _rivals(ip: str, before: str | None, me: str, others: frozenset[str],
             unacked: frozenset[str]) -> tuple[str, ...]:
     """Live nodes that may be answering ip as we gain it. others: the live nodes but me;
     unacked: those of them known not to have acknowledged our candidacy yet."""
-    rivals = set()
-    if before not in (None, me) and before in others:
-        rivals.add(before)  # it owned ip in our last view
+    rivals = (before,) if before is not None and before in others else ()  # it owned ip in our last view
     if unacked:  # none unacknowledged (the steady state): no view lacks us, no ranking to compute
         runner = owner_of(ip, others)
-        if runner in unacked:
-            rivals.add(runner)  # it owns ip in any view that lacks us, and has not seen us yet
-    return tuple(sorted(rivals))
+        if runner in unacked and runner != before:
+            rivals = tuple(sorted((*rivals, runner)))  # it owns ip in any view lacking us, has not seen us
+    return rivals

@@ -360,11 +360,13 @@ class Speaker:
         if not me_live:
             self.announcer.silence()
             self._apply(frozenset(), live_seen)
-            self._flush_ack()
-            return
-        self._apply(self.plan.announce, live_seen)
-        self.announcer.set_fence(fence)
+        else:
+            self._apply(self.plan.announce, live_seen)
+            self.announcer.set_fence(fence)
         self._flush_ack()
+        # templates and filter for what we would inherit from any one peer: a takeover then only
+        # swaps the answering snapshot (prepared after the ack, off the path of this sync's change)
+        self.announcer.prepare(self.index.standby_of(self.node))
 
     def _flush_ack(self) -> None:
         """A heartbeat right after a changed view is applied: a peer that became a candidate sees
