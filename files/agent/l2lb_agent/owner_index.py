@@ -210,40 +210,36 @@ class OwnerIndex:
         return changed
 
     def _inherit(self, orphaned: set[str], changed: dict[str, Choice | None]) -> set[str]:
-        """Hand each orphaned IP to its heir (``_heir``), in bulk per (old owner, heir): this is the
-        takeover's path. Adds the new Choices to changed; returns the IPs to compute instead."""
+        """Hand each orphaned IP to its runner-up without computing it, in bulk per (old owner,
+        heir): this is a takeover's path, kept lean. An owner that came back before this flush
+        keeps its IP. Adds the new Choices to changed; returns the IPs to compute instead (the
+        runner-up unknown, gone, or no longer allowed there)."""
         compute: set[str] = set()
         moves: dict[tuple[str, str], set[str]] = {}
-        choices, best_of = self.choices, self._best
+        choices, best_of, runner_of, unranked = self.choices, self._best, self._runner_up, self._unranked
+        candidates, allowed = self._candidates, self._allowed  # allowed may differ since it was ranked
         for ip in orphaned:
-            heir = self._heir(ip)
-            if heir is None:
+            old = choices.get(ip)
+            if old is None or old.owner is None or ip in unranked:
                 compute.add(ip)
                 continue
-            old = choices[ip]  # _heir found it owned
-            if heir[1] != old.owner:
-                choices[ip] = changed[ip] = Choice(ip, heir[1], Why.OWNED, old.services)
-                best_of[ip] = heir
-                moves.setdefault((old.owner, heir[1]), set()).add(ip)
+            only = allowed(ip) if allowed is not None else None
+            if old.owner in candidates and (only is None or old.owner in only):
+                continue  # back before this flush
+            heir = runner_of.get(ip)
+            if heir is None or heir[1] not in candidates or (only is not None and heir[1] not in only):
+                compute.add(ip)
+                continue
+            choices[ip] = changed[ip] = Choice(ip, heir[1], Why.OWNED, old.services)
+            best_of[ip] = heir
+            moves.setdefault((old.owner, heir[1]), set()).add(ip)
         for (was, heir_node), ips in moves.items():
             self._transfer(ips, was, heir_node)
             for ip in ips:  # the heir was their runner-up; who is next is unknown until computed
-                del self._runner_up[ip]
+                del runner_of[ip]
             self._drop_standby(heir_node, ips)
-            self._unranked |= ips
+            unranked |= ips
         return compute
-
-    def _heir(self, ip: str) -> Ranked | None:
-        """Who owns ip now that its owner left, without computing it: the owner itself if it came
-        back before this flush, else its runner-up if known and still a candidate; None: compute."""
-        old = self.choices.get(ip)
-        if old is None or old.owner is None or ip in self._unranked:
-            return None
-        may = restrict(self._candidates, self._allowed, ip)  # allowed may differ since it was ranked
-        if old.owner in may:
-            return self._best.get(ip)
-        runner = self._runner_up.get(ip)
-        return runner if runner is not None and runner[1] in may else None
 
     def _compute(self, ip: str) -> tuple[Choice | None, Ranked | None, Ranked | None]:
         keys = self._ip_services.get(ip)
