@@ -24,7 +24,8 @@ Measured (rows: name, unit, trials, p50, p95, goal; p50/p95 over the trials):
   4. Service created -> first ARP answer for 1 Service (controller + speakers in the loop);
   5. the speaker rows of the lead's hooks: recompute per change at 10k Services x 100 nodes on the
      pure `owner_index` (simulated nodes: names only; no lab), and takeover after SIGKILL while
-     10 % of the EndpointSlices churn (real speakers, real ARP).
+     10 % of the EndpointSlices churn (real speakers, real ARP), beside the same takeover with
+     1 Service in the same run (its reference: "same as with 1 Service").
 Bounded: at most MAX_SERVICES Services, a deadline per phase; cleanup deletes Services and
 EndpointSlices by collection (one request each) and then the namespaces, also after a failure.
 Takes the lab lock (/tmp/l2lb-shared-lab.lock) unless L2LB_LAB_LOCKED=1 says the caller holds it
@@ -294,10 +295,11 @@ def controller_rows(api: kube.KubeClient, n: int, trials: int, timeout: float, g
 
 
 def speakers_rows(api: kube.KubeClient, n: int, arp_trials: int, timeout: float,
-                  takeover_trials: int) -> list[dict]:
+                  takeover_count: int) -> list[dict]:
     """Controller + 3 speakers in one namespace: the ARP row with 1 Service, then n Services with
     EndpointSlices, speakers restarted on them: their RSS and API requests/s; then the takeover
-    under EndpointSlice churn (takeover_trials, 0 = skip)."""
+    under EndpointSlice churn, beside the same takeover with 1 Service (takeover_count trials each,
+    0 = skip)."""
     suffix = uuid.uuid4().hex[:6]
     cluster = h.Cluster(f"l2lb-scale-spk-{suffix}", lb_class=f"scale.l2lb.io/{suffix}")
     cluster.setup()
@@ -308,6 +310,8 @@ def speakers_rows(api: kube.KubeClient, n: int, arp_trials: int, timeout: float,
         start_speakers(cluster)
         rows = [row("Service created -> first ARP answer (1 Service; controller + speakers)", "s",
                     arp_first_answer(cluster, arp_trials), "<= 0.03 p95")]
+        if takeover_count:
+            rows += takeover_one_rows(cluster, takeover_count)
         cluster.stop_all()  # the speakers list everything again at start: the cold case at n
         with Assigned(api, cluster.ns, n) as seen:
             create_all(api, kube.SERVICES, cluster.ns, [service(f"s-{i:05d}", cluster.lb_class)
@@ -331,8 +335,8 @@ def speakers_rows(api: kube.KubeClient, n: int, arp_trials: int, timeout: float,
         rows += speaker_cost(cluster, n, window=20.0, when="steady", rss=False)
         rows.append(row(f"controller: RSS with {n:,} Services + EndpointSlices (speakers running)", "MiB",
                         [procfs.rss_mib(ctl.proc.pid) or float("nan")], "-"))
-        if takeover_trials:
-            rows += takeover_churn_rows(cluster, n, takeover_trials)
+        if takeover_count:
+            rows += takeover_churn_rows(cluster, n, takeover_count)
         return rows
     finally:
         if ctl is not None:
@@ -478,6 +482,28 @@ def takeover_churn_rows(cluster: h.Cluster, n: int, trials: int, window: float =
     the lab's speakers with n Services in place: a LAN Service answered by its owner, a tenth of the
     EndpointSlices rewritten in a loop (8 threads), the owner SIGKILLed; seconds from the kill to
     the first answer by another MAC, probed every 10 ms from l2lb-client."""
+    took, churned, seen, in_place = takeover_trials(cluster, trials, [f"s-{j:05d}" for j in range(0, n, 10)],
+                                                    window)
+    return [row(f"speaker: takeover after SIGKILL, {n:,} Services, 10% of EndpointSlices churning", "s",
+                took, "same as with 1 Service"),
+            row("... EndpointSlice writes/s during those takeovers", "writes/s", churned, "-"),
+            row("... of which: the kill -> the heir logs the new live set (LAN liveness)", "s", seen,
+                "same as with 1 Service"),
+            row("... then: the heir's answers in place (its `live set applied` line)", "s", in_place, "-")]
+
+
+def takeover_one_rows(cluster: h.Cluster, trials: int) -> list[dict]:
+    """The same takeover with only the probed Service: the side-by-side reference of the row above."""
+    took, _, seen, in_place = takeover_trials(cluster, trials, [])
+    return [row("speaker: takeover after SIGKILL, 1 Service (the same run's reference)", "s", took, "-"),
+            row("... of which: the kill -> the heir logs the new live set (LAN liveness)", "s", seen, "-"),
+            row("... then: the heir's answers in place (its `live set applied` line)", "s", in_place, "-")]
+
+
+def takeover_trials(cluster: h.Cluster, trials: int, churning: list[str],
+                    window: float = 6.0) -> tuple[list[float], list[float], list[float], list[float]]:
+    """Per trial: kill -> first answer by another MAC; churn writes/s; kill -> the heir sees the new
+    live set; the heir's answers in place after that (its own log line)."""
     took, churned, seen, in_place = [], [], [], []
     for i in range(trials):
         name, ip = f"tk-{i}", f"192.168.1.{225 + i % 6}"
@@ -487,7 +513,7 @@ def takeover_churn_rows(cluster: h.Cluster, n: int, trials: int, window: float =
         try:
             h.wait_answer(ip)
             owner = h.NODE_OF_MAC[h.owner_now(ip)[0]]
-            with churn(cluster, [f"s-{j:05d}" for j in range(0, n, 10)]) as count:
+            with churn(cluster, churning) as count:
                 with h.probing(ip, window, 0.01) as res:
                     time.sleep(1.0)
                     event, killed_at = time.monotonic(), time.time()
@@ -508,12 +534,7 @@ def takeover_churn_rows(cluster: h.Cluster, n: int, trials: int, window: float =
             with contextlib.suppress(kube.NotFound):
                 cluster.api.delete(kube.ENDPOINTSLICES, f"{name}-bench", cluster.ns)
         time.sleep(0.5)
-    return [row(f"speaker: takeover after SIGKILL, {n:,} Services, 10% of EndpointSlices churning", "s",
-                took, "same as with 1 Service"),
-            row("... EndpointSlice writes/s during those takeovers", "writes/s", churned, "-"),
-            row("... of which: the kill -> the heir logs the new live set (LAN liveness)", "s", seen,
-                "same as with 1 Service"),
-            row("... then: the heir's answers in place (its `live set applied` line)", "s", in_place, "-")]
+    return took, churned, seen, in_place
 
 
 @contextlib.contextmanager
