@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import fcntl
 import json
@@ -482,29 +483,46 @@ def takeover_churn_rows(cluster: h.Cluster, n: int, trials: int, window: float =
     the lab's speakers with n Services in place: a LAN Service answered by its owner, a tenth of the
     EndpointSlices rewritten in a loop (8 threads), the owner SIGKILLed; seconds from the kill to
     the first answer by another MAC, probed every 10 ms from l2lb-client."""
-    took, churned, seen, in_place = takeover_trials(cluster, trials, [f"s-{j:05d}" for j in range(0, n, 10)],
-                                                    window)
+    t = takeover_trials(cluster, trials, [f"s-{j:05d}" for j in range(0, n, 10)], window, return_window=30.0)
     return [row(f"speaker: takeover after SIGKILL, {n:,} Services, 10% of EndpointSlices churning", "s",
-                took, "same as with 1 Service"),
-            row("... EndpointSlice writes/s during those takeovers", "writes/s", churned, "-"),
-            row("... of which: the kill -> the heir logs the new live set (LAN liveness)", "s", seen,
-                "same as with 1 Service"),
-            row("... then: the heir's answers in place (its `live set applied` line)", "s", in_place, "-")]
+                t.took, "same as with 1 Service"),
+            row("... EndpointSlice writes/s during those takeovers", "writes/s", t.churned, "-"),
+            *_takeover_detail_rows(t, "same as with 1 Service")]
 
 
 def takeover_one_rows(cluster: h.Cluster, trials: int) -> list[dict]:
     """The same takeover with only the probed Service: the side-by-side reference of the row above."""
-    took, _, seen, in_place = takeover_trials(cluster, trials, [])
-    return [row("speaker: takeover after SIGKILL, 1 Service (the same run's reference)", "s", took, "-"),
-            row("... of which: the kill -> the heir logs the new live set (LAN liveness)", "s", seen, "-"),
-            row("... then: the heir's answers in place (its `live set applied` line)", "s", in_place, "-")]
+    t = takeover_trials(cluster, trials, [], return_window=8.0)
+    return [row("speaker: takeover after SIGKILL, 1 Service (the same run's reference)", "s", t.took, "-"),
+            *_takeover_detail_rows(t, "-")]
 
 
-def takeover_trials(cluster: h.Cluster, trials: int, churning: list[str],
-                    window: float = 6.0) -> tuple[list[float], list[float], list[float], list[float]]:
-    """Per trial: kill -> first answer by another MAC; churn writes/s; kill -> the heir sees the new
-    live set; the heir's answers in place after that (its own log line)."""
-    took, churned, seen, in_place = [], [], [], []
+def _takeover_detail_rows(t: Takeovers, goal: str) -> list[dict]:
+    return [row("... of which: the kill -> the heir logs the new live set (LAN liveness)", "s", t.seen, goal),
+            row("... then: the heir's answers in place (its `live set applied` line)", "s", t.in_place, "-"),
+            row("... the owner's return: longest unanswered spell while it takes the address back "
+                f"(handed back within the window in {len(t.back_gap)} of {len(t.took)})", "s", t.back_gap,
+                "-"),
+            row("... probes answered by two MACs (the kill and the return, all trials)", "probes",
+                [float(t.doubles)], "0")]
+
+
+@dataclasses.dataclass
+class Takeovers:
+    took: list[float] = dataclasses.field(default_factory=list)  # kill -> first answer by another MAC
+    churned: list[float] = dataclasses.field(default_factory=list)  # EndpointSlice writes/s meanwhile
+    seen: list[float] = dataclasses.field(default_factory=list)  # kill -> the heir logs the new live set
+    in_place: list[float] = dataclasses.field(default_factory=list)  # then its answers in place (its log)
+    back_gap: list[float] = dataclasses.field(default_factory=list)  # longest silence as the owner returns
+    doubles: int = 0  # probes two MACs answered
+
+
+def takeover_trials(cluster: h.Cluster, trials: int, churning: list[str], window: float = 6.0,
+                    return_window: float = 8.0) -> Takeovers:
+    """Per trial: the owner SIGKILLed while churning's EndpointSlices are rewritten, probed for
+    window; then restarted, probed for return_window (it must be Ready and take the address back
+    within it: the trials where it did give the hand-back's longest unanswered spell)."""
+    out = Takeovers()
     for i in range(trials):
         name, ip = f"tk-{i}", f"192.168.1.{225 + i % 6}"
         cluster.api.create(kube.ENDPOINTSLICES, endpoint_slice(name), cluster.ns)
@@ -518,23 +536,29 @@ def takeover_trials(cluster: h.Cluster, trials: int, churning: list[str],
                     time.sleep(1.0)
                     event, killed_at = time.monotonic(), time.time()
                     cluster.kill(owner, signal.SIGKILL)
-                churned.append(count() / (window + 0.3))
+                out.churned.append(count() / (window + 0.3))
             t = h.takeover(res["probes"], event, h.MAC[owner])
-            took.append(t if t is not None else float("inf"))
+            out.took.append(t if t is not None else float("inf"))
             heir = h.first_heir(res["probes"], event, h.MAC[owner])
             phases = cluster.takeover_phases(heir, killed_at) if heir else None
             if phases is not None:
-                seen.append(phases[0])
-                in_place.append(phases[1])
+                out.seen.append(phases[0])
+                out.in_place.append(phases[1])
             cluster.stop(owner)
-            cluster.start(owner, metrics_port=SPEAKER_METRICS)
-            cluster.wait_ready(h.NODES, timeout=120)
+            with h.probing(ip, return_window, 0.01) as back:
+                began = time.monotonic()
+                cluster.start(owner, metrics_port=SPEAKER_METRICS)
+                cluster.wait_ready(h.NODES, timeout=120)
+            answered = [macs for _, macs in back["probes"] if macs]
+            if answered and answered[-1] == [h.MAC[owner]]:  # taken back before the window ended
+                out.back_gap.append(h.longest_silence(back["probes"], began))
+            out.doubles += h.double_windows(res["probes"]) + h.double_windows(back["probes"])
         finally:
             cluster.delete_service(name)
             with contextlib.suppress(kube.NotFound):
                 cluster.api.delete(kube.ENDPOINTSLICES, f"{name}-bench", cluster.ns)
         time.sleep(0.5)
-    return took, churned, seen, in_place
+    return out
 
 
 @contextlib.contextmanager

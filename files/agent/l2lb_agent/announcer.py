@@ -427,11 +427,12 @@ class Announcer:
         return gained, lost
 
     def prepare(self, standby: frozenset[str]) -> None:
-        """Get ready to answer `standby` (the IPs this node inherits if their owner alone leaves)
-        without answering them: their templates are built and the kernel filter passes their
-        requests from now on, so that taking them over (``update``) only swaps the snapshot. The
-        receive threads still answer only what update() owns; this decides nothing. Costs
-        O(IPs that entered or left standby), and a filter rebuild when any did."""
+        """Get ready to answer `standby` (the IPs this node may gain next: those it inherits if
+        their owner alone leaves, gains waiting for a hand-over) without answering them: their
+        templates are built and the kernel filter passes their requests from now on, so that
+        taking them (``update``) only swaps the snapshot. The receive threads still answer only
+        what update() owns; this decides nothing. Costs O(IPs that entered or left standby), and
+        a filter rebuild when any did."""
         if standby is self._standby or standby == self._standby:  # the same object: no O(n) compare
             return
         came, went = standby - self._standby, self._standby - standby

@@ -364,9 +364,16 @@ class Speaker:
             self._apply(self.plan.announce, live_seen)
             self.announcer.set_fence(fence)
         self._flush_ack()
-        # templates and filter for what we would inherit from any one peer: a takeover then only
-        # swaps the answering snapshot (prepared after the ack, off the path of this sync's change)
-        self.announcer.prepare(self.index.standby_of(self.node))
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """Templates and filter for what this node may gain next: what it would inherit from any
+        one peer, and gains waiting for a hand-over; taking them then only swaps the answering
+        snapshot. After the ack: off the path of this sync's own change."""
+        standby = self.index.standby_of(self.node)  # the same object while it holds: nothing to do
+        if self.plan.pending:
+            standby = standby.union(self.plan.pending)
+        self.announcer.prepare(standby)
 
     def _flush_ack(self) -> None:
         """A heartbeat right after a changed view is applied: a peer that became a candidate sees
