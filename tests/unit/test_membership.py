@@ -122,6 +122,11 @@ class Node:
     inbox: list = dataclasses.field(default_factory=list)  # (deliver at, payload)
     answering: frozenset[str] = frozenset()
     last_desired: dict = dataclasses.field(default_factory=dict)  # ip -> owner at the step before
+    lag: float = 0.0  # seconds a sync that sees a new live set takes to answer by it (many addresses)
+    decided_live: frozenset[str] = frozenset()  # the live set of its last decision
+    busy: tuple | None = None  # the sync under way: (done at, plan, desired, live, fence, changes read)
+    live: bool = False  # its last applied sync had it live
+    fence: float = 0.0  # the announcer's: set by an applied sync, moved on by frames only while it holds
 
 
 class Lan:
@@ -160,16 +165,28 @@ class Lan:
         self._check()
 
     def _sync(self, name: str, n: Node) -> None:
+        """The speaker's sync: decide from the LAN now, answer by it `lag` later when the live set
+        changed (meanwhile by the last one, within the fence: the announcer checks it per frame),
+        then acknowledge."""
         now = self.now
         fence = n.m.fence(now)
-        me_live = n.ready and now < fence and n.m.candidate_since_seq is not None
-        live = n.m.live_candidates(now) | ({name} if me_live else set())
-        desired = {ip: ownership.owner_of(ip, live) for ip in IPS}
-        mine = [ip for ip, owner in desired.items() if owner == name]
-        n.plan = ownership.step(n.plan, mine, n.last_desired, name, live, now, T.handover_delay,
-                                seen_by=n.m.acked_since(n.m.candidate_since_seq))
-        n.last_desired = desired
-        n.answering = n.plan.announce if me_live else frozenset()
+        if now < n.fence:
+            n.fence = max(n.fence, fence)  # frames move a holding fence on (never revive a lapsed one)
+        if n.busy is None:
+            me_live = n.ready and now < fence and n.m.candidate_since_seq is not None
+            live = n.m.live_candidates(now) | ({name} if me_live else set())
+            desired = {ip: ownership.owner_of(ip, live) for ip in IPS}
+            mine = [ip for ip, owner in desired.items() if owner == name]
+            plan = ownership.step(n.plan, mine, n.last_desired, name, live, now, T.handover_delay,
+                                  seen_by=n.m.acked_since(n.m.candidate_since_seq))
+            lag = n.lag if live != n.decided_live else 0.0  # owners recomputed: slow; else quick
+            n.decided_live = frozenset(live)
+            n.busy = (now + lag, plan, desired, me_live, fence, n.m.changes)
+        done, plan, desired, me_live, fence_then, changes = n.busy
+        if now >= done:
+            n.busy, n.plan, n.last_desired, n.live, n.fence = None, plan, desired, me_live, fence_then
+            n.m.applied(changes)
+        n.answering = n.plan.announce if n.live and n.ready and now < n.fence else frozenset()
 
     def _check(self) -> None:
         for ip in IPS:
@@ -260,6 +277,49 @@ def test_pause_then_resume_never_double_answers_and_rejoins(lan: Lan) -> None:
     lan.run(1.0)
     assert owner_of_all(lan) == {"a", "b", "c"} and lan.all_answered_once()
     assert not lan.violations
+
+
+@pytest.mark.parametrize("lag", [0.1, 0.3, 0.6])
+def test_slow_syncs_hand_back_without_double_answers(lag: float) -> None:
+    """Heirs whose syncs take longer than the hand-over delay and a heartbeat (thousands of
+    addresses on a loaded host) and a quick node coming back: it waits until each node answering
+    its addresses has applied its candidacy, not merely heard it."""
+    net = Lan()
+    for name in ("a", "c"):
+        net.nodes[name].lag = lag
+    net.run(2.0)
+    assert net.all_answered_once(), net.owners()
+    for _ in range(3):
+        net.nodes["b"].paused = True
+        net.run(2.0)
+        assert owner_of_all(net) == {"a", "c"}
+        net.nodes["b"].paused = False
+        net.run(2.0)
+        assert owner_of_all(net) == {"a", "b", "c"} and net.all_answered_once()
+    assert not net.violations, net.violations[:5]
+
+
+def test_an_older_speakers_ack_counts_once_heard() -> None:
+    """A heartbeat without FLAG_APPLIED_ACKS (a speaker from before it, mid-upgrade) acknowledges
+    a candidacy by proving it, as it always did; with the flag, only an APPLIED entry does."""
+    for flags, applied, acked in [(mb.FLAG_CANDIDATE, False, True),
+                                  (mb.FLAG_CANDIDATE | mb.FLAG_APPLIED_ACKS, False, False),
+                                  (mb.FLAG_CANDIDATE | mb.FLAG_APPLIED_ACKS, True, True)]:
+        a = member("a")
+        a.candidate = True
+        a.set_registered(["a", "b"])
+        sent = mb.decode(a.heartbeat(0.0), a.keys)
+        entry = mb.Entry.make(peer=mb.node_id("a"), seq=sent.seq, age=0.0, proven=True, candidate=True,
+                              applied=applied)
+        hb = mb.Heartbeat(node="b", incarnation=1, seq=5, flags=flags, entries=(entry,))
+        a.receive(mb.encode(hb, [KEY]), 0.01)
+        a.heartbeat(0.05)  # the candidacy starts once b is proven (settled)
+        since = a.candidate_since_seq
+        hb = mb.Heartbeat(node="b", incarnation=1, seq=6, flags=flags, entries=(
+            mb.Entry.make(peer=mb.node_id("a"), seq=since, age=0.0, proven=True, candidate=True,
+                          applied=applied),))
+        a.receive(mb.encode(hb, [KEY]), 0.06)
+        assert (a.acked_since(since) == {"b"}) is acked, (flags, applied)
 
 
 @pytest.mark.parametrize("direction", ["rx", "tx"])

@@ -52,10 +52,12 @@ MAX_KEYS = 3  # signatures per heartbeat (keyring.MAX_KEYS)
 FLAG_CANDIDATE = 1  # takes part in owning IPs (synced, keyed, fenced right, API view usable)
 FLAG_LEAVING = 2  # gone silent for good (SIGTERM): take its IPs now
 FLAG_API_FRESH = 4  # its API view is fresh (peers with stale views yield to it)
+FLAG_APPLIED_ACKS = 8  # its entries' APPLIED bits count: it acknowledges a candidacy once applied
 _LIVE_SET_FLAGS = FLAG_CANDIDATE | FLAG_LEAVING  # a change of these changes who owns what
 
 ENTRY_PROVEN = 1  # the reporter's last heartbeat from that peer was a proof
 ENTRY_CANDIDATE = 2  # ... and that peer's flags said CANDIDATE
+ENTRY_APPLIED = 4  # ... and the sender's owners and answers already count that candidacy
 
 _HEAD = struct.Struct("!4sBBB")  # magic, version, flags, name length
 FLAGS_AT = struct.calcsize("!4sB")  # where the flags byte is in a payload (a kernel filter reads it)
@@ -84,11 +86,13 @@ class Entry(typing.NamedTuple):
     peer: int  # node_id of the peer
     seq: int  # the peer's last heartbeat the sender heard (its last proof when proven)
     age_ms: int  # milliseconds since the sender heard that heartbeat (capped at 65,535)
-    flags: int  # ENTRY_PROVEN | ENTRY_CANDIDATE
+    flags: int  # ENTRY_PROVEN | ENTRY_CANDIDATE | ENTRY_APPLIED
 
     @classmethod
-    def make(cls, *, peer: int, seq: int, age: float, proven: bool, candidate: bool) -> Entry:
-        flags = (ENTRY_PROVEN if proven else 0) | (ENTRY_CANDIDATE if candidate else 0)
+    def make(cls, *, peer: int, seq: int, age: float, proven: bool, candidate: bool,
+             applied: bool = False) -> Entry:
+        flags = ((ENTRY_PROVEN if proven else 0) | (ENTRY_CANDIDATE if candidate else 0)
+                 | (ENTRY_APPLIED if applied else 0))
         return cls(peer, seq & 0xFFFFFFFF, min(65535, max(0, round(age * 1000))), flags)
 
     @property
@@ -105,6 +109,12 @@ class Entry(typing.NamedTuple):
     def candidate(self) -> bool:
         """... and that peer's flags said CANDIDATE."""
         return bool(self.flags & ENTRY_CANDIDATE)
+
+    @property
+    def applied(self) -> bool:
+        """... and the sender has applied owners with that candidacy (it is silent for what the
+        peer wins)."""
+        return bool(self.flags & ENTRY_APPLIED)
 
 
 _make_entry = functools.partial(tuple.__new__, Entry)  # bytes -> Entry without Python code per entry
@@ -275,7 +285,8 @@ class Peer:
     flags: int = 0  # flags of its last proof
     entries: Sequence[Entry] = ()  # entries of its last proof
     confirmed: float = float("-inf")  # send time of my newest heartbeat it proved (drives my fence)
-    acked_seq: int = -1  # my newest sequence number it proved
+    acked_seq: int = -1  # my newest sequence number it proved having applied my candidacy (see receive)
+    rose: int = 0  # my `changes` when its candidacy last began in my view (flag up, or proven again)
 
 
 class Membership:
@@ -303,6 +314,7 @@ class Membership:
         self.rejected: dict[Reject, int] = dict.fromkeys(Reject, 0)
         self.accepted = 0
         self.changes = 0  # bumped when a peer is newly proven or its candidacy changes: worth a sync now
+        self.applied_changes = 0  # my owners and answers count every change up to this (see applied)
 
     # -- inputs from the API ----------------------------------------------------------------------
 
@@ -334,12 +346,18 @@ class Membership:
         sent = self.sent.get(mine.seq) if mine is not None else None
         if sent is None or now - sent >= self.dead_after:
             return None  # heard, not a proof: it does not (yet) hear me, or it is a replay
-        if now - peer.proof >= self.dead_after or (peer.flags ^ hb.flags) & _LIVE_SET_FLAGS:
+        newly = now - peer.proof >= self.dead_after
+        if newly or (peer.flags ^ hb.flags) & _LIVE_SET_FLAGS:
             self.changes += 1  # API_FRESH alone waits for the next sync: it matters only to a stale view
+            if hb.flags & FLAG_CANDIDATE and (newly or not peer.flags & FLAG_CANDIDATE):
+                peer.rose = self.changes  # a candidacy begins: acknowledged once a sync applies it
         peer.proof, peer.proof_seq, peer.flags, peer.entries = now, hb.seq, hb.flags, hb.entries
         if mine is not None and mine.proven:  # it cannot call me dead before sent + dead_after
             peer.confirmed = max(peer.confirmed, sent)
-            if peer.acked_seq < 0 or _newer(mine.seq, peer.acked_seq):
+            # our candidacy counts as seen once its owners and answers count it (it is silent for
+            # what we win by then); a peer without APPLIED acks (an older speaker): once heard
+            applied = mine.applied or not hb.flags & FLAG_APPLIED_ACKS
+            if applied and (peer.acked_seq < 0 or _newer(mine.seq, peer.acked_seq)):
                 since = self.candidate_since_seq
                 if since is not None and (peer.acked_seq < 0 or _newer(since, peer.acked_seq)) \
                         and not _newer(since, mine.seq):
@@ -382,7 +400,7 @@ class Membership:
         return encode(hb, self.keys.values())
 
     def _flags(self, now: float) -> int:
-        flags = FLAG_API_FRESH if self.api_fresh else 0
+        flags = FLAG_APPLIED_ACKS | (FLAG_API_FRESH if self.api_fresh else 0)
         if self.leaving:
             return flags | FLAG_LEAVING
         if self.candidate and now < self.fence(now) and self.settled(now):
@@ -409,7 +427,8 @@ class Membership:
             proven = now - p.proof < self.dead_after
             cand = proven and bool(p.flags & FLAG_CANDIDATE) and not p.flags & FLAG_LEAVING
             seq, at = (p.proof_seq, p.proof) if proven else (p.seq, p.heard)
-            out.append(Entry.make(peer=node_id(name), seq=seq, age=now - at, proven=proven, candidate=cand))
+            out.append(Entry.make(peer=node_id(name), seq=seq, age=now - at, proven=proven, candidate=cand,
+                                  applied=cand and p.rose <= self.applied_changes))
         out.sort(key=lambda e: e.age_ms)
         return tuple(out)
 
@@ -503,8 +522,14 @@ class Membership:
         """Some proven peer says its API view is fresh."""
         return any(p.flags & FLAG_API_FRESH for p in self.proven(now).values())
 
+    def applied(self, changes: int) -> None:
+        """The speaker's owners and answers now count every change up to `changes` (the value it
+        read with the live set it applied): candidacies begun by then are acknowledged as applied."""
+        self.applied_changes = max(self.applied_changes, changes)
+
     def acked_since(self, seq: int | None) -> frozenset[str]:
-        """Peers that proved one of my heartbeats numbered seq or later (None: none)."""
+        """Peers that proved one of my heartbeats numbered seq or later having applied my candidacy
+        (ENTRY_APPLIED; an older speaker's proof alone) (None: none)."""
         if seq is None:
             return frozenset()
         return frozenset(n for n, p in self.peers.items()

@@ -223,7 +223,11 @@ class Speaker:
         if not self.keys_loaded:
             log.error("no heartbeat keys (Secret missing or invalid): silent, trusting no peer")
         self._last_beat = self._last_sync = time.monotonic()
-        self.heap.settle(self._last_sync)  # the caches just loaded: no full collection walks them again
+        # the owner index from the caches before the first heartbeat (no candidates yet: nothing is
+        # ranked): the first syncs, when peers see us become a candidate and yield, are then not
+        # held up by parsing every Service (~1 s at 10,000, an unanswered second in a hand-back)
+        self._update_owners(frozenset(), nodes_changed=True)
+        self.heap.settle(self._last_sync)  # caches and index loaded: no full collection walks them again
         # interfaces before the first registration write: a registration without them, then with
         # them, would change every peer's placement twice (a full owner recompute each time)
         self._publish_interfaces(self._last_sync)
@@ -363,6 +367,8 @@ class Speaker:
         else:
             self._apply(self.plan.announce, live_seen)
             self.announcer.set_fence(fence)
+        with self._mlock:  # the candidacies this sync saw begin are in our answers now: acknowledge them
+            self.members.applied(self._seen_changes)
         self._flush_ack()
         self._prepare()
 
