@@ -269,13 +269,18 @@ def test_leaving_hands_over_at_once(lan: Lan) -> None:
     assert lan.all_answered_once() and not lan.violations
 
 
+def pause_and_resume(net: Lan, paused: float, after: float) -> None:
+    """b paused (its peers take its addresses), then resumed (it takes them back)."""
+    net.nodes["b"].paused = True
+    net.run(paused)
+    assert owner_of_all(net) == {"a", "c"}
+    net.nodes["b"].paused = False
+    net.run(after)
+    assert owner_of_all(net) == {"a", "b", "c"} and net.all_answered_once()
+
+
 def test_pause_then_resume_never_double_answers_and_rejoins(lan: Lan) -> None:
-    lan.nodes["b"].paused = True
-    lan.run(5.0)
-    assert owner_of_all(lan) == {"a", "c"}
-    lan.nodes["b"].paused = False
-    lan.run(1.0)
-    assert owner_of_all(lan) == {"a", "b", "c"} and lan.all_answered_once()
+    pause_and_resume(lan, 5.0, 1.0)
     assert not lan.violations
 
 
@@ -290,12 +295,7 @@ def test_slow_syncs_hand_back_without_double_answers(lag: float) -> None:
     net.run(2.0)
     assert net.all_answered_once(), net.owners()
     for _ in range(3):
-        net.nodes["b"].paused = True
-        net.run(2.0)
-        assert owner_of_all(net) == {"a", "c"}
-        net.nodes["b"].paused = False
-        net.run(2.0)
-        assert owner_of_all(net) == {"a", "b", "c"} and net.all_answered_once()
+        pause_and_resume(net, 2.0, 2.0)
     assert not net.violations, net.violations[:5]
 
 
