@@ -27,7 +27,7 @@ it after random sequences of changes). Not thread-safe: one caller (the speaker'
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 
 from .ownership import (
     Allowed,
@@ -253,7 +253,7 @@ class OwnerIndex:
         old_owner = old.owner if old is not None else None
         new_owner = new.owner if new is not None else None
         if old_owner != new_owner:
-            self._transfer({ip}, old_owner, new_owner)
+            self._transfer((ip,), old_owner, new_owner)
         self._set_ranks(ip, best, runner)
         if new is None:
             self.choices.pop(ip, None)
@@ -261,13 +261,13 @@ class OwnerIndex:
         else:
             self.choices[ip] = new
 
-    def _transfer(self, ips: set[str], was: str | None, now: str | None) -> None:
+    def _transfer(self, ips: Collection[str], was: str | None, now: str | None) -> None:
         """ips, owned by `was`, are owned by `now` (None: nobody) from here on."""
         self.previous.update(dict.fromkeys(ips, was))
         if was is not None:
             self._owned_frozen.pop(was, None)
             owned = self.by_owner[was]
-            owned -= ips
+            owned.difference_update(ips)
             if not owned:
                 del self.by_owner[was]
         if now is not None:
@@ -289,15 +289,15 @@ class OwnerIndex:
         if old_node == new_node:
             return
         if old_node is not None:
-            self._drop_standby(old_node, {ip})
+            self._drop_standby(old_node, (ip,))
         if new_node is not None:
             self._standby_frozen.pop(new_node, None)
             self.by_runner_up.setdefault(new_node, set()).add(ip)
 
-    def _drop_standby(self, node: str, ips: set[str]) -> None:
+    def _drop_standby(self, node: str, ips: Collection[str]) -> None:
         self._standby_frozen.pop(node, None)
         standby = self.by_runner_up[node]
-        standby -= ips
+        standby.difference_update(ips)
         if not standby:
             del self.by_runner_up[node]
 
