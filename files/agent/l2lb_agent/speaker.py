@@ -223,14 +223,10 @@ class Speaker:
         if not self.keys_loaded:
             log.error("no heartbeat keys (Secret missing or invalid): silent, trusting no peer")
         self._last_beat = self._last_sync = time.monotonic()
-        # the owner index from the caches before the first heartbeat, ranked among the registered
-        # peers (who will be live once heard): when peers see us become a candidate and stop
-        # answering what we win, our sync only ranks us in (not every Service parsed and ranked:
-        # over a second at 10,000, an unanswered second in a hand-back)
-        with self._mlock:
-            self._refresh_members()
-            peers = self.members.registered
-        self._update_owners(peers, nodes_changed=True)
+        # the owner index from the caches before the first heartbeat (no candidates yet: nothing is
+        # ranked): the first syncs, when peers see us become a candidate and yield, are then not
+        # held up by parsing every Service (~1 s at 10,000, an unanswered second in a hand-back)
+        self._update_owners(frozenset(), nodes_changed=True)
         self.heap.settle(self._last_sync)  # caches and index loaded: no full collection walks them again
         # interfaces before the first registration write: a registration without them, then with
         # them, would change every peer's placement twice (a full owner recompute each time)
@@ -239,18 +235,7 @@ class Speaker:
         self.status.start()
         self.link.start_beats(self._heartbeat, self.t.heartbeat_interval)
         self.events.start()
-        self._wait_settled(stop)
         return True
-
-    def _wait_settled(self, stop: threading.Event | None) -> None:
-        """Until every registered peer is proven, or dead_after has passed (as for the CANDIDATE
-        flag): the first sync then sees the live peers the index was loaded with."""
-        deadline = time.monotonic() + self.t.dead_after + self.t.heartbeat_interval
-        while time.monotonic() < deadline and not (stop is not None and stop.is_set()):
-            with self._mlock:
-                if self.members.settled(time.monotonic()):
-                    return
-            time.sleep(0.01)
 
     def run_until(self, stop: threading.Event) -> None:
         threading.Thread(target=lambda: (stop.wait(), self._wake.set()), name="speaker-stop",
