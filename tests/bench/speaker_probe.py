@@ -43,6 +43,7 @@ PROBE_SENDERS4 = [f"192.168.1.{i}" for i in range(100, 150)] + [f"192.168.1.{i}"
 PROBE_SENDERS6 = [f"fd00:4c32:6c62::1:{i:x}" for i in range(100)]
 MAX_FLOOD = 200_000
 MAX_DURATION = 120.0
+LATE_ANSWER = 0.5  # an answer later than this is counted for no request
 
 
 def _mac(iface: str) -> str:
@@ -113,23 +114,49 @@ def _drain(sock: socket.socket, ip_packed: bytes, timeout: float) -> list[tuple[
 
 def probe(ip: str, iface: str, interval: float, duration: float,
           until_answer: bool = False) -> list[tuple[float, list[str]]]:
-    """One request per interval for duration: [(send time, sorted MACs that answered it)]."""
+    """One request per interval for duration: [(send time, sorted MACs that answered it)].
+
+    Each request comes from its own sender address (they rotate), so an answer is counted for
+    the request it answers, however late (up to LATE_ANSWER), not for whichever window it lands in:
+    a slow reply is neither silence nor, next to a quick one, a false double answer."""
     senders = PROBE_SENDERS4 if ipaddress.ip_address(ip).version == 4 else PROBE_SENDERS6
     mac = _mac(iface)
     frames_out = [request(ip, mac, src) for src in senders]
+    packed_senders = [ipaddress.ip_address(src).packed for src in senders]
     packed = ipaddress.ip_address(ip).packed
     sock = _socket(iface)
-    out: list[tuple[float, list[str]]] = []
+    sent: list[float] = []
+    answered: list[set[str]] = []
+    latest: dict[bytes, int] = {}  # sender address -> index of the last request it sent
     end = time.monotonic() + min(duration, MAX_DURATION)
     while (now := time.monotonic()) < end:
-        sock.send(frames_out[len(out) % len(frames_out)])
-        if not out:
+        sender = len(sent) % len(frames_out)
+        sock.send(frames_out[sender])
+        if not sent:
             print(PROBE_STARTED, file=sys.stderr, flush=True)  # the caller may start its clock now
-        answers = _drain(sock, packed, max(0.0, now + interval - time.monotonic()))
-        out.append((now, sorted({mac for _, mac, _ in answers})))
-        if until_answer and answers:
+        latest[packed_senders[sender]] = len(sent)
+        sent.append(now)
+        answered.append(set())
+        heard = _attribute(_drain(sock, packed, max(0.0, now + interval - time.monotonic())),
+                           sent, answered, latest)
+        if until_answer and heard:
             break
-    return out
+    if not until_answer:
+        _attribute(_drain(sock, packed, LATE_ANSWER), sent, answered, latest)
+    return [(t, sorted(macs)) for t, macs in zip(sent, answered, strict=True)]
+
+
+def _attribute(answers: list[tuple[float, str, bytes]], sent: list[float], answered: list[set[str]],
+               latest: dict[bytes, int]) -> int:
+    """Count each answer for the request it answers (by requester address), if sent <= LATE_ANSWER
+    ago; returns how many were counted."""
+    counted = 0
+    for received, mac, requester in answers:
+        index = latest.get(requester)
+        if index is not None and received - sent[index] <= LATE_ANSWER:
+            answered[index].add(mac)
+            counted += 1
+    return counted
 
 
 def flood(ip: str, iface: str, rate: float, count: int) -> dict:

@@ -48,6 +48,23 @@ def serve(cluster: h.Cluster, name: str, ip: str) -> str:
     return owner(ip)
 
 
+def test_steady_state_answers_every_request(up: h.Cluster) -> None:
+    """Nothing happens: every request gets exactly one answer. The owner's fence moves as its peers
+    confirm it; a fence that lagged behind them left gaps of tens of ms every few seconds, and a
+    host whose request falls in one waits a second (ARP) for its retry."""
+    ip = "192.168.1.227"
+    first = serve(up, "steady", ip)
+    try:
+        with h.probing(ip, 8.0) as res:
+            pass
+        probes = res["probes"]
+        unanswered = [round(t - probes[0][0], 3) for t, macs in probes if not macs]
+        assert unanswered == [], f"{len(unanswered)} of {len(probes)} unanswered, at (s): {unanswered}"
+        assert {m for _, ms in probes for m in ms} == {h.MAC[first]}
+    finally:
+        up.delete_service("steady")
+
+
 def test_control_plane_freeze_keeps_every_ip_answering(up: h.Cluster, lab) -> None:
     ip = "192.168.1.230"
     first = serve(up, "freeze", ip)
@@ -124,7 +141,7 @@ def test_one_way_loss_on_the_owner_ends_with_one_answer(up: h.Cluster, direction
         assert h.double_windows(probes) == 0
         during = {m for t, ms in probes if cut + 1.0 <= t <= cut + 4.0 for m in ms}
         assert during == {h.MAC[survivors_owner(ip, first)]}, f"exactly one other node answers: {during}"
-        assert probes[-1][1] == [h.MAC[first]]
+        assert probes[-1][1] == [h.MAC[first]], f"the owner answers again at the end: {probes[-8:]}"
     finally:
         h.one_way_loss(first, direction, False)
         up.delete_service(f"oneway-{direction}")

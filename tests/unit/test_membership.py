@@ -456,6 +456,30 @@ def test_a_restart_is_no_candidate_until_it_has_heard_every_registered_speaker(a
     assert b.settled(now) and _candidate_flag(b, now)  # a proved nothing for dead_after: dead
 
 
+def test_only_the_guard_whose_confirmation_sets_the_fence_moves_it() -> None:
+    """The speaker recomputes its fence (O(peers)) after a frame when fence_holder_confirmed says
+    it moved: the oldest confirmation sets it, so a newer one from another guard cannot."""
+    a, b, c = member("a"), member("b"), member("c")
+    for tick in range(3):  # everyone proves everyone: a's fence follows b's and c's confirmations
+        frames = {m.me: m.heartbeat(tick * 0.1) for m in (a, b, c)}
+        for m in (a, b, c):
+            for frame in (f for sender, f in frames.items() if sender != m.me):
+                m.receive(frame, tick * 0.1 + 0.001)
+
+    def confirm(guard: mb.Membership, sent: float) -> None:  # a's heartbeat reaches guard, which answers
+        guard.receive(a.heartbeat(sent), sent + 0.001)
+        a.receive(guard.heartbeat(sent + 0.005), sent + 0.006)
+
+    confirm(b, 0.25)
+    fence = a.fence(0.26)  # set by c, the older confirmation (0.1)
+    assert fence == pytest.approx(0.1 + T.dead_after - T.fence_margin)
+    confirm(b, 0.27)
+    assert not a.fence_holder_confirmed() and a.fence(0.28) == fence  # b is not what holds it
+    confirm(c, 0.29)
+    assert a.fence_holder_confirmed() and a.fence(0.30) == pytest.approx(0.27 + T.dead_after - T.fence_margin)
+    assert not a.fence_holder_confirmed()  # until b, the new holder, confirms a newer heartbeat
+
+
 def test_api_fresh_flag_is_carried() -> None:
     net = Lan()
     net.nodes["b"].m.api_fresh = True

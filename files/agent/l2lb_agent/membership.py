@@ -315,6 +315,7 @@ class Membership:
         self.accepted = 0
         self.changes = 0  # bumped when a peer is newly proven or its candidacy changes: worth a sync now
         self.applied_changes = 0  # my owners and answers count every change up to this (see applied)
+        self._fence_holder: tuple[str, float] | None = None  # (guard, confirmation) the last fence came from
 
     # -- inputs from the API ----------------------------------------------------------------------
 
@@ -470,7 +471,19 @@ class Membership:
         guards = self._guards(now)
         if not guards:
             return float("inf")  # no other speaker exists: nobody can take over from me
-        return max(0.0, min(p.confirmed for p in guards.values()) + self.dead_after - self.fence_margin)
+        holder = min(guards, key=lambda n: guards[n].confirmed)
+        self._fence_holder = (holder, guards[holder].confirmed)
+        return max(0.0, guards[holder].confirmed + self.dead_after - self.fence_margin)
+
+    def fence_holder_confirmed(self) -> bool:
+        """The guard whose confirmation set the last ``fence`` has confirmed me again since, so the
+        fence moves now. O(1): asked after every frame; fence() itself is O(peers). Another guard's
+        confirmation cannot move it (the oldest one sets it)."""
+        if self._fence_holder is None:
+            return False
+        name, confirmed = self._fence_holder
+        peer = self.peers.get(name)
+        return peer is not None and peer.confirmed > confirmed
 
     def live_candidates(self, now: float) -> frozenset[str]:
         """Other nodes that may own IPs now: proven directly, or proven by a peer I prove."""

@@ -129,15 +129,18 @@ class Speaker:
     # -- inputs ------------------------------------------------------------------------------
 
     def _on_frames(self, frames: lanlink.Received, _ifname: str) -> None:
-        """Every peer's every heartbeat, each at the time it arrived: take them, and a few dozen
-        times a second (not per frame: its cost grows with the peers) move a holding fence forward."""
+        """Every peer's every heartbeat, each at the time it arrived: take them, and move a holding
+        fence forward when the guard that set it confirmed us again (else a few dozen times a second:
+        fence() costs O(peers), so not per frame). Waiting for the next sync instead would leave
+        us silent in between: the announcer's fence never revives on its own."""
         now = time.monotonic()
         with self._mlock:
             for arrived, payload in frames:
                 self.members.receive(payload, arrived)
             changed = self.members.changes != self._seen_changes
             fence = None
-            if now - self._fence_moved >= self.t.heartbeat_interval / 4:
+            throttled = now - self._fence_moved < self.t.heartbeat_interval / 4
+            if self.members.fence_holder_confirmed() or not throttled:
                 fence, self._fence_moved = self.members.fence(now), now
         if fence is not None:
             self.announcer.extend_fence(fence)
@@ -366,9 +369,11 @@ class Speaker:
             self._apply(frozenset(), live_seen)
         else:
             self._apply(self.plan.announce, live_seen)
-            self.announcer.set_fence(fence)
         with self._mlock:  # the candidacies this sync saw begin are in our answers now: acknowledge them
             self.members.applied(self._seen_changes)
+            fence = self.members.fence(time.monotonic())  # as of now: frames moved it during this sync
+        if me_live:
+            self.announcer.set_fence(fence)
         self._flush_ack()
         self._prepare()
 
