@@ -1,6 +1,6 @@
 """The speaker's part of `make bench`: failover, freezes, LAN faults, cost, flood, memory.
 
-    .venv/bin/python -m tests.bench --only speaker [--trials 20]     (about 40 minutes at 20 trials)
+    .venv/bin/python -m tests.bench --only speaker [--trials 20]     (about 45 minutes at 20 trials)
 
 Every figure comes from the lab as the client sees it: l2lb-client probes every PROBE_INTERVAL
 (tests/bench/speaker_probe.py) and records which MACs answered each probe, so takeover times
@@ -34,6 +34,7 @@ FLOOD_RATE = 20000  # the goal
 FLOOD_HIGH = 60000  # the ceiling check (the kernel manages 50,000+/s here)
 MANY = 1000
 FREEZE_SECONDS = 30.0
+STEADY_SECONDS = 30.0
 METRICS_PORT = 17473  # beside a deployed speaker's 7473 in the same node namespace
 
 
@@ -152,6 +153,21 @@ def bench_takeover(c: h.Cluster, lab: Any, how: str, trials: int, window: float)
             doubles.append(h.double_windows(res["probes"]))
             silent.append(h.longest_silence(res["probes"], event))
     return took, doubles, silent
+
+
+def bench_steady(c: h.Cluster, trials: int, seconds: float) -> tuple[list[float], list[float]]:
+    """Nothing happens: (requests unanswered, longest unanswered spell) per trial of `seconds` of
+    probing a Service whose owner stays. Every request should get its answer: a host whose ARP
+    request goes unanswered waits a second for its retry."""
+    unanswered, longest = [], []
+    for n in range(trials):
+        ip = _ip(n)
+        with _answered_service(c, f"steady-{n}", ip), h.probing(ip, seconds, PROBE_INTERVAL) as res:
+            started = time.monotonic()
+        probes = res["probes"]
+        unanswered.append(sum(1 for _, macs in probes if not macs))
+        longest.append(h.longest_silence(probes, started))
+    return unanswered, longest
 
 
 def bench_freeze(c: h.Cluster, lab: Any, trials: int, seconds: float, kill: bool) -> tuple[list, list]:
@@ -335,6 +351,10 @@ def run(trials: int = 20, lab: Any = None) -> list[dict[str, Any]]:
         c.wait_ready(h.NODES)
         rows.append(row("speaker: address written to status -> first ARP answer", "s",
                         bench_create(c, trials), "-"))
+        unanswered, longest = bench_steady(c, max(3, trials // 4), STEADY_SECONDS)
+        rows.append(row(f"speaker: requests unanswered in {STEADY_SECONDS:.0f} s of steady state (probe "
+                        f"every {PROBE_INTERVAL * 1000:.0f} ms)", "count", unanswered, "0"))
+        rows.append(row("speaker: ... longest unanswered spell", "s", longest, "-"))
         all_doubles: list[float] = []
         for how, goal, window in (("graceful", "<= 0.1", 3.0), ("sigkill", "<= 0.5", 4.0),
                                   ("node-down", "<= 0.5", 4.0), ("api-down", "<= 2", 6.0),
