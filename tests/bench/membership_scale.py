@@ -4,8 +4,9 @@
 
 Brings the lab up with N nodes (`lab up --nodes N`: a namespace, a veth and a kubelet each), runs a
 speaker in every node (tests/bench/speaker_harness.py), and measures as the client sees it:
-takeover after SIGKILL of the owner, and each speaker's CPU (from /proc, over an idle window) and
-heartbeat frames (from its /metrics). Restores the 3-node lab at the end.
+takeover after SIGKILL of the owner, requests left unanswered while nothing happens, and each
+speaker's CPU (from /proc, over an idle window) and heartbeat frames (from its /metrics). Restores
+the 3-node lab at the end.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from tests.bench.speaker_bench import row
 NS = "l2lb-scale-bench"
 METRICS_PORT = 17473
 IDLE_WINDOW = 10.0
+STEADY_WINDOW = 20.0
 
 
 def lab_up(n: int) -> None:
@@ -54,6 +56,17 @@ def measure(n: int, trials: int) -> list[dict[str, Any]]:
         rows.append(row(f"speaker: CPU per speaker, {n} nodes idle", "% of a core", cpu, "<= 2"))
         rows.append(row(f"speaker: heartbeat frames sent/s per node, {n} nodes", "frames/s",
                         [(sent1 - sent0) / IDLE_WINDOW], "10"))
+        unanswered = []
+        for t in range(max(1, trials // 3)):  # nothing happens: every request should get its answer
+            ip = f"192.168.1.{229 - t % 30}"
+            c.service(f"steady-{t}", [ip], endpoints=("node1",))
+            h.wait_answer(ip)
+            with h.probing(ip, STEADY_WINDOW, 0.01) as res:
+                pass
+            unanswered.append(sum(1 for _, macs in res["probes"] if not macs))
+            c.delete_service(f"steady-{t}")
+        rows.append(row(f"speaker: requests unanswered in {STEADY_WINDOW:.0f} s of steady state, {n} nodes "
+                        "(probe every 10 ms)", "count", unanswered, "0"))
         took, doubles = [], []
         for t in range(trials):
             ip = f"192.168.1.{200 + t % 30}"
