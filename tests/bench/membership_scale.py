@@ -63,7 +63,7 @@ def measure(n: int, trials: int) -> list[dict[str, Any]]:
             h.wait_answer(ip)
             with h.probing(ip, STEADY_WINDOW, 0.01) as res:
                 pass
-            unanswered.append(sum(1 for _, macs in res["probes"] if not macs))
+            unanswered.append(len(h.unanswered(res["probes"])))
             c.delete_service(f"steady-{t}")
         rows.append(row(f"speaker: requests unanswered in {STEADY_WINDOW:.0f} s of steady state, {n} nodes "
                         "(probe every 10 ms)", "count", unanswered, "0"))

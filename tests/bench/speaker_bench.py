@@ -165,7 +165,7 @@ def bench_steady(c: h.Cluster, trials: int, seconds: float) -> tuple[list[float]
         with _answered_service(c, f"steady-{n}", ip), h.probing(ip, seconds, PROBE_INTERVAL) as res:
             started = time.monotonic()
         probes = res["probes"]
-        unanswered.append(sum(1 for _, macs in probes if not macs))
+        unanswered.append(len(h.unanswered(probes)))
         longest.append(h.longest_silence(probes, started))
     return unanswered, longest
 

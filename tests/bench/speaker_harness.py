@@ -312,6 +312,11 @@ def wait_answer(ip: str, timeout: float = 10.0, interval: float = 0.02) -> tuple
     raise TimeoutError(f"nobody answered ARP/NDP for {ip} within {timeout}s")
 
 
+def unanswered(probes: list[list[Any]]) -> list[float]:
+    """Send times of the probes nobody answered."""
+    return [t for t, macs in probes if not macs]
+
+
 def double_windows(probes: list[list[Any]]) -> int:
     """Probes that two or more MACs answered."""
     return sum(1 for _, macs in probes if len(macs) > 1)
