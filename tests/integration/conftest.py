@@ -13,7 +13,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -89,3 +91,23 @@ def ndp_who_has(lab: testing.LabHandle) -> Callable[..., list[str]]:
 @pytest.fixture(scope="session")
 def http_get(lab: testing.LabHandle) -> Callable[..., testing.HttpResult]:
     return testing.http_get
+
+
+def _run(*cmd: str) -> None:
+    subprocess.run(cmd, check=True, capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    """A network namespace of the test's own holding one veth pair, va <-> vb, both up (no lab)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for a network namespace")
+    name = f"l2lb-t-{uuid.uuid4().hex[:6]}"
+    _run("ip", "netns", "add", name)
+    try:
+        _run("ip", "-n", name, "link", "add", "va", "type", "veth", "peer", "name", "vb")
+        for dev in ("va", "vb", "lo"):
+            _run("ip", "-n", name, "link", "set", dev, "up")
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)

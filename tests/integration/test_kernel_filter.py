@@ -8,14 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -51,25 +46,6 @@ for frame in cases:
         got.append(None)
 print(json.dumps({"insns": len(prog), "got": got}))
 """
-
-
-def _run(*cmd: str) -> None:
-    subprocess.run(cmd, check=True, capture_output=True, timeout=30)
-
-
-@pytest.fixture
-def netns() -> Iterator[str]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root for a network namespace")
-    name = f"l2lb-kf-{uuid.uuid4().hex[:6]}"
-    _run("ip", "netns", "add", name)
-    try:
-        _run("ip", "-n", name, "link", "add", "va", "type", "veth", "peer", "name", "vb")
-        for dev in ("va", "vb", "lo"):
-            _run("ip", "-n", name, "link", "set", dev, "up")
-        yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
 
 
 def _probe(ns: str, owned4: set[str], owned6: set[str], frames_: list[bytes],

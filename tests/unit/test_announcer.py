@@ -211,3 +211,76 @@ def test_a_prepared_gain_only_swaps_the_snapshot(monkeypatch: pytest.MonkeyPatch
     ann.update(UNIVERSE[:100])
     ann.update(UNIVERSE[:101])  # unprepared
     assert all(announcer.pack(UNIVERSE[100]) in _filtered(port) for port in ann.ports)
+
+
+# -- which queued requests are answered: arrival vs gain, fence --------------------------------------
+
+IP_A, IP_B = announcer.pack("10.0.0.1"), announcer.pack("10.0.0.2")
+SNAP = announcer._Snapshot({}, {}, fence=100.0, since={IP_A: 10.0}, revived=5.0)
+V = announcer.frames.Verdict
+
+REFUSALS = [
+    # target, arrived, now, refused: answered only if it arrived while its target was answered here
+    (IP_A, 10.0, 11.0, None),  # arrived at the gain
+    (IP_A, 50.0, 99.9, None),  # waited long, but arrived after the gain: still ours
+    (IP_A, 9.99, 10.01, V.EARLY),  # queued before the gain: whoever answered then had it
+    (IP_A, 50.0, 100.0, V.FENCED),  # the fence passed: silent whatever the request
+    (IP_B, 50.0, 60.0, V.NOT_OWNED),  # lost since decide() saw the older snapshot
+]
+
+
+@pytest.mark.parametrize(("target", "arrived", "now", "refused"), REFUSALS)
+def test_refusal(target: bytes, arrived: float, now: float, refused: object) -> None:
+    assert announcer.refusal(SNAP, target, arrived, now) is refused
+
+
+def test_a_revived_fence_refuses_what_queued_while_it_was_down() -> None:
+    snap = announcer._Snapshot({}, {}, fence=100.0, since={IP_A: 10.0}, revived=40.0)
+    assert announcer.refusal(snap, IP_A, 39.0, 41.0) is V.EARLY
+    assert announcer.refusal(snap, IP_A, 40.0, 41.0) is None
+
+
+def test_set_fence_records_a_revival_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(announcer.time, "monotonic", lambda: clock[0])
+    ann = _announcer(monkeypatch)
+    ann.set_fence(1010.0)  # the first fence: answering begins now
+    assert {port.snap.revived for port in ann.ports} == {1000.0}
+    clock[0] = 1005.0
+    ann.set_fence(1020.0)  # moved while it held: nothing queued meanwhile was refused
+    ann.extend_fence(1030.0)
+    assert {port.snap.revived for port in ann.ports} == {1000.0}
+    clock[0] = 1031.0  # passed
+    ann.set_fence(1040.0)
+    assert {port.snap.revived for port in ann.ports} == {1031.0}
+
+
+def test_a_gain_is_answered_from_its_swap_and_a_loss_forgets_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(announcer.time, "monotonic", lambda: clock[0])
+    ann = _announcer(monkeypatch)
+    ann.update(UNIVERSE[:2])
+    clock[0] = 1001.0
+    ann.update(UNIVERSE[1:3])
+    for port in ann.ports:
+        assert port.snap.since == {announcer.pack(UNIVERSE[1]): 1000.0, announcer.pack(UNIVERSE[2]): 1001.0}
+
+
+def _timestamp(wall: float) -> list[tuple[int, int, bytes]]:
+    sec = int(wall)
+    return [(announcer.socket.SOL_SOCKET, announcer.SO_TIMESTAMPNS,
+             announcer.TIMESPEC.pack(sec, round((wall - sec) * 1e9)))]
+
+
+ARRIVALS = [
+    # ancillary data, monotonic now, wall now, arrival (monotonic)
+    (_timestamp(1_700_000_000.25), 50.0, 1_700_000_000.5, 49.75),  # received 0.25 s ago
+    ([], 50.0, 1_700_000_000.5, 50.0),  # no stamp: as if just received
+    (_timestamp(1_700_000_001.0), 50.0, 1_700_000_000.5, 50.0),  # stamped in the future (a clock step)
+    ([(announcer.socket.SOL_SOCKET, announcer.SO_TIMESTAMPNS, b"\0" * 4)], 50.0, 1.0, 50.0),  # short
+]
+
+
+@pytest.mark.parametrize(("ancillary", "now", "wall_now", "arrived"), ARRIVALS)
+def test_arrival(ancillary: list, now: float, wall_now: float, arrived: float) -> None:
+    assert announcer.arrival(ancillary, now, wall_now) == pytest.approx(arrived, abs=1e-6)

@@ -16,6 +16,12 @@ Design:
   the owned set; the filter is attached before the socket is bound, and the receive buffer is
   bounded (``RCVBUF``), so a flood costs the kernel, not Python, and cannot grow memory.
 
+* A request is answered only if the kernel received it (``SO_TIMESTAMPNS``) while this port was
+  answering for its target: at or after the target's gain and the fence's last revival. One that
+  waited in the socket from before (a receive thread held up, e.g. while the speaker loads
+  10,000 Services at start-up) belonged to whoever answered then, and answering it late makes a
+  second MAC for one request; the gratuitous ARP sent on the gain tells its requester instead.
+
 Not guaranteed: an answer already handed to the kernel when an IP is lost still goes out.
 Constructors start nothing: ``start()`` opens sockets and threads, ``stop()`` closes them.
 """
@@ -41,6 +47,9 @@ log = logging.getLogger(__name__)
 
 ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26
+SO_TIMESTAMPNS = 35  # a struct timespec (CLOCK_REALTIME) of the kernel's receive, per frame
+TIMESPEC = struct.Struct("@qq")
+ANCILLARY_SPACE = socket.CMSG_SPACE(TIMESPEC.size)
 SOL_PACKET = 263
 PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_ALLMULTI = 2
@@ -157,6 +166,32 @@ class _Snapshot:
     owned4: dict[bytes, _Templates]  # packed IPv4 -> templates
     owned6: dict[bytes, _Templates]  # packed IPv6 -> templates
     fence: float  # monotonic deadline; no answer at or after it
+    since: dict[bytes, float] = dataclasses.field(default_factory=dict)  # packed IP -> monotonic gain time
+    revived: float = 0.0  # monotonic time the fence last came back after it had passed
+
+
+def refusal(snap: _Snapshot, target: bytes, arrived: float, now: float) -> frames.Verdict | None:
+    """Why a request for target that the kernel received at `arrived` must not be answered `now`
+    (monotonic times), or None: the fence holds, target is answered here, and the request arrived
+    while it was (not before its gain, nor before the fence last came back)."""
+    if now >= snap.fence:
+        return frames.Verdict.FENCED
+    gained = snap.since.get(target)
+    if gained is None:
+        return frames.Verdict.NOT_OWNED
+    if arrived < max(gained, snap.revived):
+        return frames.Verdict.EARLY
+    return None
+
+
+def arrival(ancillary: list[tuple[int, int, bytes]], now: float, wall_now: float) -> float:
+    """The monotonic time the kernel received a frame, from its SCM_TIMESTAMPNS (a wall-clock
+    stamp, so taken as an age); `now` when the stamp is missing or from the future (a clock step)."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= TIMESPEC.size:
+            sec, nsec = TIMESPEC.unpack_from(data)
+            return now - max(0.0, wall_now - (sec + nsec * 1e-9))
+    return now
 
 
 class Stats:
@@ -190,17 +225,22 @@ class Port:
         self._groups: set[bytes] = set()  # solicited-node groups joined
 
     def start(self, prog: list[frames.Insn]) -> None:
+        self.open(prog)
+        self._thread = threading.Thread(target=self._loop, name=f"announce-{self.ifname}", daemon=True)
+        self._thread.start()
+
+    def open(self, prog: list[frames.Insn]) -> None:
+        """Open and bind the socket (frames queue in it from here on) without reading it."""
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)  # protocol 0: nothing yet
         self._sock = sock
         self.set_filter(prog)  # before bind, so no unfiltered frame is ever queued
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RCVBUF)
+        sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         ifindex = socket.if_nametoindex(self.ifname)
         mreq = struct.pack("iHH8s", ifindex, PACKET_MR_ALLMULTI, 0, b"")  # solicited-node groups
         sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
         sock.bind((self.ifname, ETH_P_ALL))
         sock.settimeout(0.5)
-        self._thread = threading.Thread(target=self._loop, name=f"announce-{self.ifname}", daemon=True)
-        self._thread.start()
 
     def set_groups(self, groups: set[bytes]) -> None:
         """Join exactly these IPv6 multicast groups (the solicited-node groups of owned IPv6s), so
@@ -249,25 +289,29 @@ class Port:
             log.warning("%s: send failed: %s", self.ifname, exc)
 
     def _loop(self) -> None:
-        sock, mac, stats = self._sock, self.mac, self._stats
-        assert sock is not None
         while not self._stop.is_set():
-            try:
-                frame = sock.recv(frames.SNAPLEN)
-            except TimeoutError:
-                continue
-            except OSError as exc:
-                if not self._stop.is_set():
-                    log.error("%s: receive failed: %s", self.ifname, exc)
-                    self._stop.wait(0.1)
-                continue
-            try:
-                self._handle(sock, mac, stats, frame)
-            except Exception:  # never let one frame kill the responder; count and log it
-                log.exception("%s: unexpected error on a %d-byte frame", self.ifname, len(frame))
+            self.receive_one()
 
-    def _handle(self, sock: socket.socket, mac: bytes, stats: Stats, frame: bytes) -> None:
-        snap = self.snap
+    def receive_one(self) -> None:
+        """Read one frame (waiting up to the socket's timeout) and answer or drop it."""
+        sock = self._sock
+        assert sock is not None
+        try:
+            frame, ancillary, _, _ = sock.recvmsg(frames.SNAPLEN, ANCILLARY_SPACE)
+        except TimeoutError:
+            return
+        except OSError as exc:
+            if not self._stop.is_set():
+                log.error("%s: receive failed: %s", self.ifname, exc)
+                self._stop.wait(0.1)
+            return
+        try:
+            self._handle(sock, frame, arrival(ancillary, time.monotonic(), time.time()))
+        except Exception:  # never let one frame kill the responder; count and log it
+            log.exception("%s: unexpected error on a %d-byte frame", self.ifname, len(frame))
+
+    def _handle(self, sock: socket.socket, frame: bytes, arrived: float) -> None:
+        snap, mac, stats = self.snap, self.mac, self._stats
         d = frames.decide(frame, mac, snap.owned4, snap.owned6)
         verdict, reply = d.verdict, b""
         if verdict is frames.Verdict.ANSWER_ARP:
@@ -281,8 +325,10 @@ class Port:
             if limit is not ratelimit.Limit.OK:
                 stats.rate_limited[limit.value] += 1
                 return
-        if reply and time.monotonic() >= self.snap.fence:  # checked last, right before the send
-            verdict, reply = frames.Verdict.FENCED, b""
+        if reply:  # checked last, right before the send, on the newest snapshot
+            refused = refusal(self.snap, d.target, arrived, time.monotonic())
+            if refused is not None:
+                verdict, reply = refused, b""
         if not reply:
             stats.dropped[verdict] += 1
             if log.isEnabledFor(logging.DEBUG):
@@ -368,11 +414,15 @@ class Announcer:
                     port.snap = dataclasses.replace(port.snap, fence=deadline)
 
     def set_fence(self, deadline: float) -> None:
-        """Answers are allowed until this monotonic time (the speaker's membership fence)."""
+        """Answers are allowed until this monotonic time (the speaker's membership fence); if it
+        had passed, only requests that arrive from now on are answered."""
         with self._lock:
+            now = time.monotonic()
+            revived = self._fence <= now < deadline
             self._fence = deadline
             for port in self.ports:
-                port.snap = dataclasses.replace(port.snap, fence=deadline)
+                port.snap = dataclasses.replace(port.snap, fence=deadline,
+                                                revived=now if revived else port.snap.revived)
 
     def set_where(self, where: Where | None) -> None:
         """where(ip): the interfaces that answer ip (None: every port), from the next update on,
@@ -470,14 +520,18 @@ class Announcer:
         a copy of the maps, so the receive thread never sees one half-changed."""
         if not drop and not add:
             return
-        owned = {4: dict(port.snap.owned4), 16: dict(port.snap.owned6)}
+        old = port.snap
+        owned, since = {4: dict(old.owned4), 16: dict(old.owned6)}, dict(old.since)
         for ip in drop:
             tpl = port.templates[ip]
             owned[len(tpl.packed)].pop(tpl.packed, None)
+            since.pop(tpl.packed, None)
+        now = time.monotonic()  # requests the kernel received before this are not answered
         for ip in add:
             tpl = port.templates[ip]
             owned[len(tpl.packed)][tpl.packed] = tpl
-        port.snap = _Snapshot(owned[4], owned[16], self._fence)
+            since[tpl.packed] = now
+        port.snap = _Snapshot(owned[4], owned[16], self._fence, since, old.revived)
 
     def _refilter(self, ports: Iterable[Port]) -> None:
         """Let the kernel pass requests for exactly what each port answers now and what this node

@@ -81,6 +81,7 @@ class Verdict(enum.Enum):
     NDP_MAC_MISMATCH = "ns ethernet destination is not its ipv6 group's mac"
     VLAN_TAGGED = "802.1q tagged (serve a vlan from its sub-interface)"
     FENCED = "lease not renewed: silent"
+    EARLY = "request arrived before this node answered for its target"
     RATE_LIMITED = "answer rate limit"
 
 
