@@ -178,7 +178,8 @@ class Lan:
             desired = {ip: ownership.owner_of(ip, live) for ip in IPS}
             mine = [ip for ip, owner in desired.items() if owner == name]
             plan = ownership.step(n.plan, mine, n.last_desired, name, live, now, T.handover_delay,
-                                  seen_by=n.m.acked_since(n.m.candidate_since_seq))
+                                  seen_by=n.m.acked_since(n.m.candidate_since_seq),
+                                  ack_when_applied=n.m.ack_when_applied())
             lag = n.lag if live != n.decided_live else 0.0  # owners recomputed: slow; else quick
             n.decided_live = frozenset(live)
             n.busy = (now + lag, plan, desired, me_live, fence, n.m.changes)
@@ -320,6 +321,7 @@ def test_an_older_speakers_ack_counts_once_heard() -> None:
                           applied=applied),))
         a.receive(mb.encode(hb, [KEY]), 0.06)
         assert (a.acked_since(since) == {"b"}) is acked, (flags, applied)
+        assert a.ack_when_applied() == ({"b"} if flags & mb.FLAG_APPLIED_ACKS else set())
 
 
 @pytest.mark.parametrize("direction", ["rx", "tx"])

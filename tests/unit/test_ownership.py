@@ -199,9 +199,11 @@ class Steps:
     def __init__(self, me: str, delay: float, last: dict | None = None) -> None:
         self.me, self.delay, self.last, self.plan = me, delay, dict(last or {}), own.Plan()
 
-    def __call__(self, desired: dict, live: set, now: float, seen_by: set | None = None) -> own.Plan:
+    def __call__(self, desired: dict, live: set, now: float, seen_by: set | None = None,
+                 ack_when_applied: frozenset = frozenset()) -> own.Plan:
         mine = [ip for ip, owner in desired.items() if owner == self.me]
-        self.plan = own.step(self.plan, mine, self.last, self.me, live, now, self.delay, seen_by=seen_by)
+        self.plan = own.step(self.plan, mine, self.last, self.me, live, now, self.delay, seen_by=seen_by,
+                             ack_when_applied=ack_when_applied)
         self.last = dict(desired)
         return self.plan
 
@@ -260,6 +262,31 @@ def test_step_waits_until_the_rival_saw_our_candidacy() -> None:
     plan = steps({ip: me}, {me, rival}, 0.5, seen_by=set())
     assert ip not in plan.announce  # the delay passed, but the rival has not acknowledged us
     plan = steps({ip: me}, {me, rival}, 0.5, seen_by={rival})
+    assert ip in plan.announce
+
+
+HAND_BACK = [
+    # rival acks once applied, rival acked when the gain appeared, ack seen at 0.01: announced at 0.01?
+    (True, False, True),  # a return: the acknowledgement proves the holder silent, no delay on top
+    (False, False, False),  # an older rival (its acknowledgement proves only that it heard us): the delay too
+    (True, True, False),  # acknowledged long ago, so the gain comes from something else (e.g. endpoints)
+]
+
+
+@pytest.mark.parametrize(("applies", "acked_before", "at_ack"), HAND_BACK)
+def test_step_hand_back_waits_for_an_applied_acknowledgement_alone(applies: bool, acked_before: bool,
+                                                                    at_ack: bool) -> None:
+    ip = "192.168.1.240"
+    me, rival = "b", "a"
+    steps = Steps(me, 0.05)
+    when_applied = frozenset({rival} if applies else ())
+    before = {rival} if acked_before else set()
+    steps({ip: rival}, {me, rival}, 0.0, seen_by=before, ack_when_applied=when_applied)
+    plan = steps({ip: me}, {me, rival}, 0.0, seen_by=before, ack_when_applied=when_applied)
+    assert ip not in plan.announce  # the rival may still answer
+    plan = steps({ip: me}, {me, rival}, 0.01, seen_by={rival}, ack_when_applied=when_applied)
+    assert (ip in plan.announce) is at_ack
+    plan = steps({ip: me}, {me, rival}, 0.05, seen_by={rival}, ack_when_applied=when_applied)
     assert ip in plan.announce
 
 

@@ -548,6 +548,11 @@ class Membership:
         return frozenset(n for n, p in self.peers.items()
                          if p.acked_seq >= 0 and not _newer(seq, p.acked_seq))
 
+    def ack_when_applied(self) -> frozenset[str]:
+        """Peers that acknowledge a candidacy only once it is applied (FLAG_APPLIED_ACKS): their
+        acknowledgement proves them silent for what the candidate wins."""
+        return frozenset(n for n, p in self.peers.items() if p.flags & FLAG_APPLIED_ACKS)
+
     def forget(self, now: float, after: float = 60.0) -> None:
         """Drop peers not heard for `after` seconds (bounded memory across node churn)."""
         for name in [n for n, p in self.peers.items() if now - p.heard > after]:

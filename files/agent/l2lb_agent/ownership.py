@@ -30,7 +30,7 @@ import enum
 import hashlib
 import ipaddress
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -316,7 +316,8 @@ class Plan:
 
 
 def step(plan: Plan, mine: Iterable[str], before: Mapping[str, str | None], me: str, live: Iterable[str],
-         now: float, delay: float, seen_by: Iterable[str] | None = None) -> Plan:
+         now: float, delay: float, seen_by: Iterable[str] | None = None,
+         ack_when_applied: Collection[str] = ()) -> Plan:
     """The next Plan. mine: the IPs whose desired owner is me; before: ip -> its desired owner
     before it became mine (absent: nobody); live: nodes whose speaker is live now (incl. me if live).
     Costs O(mine) in set operations and O(IPs not yet announced) in Python, whatever the number of IPs.
@@ -324,7 +325,10 @@ def step(plan: Plan, mine: Iterable[str], before: Mapping[str, str | None], me: 
     Losing is immediate. A gain waits ``delay`` when another live node may still answer the IP:
     its previous owner, or (with ``seen_by``, the peers that acknowledged this node's current
     candidacy) the node that owns it in a view without us, until that node is in ``seen_by``.
-    Such a node drops the IP as soon as it sees the same change, so it is silent first.
+    Such a node drops the IP as soon as it sees the same change, so it is silent first. A gain
+    that appears while each of its rivals has yet to acknowledge our candidacy, and acknowledges
+    only once it has applied it (``ack_when_applied``: silent for what we win by then), waits for
+    those acknowledgements alone: the delay would only guess at what they prove.
     """
     if mine is plan.announce and not plan.pending:
         return plan  # all of mine announced already (the steady state): nothing to decide
@@ -340,7 +344,8 @@ def step(plan: Plan, mine: Iterable[str], before: Mapping[str, str | None], me: 
         due, waits = plan.pending.get(ip), plan.pending_from.get(ip, ())
         if due is None:
             waits = _rivals(ip, before.get(ip), me, others, unacked)
-            due = now + delay if waits else now
+            due = now if not waits or (unacked and _acks_prove_silence(waits, unacked, ack_when_applied)) \
+                else now + delay
         blocked = waits and acked is not None and any(w in live_set and w not in acked for w in waits)
         if due <= now and not blocked:
             announce.add(ip)
@@ -351,6 +356,12 @@ def step(plan: Plan, mine: Iterable[str], before: Mapping[str, str | None], me: 
     announced = mine_set if whole else frozenset(announce)  # the same object: next time returns at once
     return Plan(announce=announced, pending=MappingProxyType(pending),
                 pending_from=MappingProxyType(pending_from))
+
+
+def _acks_prove_silence(waits: tuple[str, ...], unacked: frozenset[str],
+                        ack_when_applied: Collection[str]) -> bool:
+    """Every rival has yet to acknowledge our candidacy and will do so only once silent for it."""
+    return all(w in unacked for w in waits) and all(w in ack_when_applied for w in waits)
 
 
 def _rivals(ip: str, before: str | None, me: str, others: frozenset[str],

@@ -351,6 +351,7 @@ class Speaker:
             peers = self.members.live_candidates(now)
             since = self.members.candidate_since_seq
             seen_by = self.members.acked_since(since)
+            ack_when_applied = self.members.ack_when_applied()
             self._set_ready(*self._readiness(now, self.members.api_fresh_peer(now)))
             self._seen_changes = self.members.changes
         me_live = self.ready and now < fence and since is not None
@@ -363,7 +364,8 @@ class Speaker:
         self._update_owners(live, nodes_changed)
         self._last_live = live
         self.plan = ownership.step(self.plan, self.index.owned_by(self.node), self.index.previous, self.node,
-                                   live, now, self.t.handover_delay, seen_by=seen_by)
+                                   live, now, self.t.handover_delay, seen_by=seen_by,
+                                   ack_when_applied=ack_when_applied)
         if not me_live:
             self.announcer.silence()
             self._apply(frozenset(), live_seen)
