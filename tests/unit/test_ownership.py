@@ -266,27 +266,29 @@ def test_step_waits_until_the_rival_saw_our_candidacy() -> None:
 
 
 HAND_BACK = [
-    # rival acks once applied, rival acked when the gain appeared, ack seen at 0.01: announced at 0.01?
-    (True, False, True),  # a return: the acknowledgement proves the holder silent, no delay on top
-    (False, False, False),  # an older rival (its acknowledgement proves only that it heard us): the delay too
-    (True, True, False),  # acknowledged long ago, so the gain comes from something else (e.g. endpoints)
+    # ack_when_applied given (the candidacy's first step, the rival acks once applied), the rival's
+    # acknowledgement already in at that step: announced at 0.0 / at 0.01 (the acknowledgement then)
+    (True, False, False, True),  # a return: the acknowledgement proves the holder silent, no delay on top
+    (True, True, True, True),  # a slow first step (10,000 addresses): the acknowledgement came before it
+    (False, False, False, False),  # an older rival, or a later step (a gain by another change): the delay
+    (False, True, False, False),
 ]
 
 
-@pytest.mark.parametrize(("applies", "acked_before", "at_ack"), HAND_BACK)
-def test_step_hand_back_waits_for_an_applied_acknowledgement_alone(applies: bool, acked_before: bool,
-                                                                    at_ack: bool) -> None:
+@pytest.mark.parametrize(("given", "acked_first", "at_0", "at_ack"), HAND_BACK)
+def test_step_hand_back_waits_for_an_applied_acknowledgement_alone(given: bool, acked_first: bool,
+                                                                    at_0: bool, at_ack: bool) -> None:
     ip = "192.168.1.240"
     me, rival = "b", "a"
     steps = Steps(me, 0.05)
-    when_applied = frozenset({rival} if applies else ())
-    before = {rival} if acked_before else set()
-    steps({ip: rival}, {me, rival}, 0.0, seen_by=before, ack_when_applied=when_applied)
-    plan = steps({ip: me}, {me, rival}, 0.0, seen_by=before, ack_when_applied=when_applied)
-    assert ip not in plan.announce  # the rival may still answer
-    plan = steps({ip: me}, {me, rival}, 0.01, seen_by={rival}, ack_when_applied=when_applied)
+    first = {rival} if acked_first else set()
+    steps({ip: rival}, {rival}, 0.0)
+    when_applied = frozenset({rival} if given else ())
+    plan = steps({ip: me}, {me, rival}, 0.0, seen_by=first, ack_when_applied=when_applied)
+    assert (ip in plan.announce) is at_0
+    plan = steps({ip: me}, {me, rival}, 0.01, seen_by={rival})
     assert (ip in plan.announce) is at_ack
-    plan = steps({ip: me}, {me, rival}, 0.05, seen_by={rival}, ack_when_applied=when_applied)
+    plan = steps({ip: me}, {me, rival}, 0.05, seen_by={rival})
     assert ip in plan.announce
 
 

@@ -326,9 +326,10 @@ def step(plan: Plan, mine: Iterable[str], before: Mapping[str, str | None], me: 
     its previous owner, or (with ``seen_by``, the peers that acknowledged this node's current
     candidacy) the node that owns it in a view without us, until that node is in ``seen_by``.
     Such a node drops the IP as soon as it sees the same change, so it is silent first. A gain
-    that appears while each of its rivals has yet to acknowledge our candidacy, and acknowledges
-    only once it has applied it (``ack_when_applied``: silent for what we win by then), waits for
-    those acknowledgements alone: the delay would only guess at what they prove.
+    whose rivals all acknowledge our candidacy only once they have applied it (``ack_when_applied``,
+    given by the caller for the step where our candidacy begins: what it gains then, it gains by
+    that candidacy) waits for those acknowledgements alone: they prove the rivals silent for it,
+    and the delay would only guess at it.
     """
     if mine is plan.announce and not plan.pending:
         return plan  # all of mine announced already (the steady state): nothing to decide
@@ -344,8 +345,7 @@ def step(plan: Plan, mine: Iterable[str], before: Mapping[str, str | None], me: 
         due, waits = plan.pending.get(ip), plan.pending_from.get(ip, ())
         if due is None:
             waits = _rivals(ip, before.get(ip), me, others, unacked)
-            due = now if not waits or (unacked and _acks_prove_silence(waits, unacked, ack_when_applied)) \
-                else now + delay
+            due = now if not waits or all(w in ack_when_applied for w in waits) else now + delay
         blocked = waits and acked is not None and any(w in live_set and w not in acked for w in waits)
         if due <= now and not blocked:
             announce.add(ip)
@@ -356,12 +356,6 @@ def step(plan: Plan, mine: Iterable[str], before: Mapping[str, str | None], me: 
     announced = mine_set if whole else frozenset(announce)  # the same object: next time returns at once
     return Plan(announce=announced, pending=MappingProxyType(pending),
                 pending_from=MappingProxyType(pending_from))
-
-
-def _acks_prove_silence(waits: tuple[str, ...], unacked: frozenset[str],
-                        ack_when_applied: Collection[str]) -> bool:
-    """Every rival has yet to acknowledge our candidacy and will do so only once silent for it."""
-    return all(w in unacked for w in waits) and all(w in ack_when_applied for w in waits)
 
 
 def _rivals(ip: str, before: str | None, me: str, others: frozenset[str],

@@ -118,6 +118,7 @@ class Speaker:
         self.keyring_errors = 0
         self._seen_changes = -1
         self._last_live: frozenset[str] | None = None
+        self._stepped_candidacy: int | None = None  # the candidacy (its first seq) a step has counted us in
         # nodeAssigned Events at a budget: a takeover of thousands of IPs writes a few dozen at once,
         # the rest at EVENT_BUDGET.rate, after the IPAnnouncements; overflow counted and summarised
         self.events = writers.EventWriter(self._send_event, self._send_summary, lambda: True,
@@ -356,6 +357,9 @@ class Speaker:
             self._seen_changes = self.members.changes
         me_live = self.ready and now < fence and since is not None
         live = peers | {self.node} if me_live else peers
+        joining = me_live and since != self._stepped_candidacy  # this candidacy's first step
+        if me_live:
+            self._stepped_candidacy = since
         live_seen = None  # (wall, thread CPU) when this sync saw the live set change
         if live != self._last_live:
             log.info("live speakers: %s", ", ".join(sorted(live)) or "none")
@@ -365,7 +369,7 @@ class Speaker:
         self._last_live = live
         self.plan = ownership.step(self.plan, self.index.owned_by(self.node), self.index.previous, self.node,
                                    live, now, self.t.handover_delay, seen_by=seen_by,
-                                   ack_when_applied=ack_when_applied)
+                                   ack_when_applied=ack_when_applied if joining else frozenset())
         if not me_live:
             self.announcer.silence()
             self._apply(frozenset(), live_seen)
