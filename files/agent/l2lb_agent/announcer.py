@@ -297,7 +297,7 @@ class Port:
         sock = self._sock
         assert sock is not None
         try:
-            frame, ancillary, _, _ = sock.recvmsg(frames.SNAPLEN, ANCILLARY_SPACE)
+            frame, ancillary, _flags, _address = sock.recvmsg(frames.SNAPLEN, ANCILLARY_SPACE)
         except TimeoutError:
             return
         except OSError as exc:
