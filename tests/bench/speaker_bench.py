@@ -155,6 +155,27 @@ def bench_takeover(c: h.Cluster, lab: Any, how: str, trials: int, window: float)
     return took, doubles, silent
 
 
+def bench_return(c: h.Cluster, trials: int, window: float = 5.0) -> tuple[list[float], list[float]]:
+    """The owner stopped (SIGTERM), started again 1 s later and taking its address back: (longest
+    unanswered spell from its start, probes answered by two MACs) per trial. The holder stops once it
+    has applied the returner's candidacy; the returner answers on that acknowledgement."""
+    gaps, doubles = [], []
+    for n in range(trials):
+        ip = _ip(n)
+        with _answered_service(c, f"return-{n}", ip) as owner:
+            c.stop(owner)
+            time.sleep(1.0)
+            with h.probing(ip, window, PROBE_INTERVAL) as back:
+                began = time.monotonic()
+                c.start(owner)
+                c.wait_ready(h.NODES)
+            answered = [macs for _, macs in back["probes"] if macs]
+            took_back = bool(answered) and answered[-1] == [h.MAC[owner]]
+            gaps.append(h.longest_silence(back["probes"], began) if took_back else float("inf"))
+            doubles.append(h.double_windows(back["probes"]))
+    return gaps, doubles
+
+
 def bench_steady(c: h.Cluster, trials: int, seconds: float) -> tuple[list[float], list[float]]:
     """Nothing happens: (requests unanswered, longest unanswered spell) per trial of `seconds` of
     probing a Service whose owner stays. Every request should get its answer: a host whose ARP
@@ -366,6 +387,10 @@ def run(trials: int = 20, lab: Any = None) -> list[dict[str, Any]]:
                 rows.append(row("speaker: owner cut from the API, longest unanswered spell", "s", silent,
                                 "<= 0.1"))
             all_doubles += doubles
+        gaps, doubles = bench_return(c, max(5, trials // 2))
+        rows.append(row("speaker: owner restarted, longest unanswered spell while it takes its address back",
+                        "s", gaps, "-"))
+        all_doubles += doubles
         for kill, seconds in ((False, FREEZE_SECONDS), (True, 6.0)):
             got, doubles = bench_freeze(c, lab, trials, seconds, kill)
             name = ("speaker: takeover after SIGKILL during a control-plane freeze" if kill else
