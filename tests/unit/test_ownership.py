@@ -292,6 +292,15 @@ def test_step_hand_back_waits_for_an_applied_acknowledgement_alone(given: bool, 
     assert ip in plan.announce
 
 
+def test_step_without_seen_by_ignores_ack_when_applied() -> None:
+    """No acknowledgements to wait for: the delay, never an immediate gain from a live rival."""
+    ip = "192.168.1.240"
+    steps = Steps("b", 0.05)
+    steps({ip: "a"}, {"a"}, 0.0)
+    assert ip not in steps({ip: "b"}, {"a", "b"}, 0.0, ack_when_applied=frozenset({"a"})).announce
+    assert ip in steps({ip: "b"}, {"a", "b"}, 0.05).announce
+
+
 def test_step_gain_from_a_dead_owner_is_immediate_when_the_runner_up_saw_us() -> None:
     ip = "192.168.1.240"
     steps = Steps("b", 0.1)

@@ -328,8 +328,8 @@ def step(plan: Plan, mine: Iterable[str], before: Mapping[str, str | None], me: 
     Such a node drops the IP as soon as it sees the same change, so it is silent first. A gain
     whose rivals all acknowledge our candidacy only once they have applied it (``ack_when_applied``,
     given by the caller for the step where our candidacy begins: what it gains then, it gains by
-    that candidacy) waits for those acknowledgements alone: they prove the rivals silent for it,
-    and the delay would only guess at it.
+    that candidacy, and only with ``seen_by``) waits for those acknowledgements alone: they prove
+    the rivals silent for it, and the delay would only guess at it.
     """
     if mine is plan.announce and not plan.pending:
         return plan  # all of mine announced already (the steady state): nothing to decide
@@ -345,7 +345,8 @@ def step(plan: Plan, mine: Iterable[str], before: Mapping[str, str | None], me: 
         due, waits = plan.pending.get(ip), plan.pending_from.get(ip, ())
         if due is None:
             waits = _rivals(ip, before.get(ip), me, others, unacked)
-            due = now if not waits or all(w in ack_when_applied for w in waits) else now + delay
+            gated = acked is not None and all(w in ack_when_applied for w in waits)  # by the acks alone
+            due = now if not waits or gated else now + delay
         blocked = waits and acked is not None and any(w in live_set and w not in acked for w in waits)
         if due <= now and not blocked:
             announce.add(ip)
