@@ -549,9 +549,9 @@ def takeover_trials(cluster: h.Cluster, trials: int, churning: list[str], window
                 began = time.monotonic()
                 cluster.start(owner, metrics_port=SPEAKER_METRICS)
                 cluster.wait_ready(h.NODES, timeout=120)
-            answered = [macs for _, macs in back["probes"] if macs]
-            if answered and answered[-1] == [h.MAC[owner]]:  # taken back before the window ended
-                out.back_gap.append(h.longest_silence(back["probes"], began))
+            gap = h.taken_back_gap(back["probes"], began, h.MAC[owner])
+            if gap is not None:  # taken back before the window ended
+                out.back_gap.append(gap)
             out.doubles += h.double_windows(res["probes"]) + h.double_windows(back["probes"])
         finally:
             cluster.delete_service(name)

@@ -169,9 +169,8 @@ def bench_return(c: h.Cluster, trials: int, window: float = 5.0) -> tuple[list[f
                 began = time.monotonic()
                 c.start(owner)
                 c.wait_ready(h.NODES)
-            answered = [macs for _, macs in back["probes"] if macs]
-            took_back = bool(answered) and answered[-1] == [h.MAC[owner]]
-            gaps.append(h.longest_silence(back["probes"], began) if took_back else float("inf"))
+            gap = h.taken_back_gap(back["probes"], began, h.MAC[owner])
+            gaps.append(gap if gap is not None else float("inf"))
             doubles.append(h.double_windows(back["probes"]))
     return gaps, doubles
 

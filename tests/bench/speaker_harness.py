@@ -317,6 +317,13 @@ def unanswered(probes: list[list[Any]]) -> list[float]:
     return [t for t, macs in probes if not macs]
 
 
+def taken_back_gap(probes: list[list[Any]], start: float, mac: str) -> float | None:
+    """The longest unanswered spell from start, if mac answers the last answered probe (the owner
+    took its address back within the probing); None if it did not."""
+    answered = [macs for _, macs in probes if macs]
+    return longest_silence(probes, start) if answered and answered[-1] == [mac] else None
+
+
 def double_windows(probes: list[list[Any]]) -> int:
     """Probes that two or more MACs answered."""
     return sum(1 for _, macs in probes if len(macs) > 1)

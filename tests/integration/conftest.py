@@ -12,12 +12,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import kubernetes.client as k8s
 import kubernetes.config
@@ -111,3 +114,16 @@ def netns() -> Iterator[str]:
         yield name
     finally:
         subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def in_netns(netns: str) -> Callable[[str, Any], Any]:
+    """run(script, payload): the Python script run in `netns` from the repository root, payload as
+    JSON on its standard input; returns what it prints, as JSON."""
+    def run(script: str, payload: Any) -> Any:
+        out = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", script],
+                             input=json.dumps(payload), capture_output=True, text=True, timeout=60,
+                             cwd=INTEGRATION_DIR.parents[1])
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+    return run

@@ -7,12 +7,8 @@ the way a speaker loading 10,000 Services at start-up holds it. Needs root; no l
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-REPO = Path(__file__).resolve().parents[2]
+from collections.abc import Callable
+from typing import Any
 
 # Runs inside the namespace: vb answers (announcer), va asks (the lab probe's frames).
 SCRIPT = r"""
@@ -54,14 +50,10 @@ print(json.dumps({"answered": answered, "dropped": {v.name: n for v, n in ann.st
 """
 
 
-def test_requests_queued_before_the_gain_are_not_answered_late(netns: str) -> None:
+def test_requests_queued_before_the_gain_are_not_answered_late(in_netns: Callable[[str, Any], Any]) -> None:
     targets = ["192.0.2.10", "2001:db8::10"]
     senders = {"4": {"before": "198.51.100.1", "after": "198.51.100.2"},
                "6": {"before": "2001:db8:ff::1", "after": "2001:db8:ff::2"}}
-    out = subprocess.run(["ip", "netns", "exec", netns, sys.executable, "-c", SCRIPT],
-                         input=json.dumps([targets, senders]), capture_output=True, text=True, timeout=60,
-                         cwd=REPO)
-    assert out.returncode == 0, out.stderr
-    result = json.loads(out.stdout)
+    result = in_netns(SCRIPT, [targets, senders])
     assert result["answered"] == {"192.0.2.10": ["198.51.100.2"], "2001:db8::10": ["2001:db8:ff::2"]}, result
     assert result["dropped"].get("EARLY") == 2, result

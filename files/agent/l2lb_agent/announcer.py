@@ -306,11 +306,12 @@ class Port:
                 self._stop.wait(0.1)
             return
         try:
-            self._handle(sock, frame, arrival(ancillary, time.monotonic(), time.time()))
+            self._handle(sock, frame, ancillary)
         except Exception:  # never let one frame kill the responder; count and log it
             log.exception("%s: unexpected error on a %d-byte frame", self.ifname, len(frame))
 
-    def _handle(self, sock: socket.socket, frame: bytes, arrived: float) -> None:
+    def _handle(self, sock: socket.socket, frame: bytes, ancillary: list[tuple[int, int, bytes]]) -> None:
+        """Answer or drop one frame; ancillary carries the kernel's receive stamp, read only for an answer."""
         snap, mac, stats = self.snap, self.mac, self._stats
         d = frames.decide(frame, mac, snap.owned4, snap.owned6)
         verdict, reply = d.verdict, b""
@@ -326,7 +327,8 @@ class Port:
                 stats.rate_limited[limit.value] += 1
                 return
         if reply:  # checked last, right before the send, on the newest snapshot
-            refused = refusal(self.snap, d.target, arrived, time.monotonic())
+            now = time.monotonic()
+            refused = refusal(self.snap, d.target, arrival(ancillary, now, time.time()), now)
             if refused is not None:
                 verdict, reply = refused, b""
         if not reply:

@@ -352,12 +352,12 @@ class Speaker:
             peers = self.members.live_candidates(now)
             since = self.members.candidate_since_seq
             seen_by = self.members.acked_since(since)
-            ack_when_applied = self.members.ack_when_applied()
+            first_step = since is not None and since != self._stepped_candidacy  # of this candidacy
+            ack_when_applied = self.members.ack_when_applied() if first_step else frozenset()
             self._set_ready(*self._readiness(now, self.members.api_fresh_peer(now)))
             self._seen_changes = self.members.changes
         me_live = self.ready and now < fence and since is not None
         live = peers | {self.node} if me_live else peers
-        joining = me_live and since != self._stepped_candidacy  # this candidacy's first step
         if me_live:
             self._stepped_candidacy = since
         live_seen = None  # (wall, thread CPU) when this sync saw the live set change
@@ -369,7 +369,7 @@ class Speaker:
         self._last_live = live
         self.plan = ownership.step(self.plan, self.index.owned_by(self.node), self.index.previous, self.node,
                                    live, now, self.t.handover_delay, seen_by=seen_by,
-                                   ack_when_applied=ack_when_applied if joining else frozenset())
+                                   ack_when_applied=ack_when_applied if me_live else frozenset())
         if not me_live:
             self.announcer.silence()
             self._apply(frozenset(), live_seen)
