@@ -292,6 +292,19 @@ def test_step_hand_back_waits_for_an_applied_acknowledgement_alone(given: bool, 
     assert ip in plan.announce
 
 
+def test_step_cold_start_keeps_the_delay_for_a_runner_up_rival() -> None:
+    """No previous owner in our view (a cold start): a slower node may be about to raise its flag,
+    so an acknowledging runner-up does not shorten the delay."""
+    ip = "192.168.1.240"
+    assert own.owner_of(ip, {"b", "a", "c"}) == "b"
+    runner = own.owner_of(ip, {"a", "c"})
+    steps = Steps("b", 0.05)
+    plan = steps({ip: "b"}, {"b", "a", "c"}, 0.0, seen_by=set(), ack_when_applied=frozenset({"a", "c"}))
+    assert ip not in plan.announce and plan.pending_from[ip] == (runner,)
+    assert ip not in steps({ip: "b"}, {"b", "a", "c"}, 0.01, seen_by={runner}).announce
+    assert ip in steps({ip: "b"}, {"b", "a", "c"}, 0.05, seen_by={runner}).announce
+
+
 def test_step_without_seen_by_ignores_ack_when_applied() -> None:
     """No acknowledgements to wait for: the delay, never an immediate gain from a live rival."""
     ip = "192.168.1.240"

@@ -326,10 +326,10 @@ def step(plan: Plan, mine: Iterable[str], before: Mapping[str, str | None], me: 
     its previous owner, or (with ``seen_by``, the peers that acknowledged this node's current
     candidacy) the node that owns it in a view without us, until that node is in ``seen_by``.
     Such a node drops the IP as soon as it sees the same change, so it is silent first. A gain
-    whose rivals all acknowledge our candidacy only once they have applied it (``ack_when_applied``,
-    given by the caller for the step where our candidacy begins: what it gains then, it gains by
-    that candidacy, and only with ``seen_by``) waits for those acknowledgements alone: they prove
-    the rivals silent for it, and the delay would only guess at it.
+    whose only rival is its previous owner, which acknowledges our candidacy only once it has
+    applied it (``ack_when_applied``, given by the caller for the step where our candidacy begins:
+    what it gains then, it gains by that candidacy; only with ``seen_by``), waits for that
+    acknowledgement alone: it proves the rival silent for it, and the delay would only guess at it.
     """
     if mine is plan.announce and not plan.pending:
         return plan  # all of mine announced already (the steady state): nothing to decide
@@ -344,8 +344,11 @@ def step(plan: Plan, mine: Iterable[str], before: Mapping[str, str | None], me: 
     for ip in mine_set - plan.announce:  # a takeover's thousands: kept lean
         due, waits = plan.pending.get(ip), plan.pending_from.get(ip, ())
         if due is None:
-            waits = _rivals(ip, before.get(ip), me, others, unacked)
-            gated = acked is not None and all(w in ack_when_applied for w in waits)  # by the acks alone
+            previous = before.get(ip)
+            waits = _rivals(ip, previous, me, others, unacked)
+            # by the acks alone: only a hand-back from the node that answered it in our last view (at a
+            # cold start a slower node may still be about to raise its flag: the delay covers it)
+            gated = acked is not None and waits == (previous,) and previous in ack_when_applied
             due = now if not waits or gated else now + delay
         blocked = waits and acked is not None and any(w in live_set and w not in acked for w in waits)
         if due <= now and not blocked:
