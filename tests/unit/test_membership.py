@@ -307,6 +307,34 @@ def test_slow_syncs_hand_back_without_double_answers(lag: float, slow: tuple[str
     assert not net.violations, net.violations[:5]
 
 
+@pytest.mark.parametrize("offset", range(10))
+def test_starters_leave_a_lone_owner_its_addresses(offset: int) -> None:
+    """A whole-cluster restart where a starts first, alone: it counts itself cut off (b and c are
+    registered, unproven) and is no candidate. When b and c start (at every phase of a's beat),
+    they prove a before its flag rises, a beat after they confirm it. Neither may take a's
+    addresses meanwhile (silent, but each gain writes status and is handed back at once)."""
+    net = Lan()
+    starters = {n: net.nodes.pop(n) for n in ("b", "c")}
+    net.run(1.0 + offset / 100)
+    assert not net.nodes["a"].answering  # cut off: registered speakers it cannot prove
+    net.nodes.update({n: dataclasses.replace(node, m=_registered(member(n)))
+                      for n, node in starters.items()})
+    theirs = {ip for ip in IPS if ownership.owner_of(ip, {"a", "b", "c"}) == "a"}
+    taken = []
+    for _ in range(100):
+        net.tick()
+        taken += [(net.now, n, sorted(net.nodes[n].plan.announce & theirs)) for n in starters
+                  if net.nodes[n].plan.announce & theirs]
+    assert not taken, taken[:3]
+    assert net.all_answered_once() and owner_of_all(net) == {"a", "b", "c"}, net.owners()
+    assert not net.violations, net.violations[:5]
+
+
+def _registered(m: mb.Membership) -> mb.Membership:
+    m.set_registered(["a", "b", "c"])
+    return m
+
+
 def test_an_older_speakers_ack_counts_once_heard() -> None:
     """A heartbeat without FLAG_APPLIED_ACKS (a speaker from before it, mid-upgrade) acknowledges
     a candidacy by proving it, as it always did; with the flag, only an APPLIED entry does."""
@@ -437,11 +465,13 @@ def _candidate_flag(m: mb.Membership, now: float) -> bool:
 def test_a_restart_is_no_candidate_until_it_has_heard_every_registered_speaker(a_answers: bool) -> None:
     """b and c restart together beside a, which owns IPs: they prove each other first. Neither may
     be a candidate (and take a's IPs between them) until it proves a too, or until a could be
-    dead by the same rule as anyone's death: dead_after without a proof."""
+    dead by the same rule as anyone's death: dead_after without a proof. a was up alone (cut off,
+    so its flag is down): they wait until it has had a beat to raise its flag."""
     a, b, c = member("a"), member("b"), member("c")
     for m in (a, b, c):
         m.set_registered(["a", "b", "c"])
         m.candidate = True
+    a.heartbeat(-T.dead_after)  # up for a while, alone
     c.receive(b.heartbeat(0.000), 0.001)
     b.receive(c.heartbeat(0.002), 0.003)  # c acknowledges b: b proves c
     c.receive(b.heartbeat(0.004), 0.005)  # and the other way round
@@ -449,13 +479,22 @@ def test_a_restart_is_no_candidate_until_it_has_heard_every_registered_speaker(a
     assert set(b.proven(0.008)) == {"c"} and b.fence(0.008) > 0.008  # it could answer: fenced right
     assert not b.settled(0.008) and not _candidate_flag(b, 0.008)
     assert not c.settled(0.008) and not _candidate_flag(c, 0.008)
-    if a_answers:  # a's heartbeat acknowledges theirs: both prove it, and are candidates at once
+    if a_answers:  # a's heartbeat acknowledges theirs: both prove it, with its flag down
         for m in (b, c):
             a.receive(m.heartbeat(0.009), 0.010)
         frame = a.heartbeat(0.011)
         for m in (b, c):
             m.receive(frame, 0.012)
-        assert b.settled(0.012) and c.settled(0.012) and _candidate_flag(b, 0.012)
+        assert set(b.proven(0.012)) == {"a", "c"} and not b.settled(0.012) and not c.settled(0.012)
+        for m, other in ((b, c), (c, b)):  # they tell a they prove it: its fence follows, its flag rises
+            beat = m.heartbeat(0.013)
+            a.receive(beat, 0.014)
+            other.receive(beat, 0.014)
+        frame = a.heartbeat(0.015)
+        assert mb.decode(frame, a.keys).flags & mb.FLAG_CANDIDATE
+        for m in (b, c):
+            m.receive(frame, 0.016)
+        assert b.settled(0.016) and c.settled(0.016) and _candidate_flag(b, 0.016)
         return
     now = b.first_beat + T.dead_after - 0.001
     c.receive(b.heartbeat(now - 0.002), now - 0.001)

@@ -287,6 +287,8 @@ class Peer:
     confirmed: float = float("-inf")  # send time of my newest heartbeat it proved (drives my fence)
     acked_seq: int = -1  # my newest sequence number it proved having applied my candidacy (see receive)
     rose: int = 0  # my `changes` when its candidacy last began in my view (flag up, or proven again)
+    told_seq: int | None = None  # my first heartbeat that told it I prove it (its fence may follow me)
+    had_beat: bool = False  # it proved told_seq or later: its flags since count my confirmation
 
 
 class Membership:
@@ -353,6 +355,8 @@ class Membership:
             if hb.flags & FLAG_CANDIDATE and (newly or not peer.flags & FLAG_CANDIDATE):
                 peer.rose = self.changes  # a candidacy begins: acknowledged once a sync applies it
         peer.proof, peer.proof_seq, peer.flags, peer.entries = now, hb.seq, hb.flags, hb.entries
+        if mine is not None and peer.told_seq is not None and not _newer(peer.told_seq, mine.seq):
+            peer.had_beat = True
         if mine is not None and mine.proven:  # it cannot call me dead before sent + dead_after
             peer.confirmed = max(peer.confirmed, sent)
             # our candidacy counts as seen once its owners and answers count it (it is silent for
@@ -396,8 +400,13 @@ class Membership:
             self.candidate_since_seq = self._seq
         elif not flags & FLAG_CANDIDATE:
             self.candidate_since_seq = None
+        entries = self.entries(now)[: max_entries(self.me, len(self.keys))]  # what the frame carries
+        for e in entries:
+            peer = self.peers.get(self.known.get(e.peer, ""))
+            if e.proven and peer is not None and peer.told_seq is None:
+                peer.told_seq = self._seq
         hb = Heartbeat(node=self.me, incarnation=self.incarnation, seq=self._seq, flags=flags,
-                       entries=self.entries(now))
+                       entries=entries)
         return encode(hb, self.keys.values())
 
     def _flags(self, now: float) -> int:
@@ -409,15 +418,20 @@ class Membership:
         return flags
 
     def settled(self, now: float) -> bool:
-        """I have heard the LAN long enough to own IPs: every registered speaker is proven, or
-        ``dead_after`` has passed since my first heartbeat (one not proven by then is dead, as for
-        anyone). Before that, an unproven one may be a live owner I have not heard yet: two speakers
-        starting together would otherwise prove each other first and share out its IPs."""
+        """I have heard the LAN long enough to own IPs: every registered speaker is proven and is a
+        candidate or has had its beat (below), or ``dead_after`` has passed since my first heartbeat
+        (one not proven by then is dead, as for anyone). Before that, an unproven one may be a live
+        owner I have not heard yet: two speakers starting together would otherwise prove each other
+        first and share out its IPs. A proven one whose flag is down may be an owner that was cut off
+        (alone among registered speakers, so fenced): it raises its flag in its first heartbeat after
+        one of mine tells it I prove it, so its flags count once it has proved such a heartbeat."""
         if self.first_beat is None:
             return False
         if now - self.first_beat >= self.dead_after:
             return True
-        return not self.registered - self._left() - self.proven(now).keys()
+        proven = self.proven(now)
+        return all(name in proven and (proven[name].had_beat or proven[name].flags & FLAG_CANDIDATE)
+                   for name in self.registered - self._left())
 
     def entries(self, now: float) -> tuple[Entry, ...]:
         """One entry per peer heard within dead_after, freshest first (they are cut to fit a frame)."""
