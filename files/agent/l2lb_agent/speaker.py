@@ -34,7 +34,7 @@ import secrets
 import threading
 import time
 from argparse import Namespace
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import prometheus_client
@@ -126,6 +126,7 @@ class Speaker:
         self._last_beat = self._last_sync = float("inf")  # monotonic; inf until started
         self._fence_moved = float("-inf")  # when a frame last moved the fence
         self._ack_soon = False  # the live set changed: send a heartbeat once the change is applied
+        self._candidacy_stepped = 0.0  # perf_counter of this candidacy's first step
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -343,6 +344,7 @@ class Speaker:
         self.link.beat_soon()
 
     def _sync(self, now: float) -> None:
+        began = time.perf_counter()
         self._last_sync = now
         self._publish_interfaces(now)
         nodes_changed = self._members_dirty
@@ -358,8 +360,8 @@ class Speaker:
             self._seen_changes = self.members.changes
         me_live = self.ready and now < fence and since is not None
         live = peers | {self.node} if me_live else peers
-        if me_live:
-            self._stepped_candidacy = since
+        if me_live and first_step:
+            self._stepped_candidacy, self._candidacy_stepped = since, began
         live_seen = None  # (wall, thread CPU) when this sync saw the live set change
         if live != self._last_live:
             log.info("live speakers: %s", ", ".join(sorted(live)) or "none")
@@ -367,21 +369,35 @@ class Speaker:
             live_seen = (time.perf_counter(), time.thread_time())
         self._update_owners(live, nodes_changed)
         self._last_live = live
+        waiting = self.plan.pending  # gains held for a hand-over until this step
         self.plan = ownership.step(self.plan, self.index.owned_by(self.node), self.index.previous, self.node,
                                    live, now, self.t.handover_delay, seen_by=seen_by,
                                    ack_when_applied=ack_when_applied if me_live else frozenset())
         if not me_live:
             self.announcer.silence()
-            self._apply(frozenset(), live_seen)
-        else:
-            self._apply(self.plan.announce, live_seen)
+        owned = self.plan.announce if me_live else frozenset()
+        changed = self._answer(owned)
         with self._mlock:  # the candidacies this sync saw begin are in our answers now: acknowledge them
             self.members.applied(self._seen_changes)
             fence = self.members.fence(time.monotonic())  # as of now: frames moved it during this sync
         if me_live:
             self.announcer.set_fence(fence)
-        self._flush_ack()
+        self._flush_ack()  # before the bookkeeping below: a returning peer waits for it, in the dark
+        if changed is not None:
+            self._record(owned, *changed, live_seen)
+        if waiting and me_live:
+            self._log_hand_over(waiting, began)
         self._prepare()
+
+    def _log_hand_over(self, waited: Mapping[str, float], began: float) -> None:
+        """Gains that waited for a hand-over and are answered now (a return: the holders have
+        acknowledged it): how long after this candidacy's first step, and after this sync began."""
+        taken = sum(1 for ip in waited if ip in self.plan.announce)
+        if taken:
+            answering = self.announcer.answering_since
+            log.info("took over %d addresses after their hand-over: answered %.0f ms after this candidacy's "
+                     "first step, %.0f ms after this sync began", taken,
+                     (answering - self._candidacy_stepped) * 1e3, (answering - began) * 1e3)
 
     def _prepare(self) -> None:
         """Templates and filter for what this node may gain next: what it would inherit from any
@@ -445,13 +461,18 @@ class Speaker:
             return
         self.registry.set_interfaces(found)
 
-    def _apply(self, owned: frozenset[str], live_seen: tuple[float, float] | None = None) -> None:
+    def _answer(self, owned: frozenset[str]) -> tuple[set[str], set[str]] | None:
+        """Answer exactly `owned` from now on: (gained, lost), or None when nothing changed."""
         if self._applied is not None and owned == self._applied[0] and self.placement is self._applied[1]:
-            return  # nothing changed: skip the per-IP work
+            return None  # nothing changed: skip the per-IP work
         if self._applied is None or self.placement is not self._applied[1]:
             self.announcer.set_where(self._my_ports)  # pools' interfaces or subnets may differ now
         self._applied = (owned, self.placement)
-        gained, lost = self.announcer.update(owned)
+        return self.announcer.update(owned)
+
+    def _record(self, owned: frozenset[str], gained: set[str], lost: set[str],
+                live_seen: tuple[float, float] | None) -> None:
+        """After the answers changed: log lines, IPAnnouncements, Events and our registration."""
         if live_seen is not None and (gained or lost):
             self._log_takeover_cost(len(gained), len(lost), self.announcer.answering_since, *live_seen)
         each = logging.INFO if len(gained) + len(lost) <= LOG_EACH_UP_TO else logging.DEBUG
