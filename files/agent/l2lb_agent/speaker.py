@@ -118,6 +118,7 @@ class Speaker:
         self.keyring_errors = 0
         self._seen_changes = -1
         self._last_live: frozenset[str] | None = None
+        self._ranked: frozenset[str] | None = None  # the nodes the owner index last ranked (if eligible)
         self._stepped_candidacy: int | None = None  # the candidacy (its first seq) a step has counted us in
         # nodeAssigned Events at a budget: a takeover of thousands of IPs writes a few dozen at once,
         # the rest at EVENT_BUDGET.rate, after the IPAnnouncements; overflow counted and summarised
@@ -228,10 +229,14 @@ class Speaker:
         if not self.keys_loaded:
             log.error("no heartbeat keys (Secret missing or invalid): silent, trusting no peer")
         self._last_beat = self._last_sync = time.monotonic()
-        # the owner index from the caches before the first heartbeat (no candidates yet: nothing is
-        # ranked): the first syncs, when peers see us become a candidate and yield, are then not
-        # held up by parsing every Service (~1 s at 10,000, an unanswered second in a hand-back)
-        self._update_owners(frozenset(), nodes_changed=True)
+        # the owner index from the caches before the first heartbeat, ranked over the speakers we
+        # expect to prove: the first syncs, when peers see us become a candidate and yield, are then
+        # not held up by parsing every Service (~1 s at 10,000, an unanswered second in a hand-back)
+        # nor by ranking every address (~0.3 s at 10,000 on a busy host)
+        with self._mlock:
+            self._refresh_members()
+            expected = self.members.registered
+        self._update_owners(expected, nodes_changed=True)
         self.heap.settle(self._last_sync)  # caches and index loaded: no full collection walks them again
         # interfaces before the first registration write: a registration without them, then with
         # them, would change every peer's placement twice (a full owner recompute each time)
@@ -358,6 +363,7 @@ class Speaker:
             ack_when_applied = self.members.ack_when_applied() if first_step else frozenset()
             self._set_ready(*self._readiness(now, self.members.api_fresh_peer(now)))
             self._seen_changes = self.members.changes
+            expected = self.members.registered
         me_live = self.ready and now < fence and since is not None
         live = peers | {self.node} if me_live else peers
         if me_live and first_step:
@@ -367,7 +373,10 @@ class Speaker:
             log.info("live speakers: %s", ", ".join(sorted(live)) or "none")
             self._ack_soon = True  # once applied below, acknowledge at once: joiners wait for it
             live_seen = (time.perf_counter(), time.thread_time())
-        self._update_owners(live, nodes_changed)
+        # until our first candidacy we answer nothing: rank the speakers we expect (registered) as
+        # well as those proven so far, so that the ranking is done by the time we join, and a peer
+        # proven late does not cost a recompute of every address meanwhile
+        self._update_owners(live if self._stepped_candidacy is not None else live | expected, nodes_changed)
         self._last_live = live
         waiting = self.plan.pending  # gains held for a hand-over until this step
         self.plan = ownership.step(self.plan, self.index.owned_by(self.node), self.index.previous, self.node,
@@ -506,9 +515,9 @@ class Speaker:
                  "changed, gratuitous ARPs sent after %.0f ms (%.0f ms of it this thread's CPU)",
                  gained, lost, max(0.0, answering - wall0) * 1e3, wall * 1e3, cpu * 1e3)
 
-    def _update_owners(self, live: frozenset[str], nodes_changed: bool) -> None:
-        """Feed the index what changed since the last sync (Services, EndpointSlices, the candidates)
-        and recompute the owners of the IPs that depend on it."""
+    def _update_owners(self, ranked: frozenset[str], nodes_changed: bool) -> None:
+        """Feed the index what changed since the last sync (Services, EndpointSlices, the candidates:
+        the eligible nodes among `ranked`) and recompute the owners of the IPs that depend on it."""
         began = time.perf_counter()
         with self._changes_lock:
             services, self._changed_services = self._changed_services, set()
@@ -521,10 +530,11 @@ class Speaker:
         for key in services | endpoints:
             slices = [s for s in map(functools.partial(self.watches.get, "slices"), slices_of[key]) if s]
             self.index.set_endpoints(key, ownership.endpoints_of(slices) if slices else None)
-        if nodes_changed or live != self._last_live:
-            self._eligible = ownership.eligible_nodes(self.watches.items("nodes"), live)
+        if nodes_changed or ranked != self._ranked:
+            self._eligible = ownership.eligible_nodes(self.watches.items("nodes"), ranked)
+            self._ranked = ranked
         self._update_placement()
-        self.index.set_candidates(live & self._eligible)
+        self.index.set_candidates(ranked & self._eligible)
         if self.index.flush():
             self.recompute.observe(time.perf_counter() - began)
 
