@@ -230,13 +230,15 @@ class Speaker:
             log.error("no heartbeat keys (Secret missing or invalid): silent, trusting no peer")
         self._last_beat = self._last_sync = time.monotonic()
         # the owner index from the caches before the first heartbeat, ranked over the speakers we
-        # expect to prove: the first syncs, when peers see us become a candidate and yield, are then
-        # not held up by parsing every Service (~1 s at 10,000, an unanswered second in a hand-back)
-        # nor by ranking every address (~0.3 s at 10,000 on a busy host)
+        # expect (see _sync): the first syncs, when peers see us become a candidate and yield, are
+        # then not held up by parsing every Service (~1 s at 10,000, an unanswered second in a
+        # hand-back) nor by ranking every address (~0.3 s at 10,000 on a busy host). The peers
+        # first, then us: what we win then has the peer answering it now as its previous owner
         with self._mlock:
             self._refresh_members()
-            expected = self.members.registered
-        self._update_owners(expected, nodes_changed=True)
+            peers = self.members.registered
+        self._update_owners(peers, nodes_changed=True)
+        self._update_owners(peers | {self.node}, nodes_changed=False)
         self.heap.settle(self._last_sync)  # caches and index loaded: no full collection walks them again
         # interfaces before the first registration write: a registration without them, then with
         # them, would change every peer's placement twice (a full owner recompute each time)
@@ -373,14 +375,17 @@ class Speaker:
             log.info("live speakers: %s", ", ".join(sorted(live)) or "none")
             self._ack_soon = True  # once applied below, acknowledge at once: joiners wait for it
             live_seen = (time.perf_counter(), time.thread_time())
-        # until our first candidacy we answer nothing: rank the speakers we expect (registered) as
-        # well as those proven so far, so that the ranking is done by the time we join, and a peer
-        # proven late does not cost a recompute of every address meanwhile
-        self._update_owners(live if self._stepped_candidacy is not None else live | expected, nodes_changed)
+        # until our first candidacy step we answer nothing (nothing is ours to gain: `mine` below),
+        # so the index ranks who we expect to be live then: the registered speakers and us, as
+        # well as those proven so far. That ranking, done before our flag rises, is then not part
+        # of the first candidacy sync that a returning owner's hand-back waits for
+        started = self._stepped_candidacy is not None
+        self._update_owners(live if started else live | expected | {self.node}, nodes_changed)
         self._last_live = live
         waiting = self.plan.pending  # gains held for a hand-over until this step
-        self.plan = ownership.step(self.plan, self.index.owned_by(self.node), self.index.previous, self.node,
-                                   live, now, self.t.handover_delay, seen_by=seen_by,
+        mine = self.index.owned_by(self.node) if me_live else frozenset()
+        self.plan = ownership.step(self.plan, mine, self.index.previous, self.node, live, now,
+                                   self.t.handover_delay, seen_by=seen_by,
                                    ack_when_applied=ack_when_applied if me_live else frozenset())
         if not me_live:
             self.announcer.silence()
