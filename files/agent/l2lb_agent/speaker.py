@@ -128,7 +128,6 @@ class Speaker:
         self._fence_moved = float("-inf")  # when a frame last moved the fence
         self._ack_soon = False  # the live set changed: send a heartbeat once the change is applied
         self._candidacy_stepped = 0.0  # perf_counter of this candidacy's first step
-        self._unrecorded: list[tuple[frozenset[str], set[str], set[str]]] = []  # (owned, gained, lost)
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -399,25 +398,10 @@ class Speaker:
             self.announcer.set_fence(fence)
         self._flush_ack()  # before the bookkeeping below: a returning peer waits for it, in the dark
         if changed is not None:
-            gained, lost = changed
-            if live_seen is not None and (gained or lost):
-                self._log_takeover_cost(len(gained), len(lost), self.announcer.answering_since, *live_seen)
-            self._unrecorded.append((owned, gained, lost))
+            self._record(owned, *changed, live_seen)
         if waiting and me_live:
             self._log_hand_over(waiting, began)
         self._prepare()
-        self._record_unless_more_due(fresh=changed is not None)
-
-    def _record_unless_more_due(self, fresh: bool) -> None:
-        """The bookkeeping of the answers' changes, in order; that of this sync (`fresh`) waits for
-        the next sync when gains still wait for acknowledgements and one came in meanwhile (a
-        return: each holder's comes when its own sync is done): the next sync answers them first
-        instead of after thousands of status and Event entries. Deferred once at most."""
-        if fresh and len(self._unrecorded) == 1 and self.plan.pending and self._wake.is_set():
-            return
-        for entry in self._unrecorded:
-            self._record(*entry)
-        self._unrecorded.clear()
 
     def _log_hand_over(self, waited: Mapping[str, float], began: float) -> None:
         """Gains that waited for a hand-over and are answered now (a return: the holders have
@@ -500,8 +484,11 @@ class Speaker:
         self._applied = (owned, self.placement)
         return self.announcer.update(owned)
 
-    def _record(self, owned: frozenset[str], gained: set[str], lost: set[str]) -> None:
+    def _record(self, owned: frozenset[str], gained: set[str], lost: set[str],
+                live_seen: tuple[float, float] | None) -> None:
         """After the answers changed: log lines, IPAnnouncements, Events and our registration."""
+        if live_seen is not None and (gained or lost):
+            self._log_takeover_cost(len(gained), len(lost), self.announcer.answering_since, *live_seen)
         each = logging.INFO if len(gained) + len(lost) <= LOG_EACH_UP_TO else logging.DEBUG
         if each == logging.DEBUG:
             log.info("announcing %d more addresses and %d fewer from %s (each at debug level)",
