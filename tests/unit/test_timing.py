@@ -101,3 +101,21 @@ def test_lan_defaults() -> None:
 def test_lan_invalid(kwargs: dict, fragment: str) -> None:
     with pytest.raises(timing.TimingError, match=fragment.replace("(", r"\(")):
         timing.LanTimings(**kwargs)
+
+
+LAN = timing.LanTimings()  # api_stale_after 1.0: probes every 1/3 s, yield after 1.67 s of staleness
+_HOLD = 2 * LAN.api_probe_interval
+
+
+@pytest.mark.parametrize(("view_age", "peer_fresh_for", "yields"), [
+    (0.5, 10.0, False),  # my view is fresh enough
+    (LAN.api_yield_after, None, False),  # nobody's view is fresh: a global outage, nobody yields
+    (LAN.api_yield_after, 10.0, True),  # cut off from the API alone: yield to peers that are not
+    (LAN.api_yield_after - 0.001, 10.0, False),
+    (10.0, 0.05, False),  # an outage ends: a peer's view turned fresh just before mine will
+    (10.0, _HOLD - 0.001, False),
+    (10.0, _HOLD, True),  # mine stayed stale two probe intervals after it: I am the one cut off
+])
+def test_a_stale_view_yields_only_to_a_view_fresh_for_two_probes(
+        view_age: float, peer_fresh_for: float | None, yields: bool) -> None:
+    assert LAN.yields(view_age, peer_fresh_for) is yields

@@ -128,6 +128,7 @@ class Speaker:
         self._fence_moved = float("-inf")  # when a frame last moved the fence
         self._ack_soon = False  # the live set changed: send a heartbeat once the change is applied
         self._candidacy_stepped = 0.0  # perf_counter of this candidacy's first step
+        self._peer_fresh_since: float | None = None  # monotonic: since when some peer's API view is fresh
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -278,6 +279,10 @@ class Speaker:
         stale = now - self._view_age(now) + self.t.api_yield_after  # when our view turns stale to yield
         if stale > now:
             at = min(at, stale)
+        if self._peer_fresh_since is not None:  # when a peer's view has been fresh long enough to yield to
+            held = self._peer_fresh_since + 2 * self.t.api_probe_interval
+            if held > now:
+                at = min(at, held)
         return min(MAX_WAIT, max(0.002, at - now + 0.001))
 
     def shutdown(self) -> None:
@@ -323,11 +328,16 @@ class Speaker:
     # -- the sync step -----------------------------------------------------------------------
 
     def _readiness(self, now: float, peer_fresh: bool) -> tuple[bool, str]:
+        if not peer_fresh:
+            self._peer_fresh_since = None
+        elif self._peer_fresh_since is None:
+            self._peer_fresh_since = now
         if not self.keys_loaded:
             return False, "no heartbeat keys"
         if not self.link.has_carrier():
             return False, "no announcing interface has carrier"
-        if self._view_age(now) >= self.t.api_yield_after and peer_fresh:
+        fresh_for = now - self._peer_fresh_since if self._peer_fresh_since is not None else None
+        if self.t.yields(self._view_age(now), fresh_for):
             return False, "my API view is stale while a peer's is fresh"
         return True, "ready"
 
