@@ -401,13 +401,18 @@ class Membership:
         elif not flags & FLAG_CANDIDATE:
             self.candidate_since_seq = None
         entries = self.entries(now)[: max_entries(self.me, len(self.keys))]  # what the frame carries
-        for e in entries:
-            peer = self.peers.get(self.known.get(e.peer, ""))
-            if e.proven and peer is not None and peer.told_seq is None:
-                peer.told_seq = self._seq
+        if self.first_beat is not None and now - self.first_beat < self.dead_after:  # settling: see settled()
+            self._note_told(entries)
         hb = Heartbeat(node=self.me, incarnation=self.incarnation, seq=self._seq, flags=flags,
                        entries=entries)
         return encode(hb, self.keys.values())
+
+    def _note_told(self, entries: Iterable[Entry]) -> None:
+        """The peers this heartbeat tells for the first time that I prove them."""
+        for e in entries:
+            peer = self.peers.get(self.known.get(e.peer, "")) if e.proven else None
+            if peer is not None and peer.told_seq is None:
+                peer.told_seq = self._seq
 
     def _flags(self, now: float) -> int:
         flags = FLAG_APPLIED_ACKS | (FLAG_API_FRESH if self.api_fresh else 0)

@@ -280,7 +280,7 @@ class Speaker:
         if stale > now:
             at = min(at, stale)
         if self._peer_fresh_since is not None:  # when a peer's view has been fresh long enough to yield to
-            held = self._peer_fresh_since + 2 * self.t.api_probe_interval
+            held = self._peer_fresh_since + self.t.api_yield_hold
             if held > now:
                 at = min(at, held)
         return min(MAX_WAIT, max(0.002, at - now + 0.001))
@@ -327,17 +327,20 @@ class Speaker:
 
     # -- the sync step -----------------------------------------------------------------------
 
-    def _readiness(self, now: float, peer_fresh: bool) -> tuple[bool, str]:
+    def _peer_fresh_for(self, now: float, peer_fresh: bool) -> float | None:
+        """How long some proven peer's API view has been fresh, without a break (None: none is)."""
         if not peer_fresh:
             self._peer_fresh_since = None
         elif self._peer_fresh_since is None:
             self._peer_fresh_since = now
+        return now - self._peer_fresh_since if self._peer_fresh_since is not None else None
+
+    def _readiness(self, now: float, peer_fresh_for: float | None) -> tuple[bool, str]:
         if not self.keys_loaded:
             return False, "no heartbeat keys"
         if not self.link.has_carrier():
             return False, "no announcing interface has carrier"
-        fresh_for = now - self._peer_fresh_since if self._peer_fresh_since is not None else None
-        if self.t.yields(self._view_age(now), fresh_for):
+        if self.t.yields(self._view_age(now), peer_fresh_for):
             return False, "my API view is stale while a peer's is fresh"
         return True, "ready"
 
@@ -373,7 +376,8 @@ class Speaker:
             seen_by = self.members.acked_since(since)
             first_step = since is not None and since != self._stepped_candidacy  # of this candidacy
             ack_when_applied = self.members.ack_when_applied() if first_step else frozenset()
-            self._set_ready(*self._readiness(now, self.members.api_fresh_peer(now)))
+            peer_fresh_for = self._peer_fresh_for(now, self.members.api_fresh_peer(now))
+            self._set_ready(*self._readiness(now, peer_fresh_for))
             self._seen_changes = self.members.changes
             expected = self.members.registered
         me_live = self.ready and now < fence and since is not None

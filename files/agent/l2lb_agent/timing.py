@@ -191,14 +191,19 @@ class LanTimings:
         one probe interval of ours, so nobody yields to a peer that is about to go stale itself."""
         return self.api_stale_after + 2 * self.api_probe_interval
 
+    @property
+    def api_yield_hold(self) -> float:
+        """How long a peer's view must have been fresh before a stale speaker yields to it: two
+        probe intervals. When an outage ends, views turn fresh within one probe interval of each
+        other, so nobody yields to a peer just ahead of it (its addresses would move away and back
+        as the control plane comes back)."""
+        return 2 * self.api_probe_interval
+
     def yields(self, view_age: float, peer_fresh_for: float | None) -> bool:
         """A speaker whose API view is `view_age` old yields to a peer whose view has been fresh for
-        `peer_fresh_for` (None: no peer's is). Only after ``api_yield_after`` (see there), and only to
-        a view fresh for two probe intervals: when an outage ends, views turn fresh within one probe
-        interval of each other, so nobody yields to a peer just ahead of it (its addresses would
-        move away and back as the control plane comes back)."""
+        `peer_fresh_for` (None: no peer's is): after ``api_yield_after`` and ``api_yield_hold``."""
         return (peer_fresh_for is not None and view_age >= self.api_yield_after
-                and peer_fresh_for >= 2 * self.api_probe_interval)
+                and peer_fresh_for >= self.api_yield_hold)
 
     @property
     def frames_per_second(self) -> float:
