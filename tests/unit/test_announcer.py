@@ -7,7 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
-from l2lb_agent import announcer
+from l2lb_agent import announcer, frames
 
 
 def make_iface(root: Path, name: str, *, type_: str = "1", flags: str = "0x1003", devtype: str = "",
@@ -272,15 +272,56 @@ def _timestamp(wall: float) -> list[tuple[int, int, bytes]]:
              announcer.TIMESPEC.pack(sec, round((wall - sec) * 1e9)))]
 
 
+WALL = 1_700_000_000.0  # realtime - monotonic before any step in these tables
+
 ARRIVALS = [
-    # ancillary data, monotonic now, wall now, arrival (monotonic)
-    (_timestamp(1_700_000_000.25), 50.0, 1_700_000_000.5, 49.75),  # received 0.25 s ago
-    ([], 50.0, 1_700_000_000.5, 50.0),  # no stamp: as if just received
-    (_timestamp(1_700_000_001.0), 50.0, 1_700_000_000.5, 50.0),  # stamped in the future (a clock step)
-    ([(announcer.socket.SOL_SOCKET, announcer.SO_TIMESTAMPNS, b"\0" * 4)], 50.0, 1.0, 50.0),  # short
+    # ancillary data, monotonic now, offset (realtime - monotonic), arrival (monotonic)
+    (_timestamp(WALL + 49.75), 50.0, WALL, 49.75),  # received 0.25 s ago
+    ([], 50.0, WALL, 50.0),  # no stamp: as if just received
+    (_timestamp(WALL + 51.0), 50.0, WALL, 50.0),  # stamped in the future (a clock step)
+    ([(announcer.socket.SOL_SOCKET, announcer.SO_TIMESTAMPNS, b"\0" * 4)], 50.0, WALL, 50.0),  # short
+    (_timestamp(WALL - 1.0 + 49.9), 50.0, WALL, 48.9),  # dated with the offset before a 1 s step back
 ]
 
 
-@pytest.mark.parametrize(("ancillary", "now", "wall_now", "arrived"), ARRIVALS)
-def test_arrival(ancillary: list, now: float, wall_now: float, arrived: float) -> None:
-    assert announcer.arrival(ancillary, now, wall_now) == pytest.approx(arrived, abs=1e-6)
+@pytest.mark.parametrize(("ancillary", "now", "offset", "arrived"), ARRIVALS)
+def test_arrival(ancillary: list, now: float, offset: float, arrived: float) -> None:
+    assert announcer.arrival(ancillary, now, offset) == pytest.approx(arrived, abs=1e-6)
+
+
+WALL_OFFSETS = [
+    # (monotonic now, realtime now) observed in order -> offset returned after the last one
+    ("steady", [(10.0, WALL + 10.0), (10.5, WALL + 10.5)], WALL),
+    ("stepped back 1 s: the earlier offset holds", [(10.0, WALL + 10.0), (10.5, WALL + 9.5)], WALL),
+    ("still held just before STEP_MEMORY", [(10.0, WALL + 10.0), (10.5, WALL + 9.5),
+                                            (10.5 + announcer.STEP_MEMORY - 0.1, WALL - 1 + 70.4)], WALL),
+    ("released after STEP_MEMORY without another step",
+     [(10.0, WALL + 10.0), (10.5, WALL + 9.5), (71.0, WALL - 1 + 71.0)], WALL - 1),
+    ("stepped forward 1 s: the new, larger offset", [(10.0, WALL + 10.0), (10.5, WALL + 11.5)], WALL + 1),
+    ("back then forward again within the memory: the largest",
+     [(10.0, WALL + 10.0), (10.5, WALL + 9.5), (11.0, WALL + 12.0)], WALL + 1),
+    ("jitter below WALL_STEP is no step", [(10.0, WALL + 10.0), (10.5, WALL + 10.501)], WALL + 0.001),
+    ("a step before the first read (observed at open) is seen",
+     [(10.0, WALL + 10.0), (20.0, WALL + 15.0)], WALL),
+]
+
+
+@pytest.mark.parametrize(("case", "observations", "offset"), WALL_OFFSETS, ids=[c[0] for c in WALL_OFFSETS])
+def test_wall_offset(case: str, observations: list[tuple[float, float]], offset: float) -> None:
+    wall = announcer.WallOffset()
+    got = [wall.observe(now, wall_now) for now, wall_now in observations]
+    assert got[-1] == pytest.approx(offset, abs=1e-6), case
+
+
+def test_a_request_queued_across_a_step_back_stays_early() -> None:
+    """The request arrived 0.1 s before the gain; realtime then went back 1 s before it was read:
+    dated with the current offset it would look 0.9 s later than the gain and be answered twice."""
+    wall = announcer.WallOffset()
+    wall.observe(99.0, WALL + 99.0)
+    stamp = _timestamp(WALL + 99.9)  # received at monotonic 99.9
+    snap = announcer._Snapshot({}, {}, fence=200.0, since={b"t": 100.0})
+    now = 101.0
+    offset = wall.observe(now, WALL - 1.0 + now)
+    assert announcer.refusal(snap, b"t", announcer.arrival(stamp, now, offset), now) is frames.Verdict.EARLY
+    dated_now = announcer.arrival(stamp, now, WALL - 1.0)  # with the offset after the step
+    assert announcer.refusal(snap, b"t", dated_now, now) is None

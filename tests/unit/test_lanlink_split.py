@@ -7,7 +7,7 @@ import socket
 import struct
 
 import pytest
-from l2lb_agent import frames, lanlink
+from l2lb_agent import announcer, frames, lanlink
 from l2lb_agent import membership as mb
 
 from tests.unit import cbpf
@@ -51,15 +51,15 @@ def test_frames_too_short_for_the_flags_go_to_the_batched_socket(length: int) ->
 def stamp(realtime: float) -> list[tuple[int, int, bytes]]:
     sec = int(realtime)
     timespec = struct.pack("@qq", sec, round((realtime - sec) * 1e9))
-    return [(socket.SOL_SOCKET, lanlink.SO_TIMESTAMPNS, timespec)]
+    return [(socket.SOL_SOCKET, announcer.SO_TIMESTAMPNS, timespec)]
 
 
 @pytest.mark.parametrize(("ancillary", "offset", "want"), [
-    (stamp(1000.95), 900.0, 100.95 + lanlink.CLOCK_STEP),  # arrived 50 ms before it was read
+    (stamp(1000.95), 900.0, 100.95 + announcer.WALL_STEP),  # arrived 50 ms before it was read
     (stamp(1001.5), 900.0, 101.0),  # a stamp after now (clock skew): never later than now
     (stamp(1000.95), None, 101.0),  # realtime was stepped since the last read: now
     ([], 900.0, 101.0),  # no timestamp
-    ([(socket.SOL_SOCKET, lanlink.SO_TIMESTAMPNS, b"\0" * 8)], 900.0, 101.0),  # truncated
+    ([(socket.SOL_SOCKET, announcer.SO_TIMESTAMPNS, b"\0" * 8)], 900.0, 101.0),  # truncated
     ([(socket.SOL_SOCKET, 99, b"\0" * 16)], 900.0, 101.0),  # another kind
 ])
 def test_receive_time(ancillary: list, offset: float | None, want: float) -> None:

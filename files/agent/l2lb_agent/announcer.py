@@ -21,6 +21,9 @@ Design:
   waited in the socket from before (a receive thread held up, e.g. while the speaker loads
   10,000 Services at start-up) belonged to whoever answered then, and answering it late makes a
   second MAC for one request; the gratuitous ARP sent on the gain tells its requester instead.
+  The kernel stamps in wall-clock time; ``WallOffset`` dates a stamp with the largest
+  realtime-monotonic offset of the last STEP_MEMORY seconds, so a clock stepped back while
+  requests queued makes them look earlier (dropped; the requester asks again), never later.
 
 Not guaranteed: an answer already handed to the kernel when an IP is lost still goes out.
 Constructors start nothing: ``start()`` opens sockets and threads, ``stop()`` closes them.
@@ -55,6 +58,8 @@ PACKET_ADD_MEMBERSHIP = 1
 PACKET_MR_ALLMULTI = 2
 SIOCETHTOOL = 0x8946
 ETHTOOL_GDRVINFO = 0x00000003
+WALL_STEP = 0.002  # seconds: realtime - monotonic moving more than this means realtime was stepped
+STEP_MEMORY = 60.0  # seconds a stepped clock's earlier offset still dates the frames read
 RCVBUF = 1 << 20  # bytes; bounded so a flood drops in the kernel instead of growing memory
 GARP_SCHEDULE = (0.0, 0.5, 1.5, 3.0)  # seconds after a gain: at once, then a few more
 
@@ -184,14 +189,45 @@ def refusal(snap: _Snapshot, target: bytes, arrived: float, now: float) -> frame
     return None
 
 
-def arrival(ancillary: list[tuple[int, int, bytes]], now: float, wall_now: float) -> float:
-    """The monotonic time the kernel received a frame, from its SCM_TIMESTAMPNS (a wall-clock
-    stamp, so taken as an age); `now` when the stamp is missing or from the future (a clock step)."""
+def kernel_stamp(ancillary: list[tuple[int, int, bytes]]) -> float | None:
+    """The kernel's receive time of a frame (realtime seconds) from its SCM_TIMESTAMPNS, or None."""
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= TIMESPEC.size:
             sec, nsec = TIMESPEC.unpack_from(data)
-            return now - max(0.0, wall_now - (sec + nsec * 1e-9))
-    return now
+            return sec + nsec * 1e-9
+    return None
+
+
+def arrival(ancillary: list[tuple[int, int, bytes]], now: float, offset: float) -> float:
+    """The monotonic time the kernel received a frame: its stamp less `offset` (realtime -
+    monotonic, see WallOffset); `now` when the stamp is missing or from the future (a clock step)."""
+    stamp = kernel_stamp(ancillary)
+    return now if stamp is None else min(now, stamp - offset)
+
+
+class WallOffset:
+    """realtime - monotonic as the stamps of frames still queued may carry it: the largest offset
+    in effect over the last STEP_MEMORY seconds, so that a stamp taken before a step back is not
+    dated later than it arrived. Steps (settimeofday, an NTP step) move the offset; slewing moves
+    both clocks alike. Observed at least at every read and every receive timeout; one per thread."""
+
+    def __init__(self) -> None:
+        self._last: float | None = None  # the offset at the previous observation
+        self._high = 0.0
+        self._hold_until = 0.0  # monotonic: until then _high keeps the offset from before a step
+
+    def observe(self, now: float, wall_now: float) -> float:
+        """Note the offset at monotonic `now` and return the one to date stamps with."""
+        offset, last = wall_now - now, self._last
+        if last is None or (abs(offset - last) <= WALL_STEP and now >= self._hold_until):
+            self._high = offset  # no step for STEP_MEMORY: the current offset dates every frame
+        elif abs(offset - last) > WALL_STEP:
+            self._high = max(self._high, last, offset)  # frames queued across it carry either
+            self._hold_until = now + STEP_MEMORY
+        else:
+            self._high = max(self._high, offset)
+        self._last = offset
+        return self._high
 
 
 class Stats:
@@ -223,6 +259,7 @@ class Port:
         self.limiter = ratelimit.AnswerLimiter()  # used by the receive thread only
         self._mld: socket.socket | None = None  # joins solicited-node groups (MLD reports)
         self._groups: set[bytes] = set()  # solicited-node groups joined
+        self._wall = WallOffset()  # used by the receive thread only
 
     def start(self, prog: list[frames.Insn]) -> None:
         self.open(prog)
@@ -241,6 +278,7 @@ class Port:
         sock.setsockopt(SOL_PACKET, PACKET_ADD_MEMBERSHIP, mreq)
         sock.bind((self.ifname, ETH_P_ALL))
         sock.settimeout(0.5)
+        self._wall.observe(time.monotonic(), time.time())  # a step before the first read is seen
 
     def set_groups(self, groups: set[bytes]) -> None:
         """Join exactly these IPv6 multicast groups (the solicited-node groups of owned IPv6s), so
@@ -299,6 +337,7 @@ class Port:
         try:
             frame, ancillary, _flags, _address = sock.recvmsg(frames.SNAPLEN, ANCILLARY_SPACE)
         except TimeoutError:
+            self._wall.observe(time.monotonic(), time.time())  # a step is seen while idle too
             return
         except OSError as exc:
             if not self._stop.is_set():
@@ -312,6 +351,7 @@ class Port:
 
     def _handle(self, sock: socket.socket, frame: bytes, ancillary: list[tuple[int, int, bytes]]) -> None:
         """Answer or drop one frame; ancillary carries the kernel's receive stamp, read only for an answer."""
+        offset = self._wall.observe(time.monotonic(), time.time())  # read after the frame was queued
         snap, mac, stats = self.snap, self.mac, self._stats
         d = frames.decide(frame, mac, snap.owned4, snap.owned6)
         verdict, reply = d.verdict, b""
@@ -328,7 +368,7 @@ class Port:
                 return
         if reply:  # checked last, right before the send, on the newest snapshot
             now = time.monotonic()
-            refused = refusal(self.snap, d.target, arrival(ancillary, now, time.time()), now)
+            refused = refusal(self.snap, d.target, arrival(ancillary, now, offset), now)
             if refused is not None:
                 verdict, reply = refused, b""
         if not reply:

@@ -58,8 +58,6 @@ PACKET_IGNORE_OUTGOING = 23  # Linux >= 4.20: our own frames are not looped back
 URGENT_RCVBUF = 64 * 1024  # the urgent socket: few frames, and a flood of them drops sooner
 MAX_FRAME = 1514
 ETH_HEADER = 14
-SO_TIMESTAMPNS = 35  # receive time of each frame (CLOCK_REALTIME, ns) as ancillary data
-CLOCK_STEP = 0.002  # seconds: a realtime-monotonic offset moving more means the clock was stepped
 IDLE_POLL = 0.5  # seconds: without beats, the thread still checks for stop this often
 RATE_WINDOW = 0.1  # seconds over which the frame rate decides between reading each or in batches
 PACKET_RX_RING = 5
@@ -133,7 +131,7 @@ class LanLink:
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, 0)
         if urgent:  # the batched socket receives into its ring instead, stamped there
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, URGENT_RCVBUF)
-            sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+            sock.setsockopt(socket.SOL_SOCKET, announcer.SO_TIMESTAMPNS, 1)
         with contextlib.suppress(OSError):  # older kernel: _receive skips them instead
             sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         announcer.attach_filter(sock, frames.split_filter(
@@ -303,7 +301,7 @@ class LanLink:
             return []
         mono = time.monotonic()
         offset = time.time() - mono
-        if before is None or abs(offset - before) > CLOCK_STEP:
+        if before is None or abs(offset - before) > announcer.WALL_STEP:
             offset = None  # realtime was stepped while these frames queued: date them now
         out = [(arrival(stamp, mono, offset), f[ETH_HEADER:]) for f, stamp, outgoing in batch
                if not outgoing and len(f) >= ETH_HEADER]
@@ -316,24 +314,16 @@ Taken = list[tuple[bytes, "float | None", bool]]  # (frame, kernel receive time 
 
 def arrival(stamp: float | None, now: float, offset: float | None) -> float:
     """The monotonic time a frame arrived, from its kernel timestamp (realtime seconds); never later
-    than now, and CLOCK_STEP later than measured (later is the safe side: a peer's proof then
+    than now, and announcer.WALL_STEP later than measured (later is the safe side: a peer's proof then
     lapses later, never before the peer's own fence). Without a usable timestamp or offset: now."""
     if offset is None or stamp is None:
         return now
-    return min(now, stamp - offset + CLOCK_STEP)
+    return min(now, stamp - offset + announcer.WALL_STEP)
 
 
 def receive_time(ancillary: list[tuple[int, int, bytes]], now: float, offset: float | None) -> float:
     """``arrival`` for a frame read with recvmsg: its SO_TIMESTAMPNS ancillary data."""
-    return arrival(_stamp(ancillary), now, offset)
-
-
-def _stamp(ancillary: list[tuple[int, int, bytes]]) -> float | None:
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
-            sec, nsec = struct.unpack_from("@qq", data)
-            return sec + nsec / 1e9
-    return None
+    return arrival(announcer.kernel_stamp(ancillary), now, offset)
 
 
 def _drain(sock: socket.socket, limit: int = 256) -> Taken:
@@ -341,10 +331,10 @@ def _drain(sock: socket.socket, limit: int = 256) -> Taken:
     out: Taken = []
     for _attempt in range(limit):
         try:
-            data, anc, _flags, addr = sock.recvmsg(MAX_FRAME, ANC_SPACE)
+            data, anc, _flags, addr = sock.recvmsg(MAX_FRAME, announcer.ANCILLARY_SPACE)
         except (BlockingIOError, InterruptedError):
             break
-        out.append((data, _stamp(anc), addr[2] == PACKET_OUTGOING))
+        out.append((data, announcer.kernel_stamp(anc), addr[2] == PACKET_OUTGOING))
     return out
 
 
@@ -385,4 +375,3 @@ class Ring:
         self._map.close()
 
 
-ANC_SPACE = socket.CMSG_SPACE(16)  # one struct timespec
