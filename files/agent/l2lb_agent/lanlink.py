@@ -373,5 +373,3 @@ class Ring:
 
     def close(self) -> None:
         self._map.close()
-
-
