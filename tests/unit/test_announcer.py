@@ -4,6 +4,8 @@ changes what each interface answers (incremental, never answering an IP being lo
 from __future__ import annotations
 
 import random
+import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -289,16 +291,23 @@ def test_arrival(ancillary: list, now: float, offset: float, arrived: float) -> 
     assert announcer.arrival(ancillary, now, offset) == pytest.approx(arrived, abs=1e-6)
 
 
+DRAINED = "drained"  # in an observation list: the socket was found empty then
+
 WALL_OFFSETS = [
-    # (monotonic now, realtime now) observed in order -> offset returned after the last one
+    # (monotonic now, realtime now) observed in order, or DRAINED -> offset returned by the last one
     ("steady", [(10.0, WALL + 10.0), (10.5, WALL + 10.5)], WALL),
     ("stepped back 1 s: the earlier offset holds", [(10.0, WALL + 10.0), (10.5, WALL + 9.5)], WALL),
     ("still held just before STEP_MEMORY", [(10.0, WALL + 10.0), (10.5, WALL + 9.5),
                                             (10.5 + announcer.STEP_MEMORY - 0.1, WALL - 1 + 70.4)], WALL),
     ("released after STEP_MEMORY without another step",
      [(10.0, WALL + 10.0), (10.5, WALL + 9.5), (71.0, WALL - 1 + 71.0)], WALL - 1),
+    ("released once the socket is found empty",
+     [(10.0, WALL + 10.0), (10.5, WALL + 9.5), DRAINED, (10.6, WALL - 1 + 10.6)], WALL - 1),
+    ("a step after the socket was found empty holds again",
+     [(10.0, WALL + 10.0), (10.5, WALL + 9.5), DRAINED, (10.6, WALL - 1 + 10.6), (10.7, WALL - 3 + 10.7)],
+     WALL - 1),
     ("stepped forward 1 s: the new, larger offset", [(10.0, WALL + 10.0), (10.5, WALL + 11.5)], WALL + 1),
-    ("back then forward again within the memory: the largest",
+    ("back then forward again while held: the largest",
      [(10.0, WALL + 10.0), (10.5, WALL + 9.5), (11.0, WALL + 12.0)], WALL + 1),
     ("jitter below WALL_STEP is no step", [(10.0, WALL + 10.0), (10.5, WALL + 10.501)], WALL + 0.001),
     ("a step before the first read (observed at open) is seen",
@@ -307,10 +316,33 @@ WALL_OFFSETS = [
 
 
 @pytest.mark.parametrize(("case", "observations", "offset"), WALL_OFFSETS, ids=[c[0] for c in WALL_OFFSETS])
-def test_wall_offset(case: str, observations: list[tuple[float, float]], offset: float) -> None:
+def test_wall_offset(case: str, observations: list, offset: float) -> None:
     wall = announcer.WallOffset()
-    got = [wall.observe(now, wall_now) for now, wall_now in observations]
-    assert got[-1] == pytest.approx(offset, abs=1e-6), case
+    got = None
+    for seen in observations:
+        if seen == DRAINED:
+            wall.drained()
+        else:
+            got = wall.observe(*seen)
+    assert got == pytest.approx(offset, abs=1e-6), case
+
+
+def test_the_hold_of_a_step_ends_when_the_socket_is_found_empty(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a real socket: while a frame queued across a step waits, the hold stays; once read, it ends."""
+    monkeypatch.setattr(announcer, "mac_of", MACS.__getitem__)
+    port = announcer.Port(PORTS[0], announcer.Stats())
+    reader, writer = socket.socketpair()
+    with reader, writer:
+        now = time.monotonic()
+        port._wall.observe(now, WALL + now)
+        port._wall.observe(now, WALL - 1.0 + now)  # stepped back 1 s
+        writer.send(b"queued across the step")
+        port._end_hold_when_drained(reader)
+        assert port._wall.holding(time.monotonic())
+        reader.recv(100)
+        port._end_hold_when_drained(reader)
+        assert not port._wall.holding(time.monotonic())
+        assert port._wall.observe(now, WALL - 1.0 + now) == pytest.approx(WALL - 1.0)
 
 
 def test_a_request_queued_across_a_step_back_stays_early() -> None:

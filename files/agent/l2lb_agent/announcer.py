@@ -21,9 +21,9 @@ Design:
   waited in the socket from before (a receive thread held up, e.g. while the speaker loads
   10,000 Services at start-up) belonged to whoever answered then, and answering it late makes a
   second MAC for one request; the gratuitous ARP sent on the gain tells its requester instead.
-  The kernel stamps in wall-clock time; ``WallOffset`` dates a stamp with the largest
-  realtime-monotonic offset of the last STEP_MEMORY seconds, so a clock stepped back while
-  requests queued makes them look earlier (dropped; the requester asks again), never later.
+  The kernel stamps in wall-clock time; after a clock step, ``WallOffset`` dates the stamps of
+  the frames queued across it with the larger realtime-monotonic offset, so a clock stepped back
+  while requests queued makes them look earlier (dropped; the requester asks again), never later.
 
 Not guaranteed: an answer already handed to the kernel when an IP is lost still goes out.
 Constructors start nothing: ``start()`` opens sockets and threads, ``stop()`` closes them.
@@ -36,6 +36,7 @@ import collections
 import dataclasses
 import fcntl
 import logging
+import select
 import socket
 import struct
 import threading
@@ -206,10 +207,11 @@ def arrival(ancillary: list[tuple[int, int, bytes]], now: float, offset: float) 
 
 
 class WallOffset:
-    """realtime - monotonic as the stamps of frames still queued may carry it: the largest offset
-    in effect over the last STEP_MEMORY seconds, so that a stamp taken before a step back is not
-    dated later than it arrived. Steps (settimeofday, an NTP step) move the offset; slewing moves
-    both clocks alike. Observed at least at every read and every receive timeout; one per thread."""
+    """realtime - monotonic as the stamps of frames still queued may carry it. After a step
+    (settimeofday, an NTP step; slewing moves both clocks alike) frames queued before it carry the
+    old offset and later ones the new: until the socket has been found empty (`drained`), or for
+    STEP_MEMORY at most, the larger of the two dates them, so a stamp taken before a step back is
+    never dated later than it arrived. Observed at every read and receive timeout; one per thread."""
 
     def __init__(self) -> None:
         self._last: float | None = None  # the offset at the previous observation
@@ -219,15 +221,26 @@ class WallOffset:
     def observe(self, now: float, wall_now: float) -> float:
         """Note the offset at monotonic `now` and return the one to date stamps with."""
         offset, last = wall_now - now, self._last
-        if last is None or (abs(offset - last) <= WALL_STEP and now >= self._hold_until):
-            self._high = offset  # no step for STEP_MEMORY: the current offset dates every frame
-        elif abs(offset - last) > WALL_STEP:
-            self._high = max(self._high, last, offset)  # frames queued across it carry either
-            self._hold_until = now + STEP_MEMORY
-        else:
-            self._high = max(self._high, offset)
         self._last = offset
+        if last is not None and abs(offset - last) > WALL_STEP:  # stepped since the last look
+            self._high = max(self._high, last, offset)
+            self._hold_until = now + STEP_MEMORY
+        elif self.holding(now):
+            self._high = max(self._high, offset)
+        else:
+            self._high = offset
         return self._high
+
+    def holding(self, now: float) -> bool:
+        """Whether frames queued before a step may still be read."""
+        return now < self._hold_until
+
+    def drained(self) -> None:
+        """The socket was found empty after the last observation: every frame read from here on
+        was stamped after it (a step since then is seen at the next observation)."""
+        self._hold_until = 0.0
+        if self._last is not None:
+            self._high = self._last
 
 
 class Stats:
@@ -338,6 +351,7 @@ class Port:
             frame, ancillary, _flags, _address = sock.recvmsg(frames.SNAPLEN, ANCILLARY_SPACE)
         except TimeoutError:
             self._wall.observe(time.monotonic(), time.time())  # a step is seen while idle too
+            self._end_hold_when_drained(sock)
             return
         except OSError as exc:
             if not self._stop.is_set():
@@ -348,6 +362,18 @@ class Port:
             self._handle(sock, frame, ancillary)
         except Exception:  # never let one frame kill the responder; count and log it
             log.exception("%s: unexpected error on a %d-byte frame", self.ifname, len(frame))
+        self._end_hold_when_drained(sock)
+
+    def _end_hold_when_drained(self, sock: socket.socket) -> None:
+        """After a clock step, the frames queued across it are read once the socket is empty."""
+        if not self._wall.holding(time.monotonic()):
+            return
+        try:
+            readable = select.select([sock], [], [], 0)[0]
+        except (OSError, ValueError):  # closed by stop()
+            return
+        if not readable:
+            self._wall.drained()
 
     def _handle(self, sock: socket.socket, frame: bytes, ancillary: list[tuple[int, int, bytes]]) -> None:
         """Answer or drop one frame; ancillary carries the kernel's receive stamp, read only for an answer."""
