@@ -60,7 +60,7 @@ PACKET_MR_ALLMULTI = 2
 SIOCETHTOOL = 0x8946
 ETHTOOL_GDRVINFO = 0x00000003
 WALL_STEP = 0.002  # seconds: realtime - monotonic moving more than this means realtime was stepped
-STEP_MEMORY = 60.0  # seconds a stepped clock's earlier offset still dates the frames read
+STEP_MEMORY = 60.0  # seconds at most that a step's larger offset dates frames (until the socket is empty)
 RCVBUF = 1 << 20  # bytes; bounded so a flood drops in the kernel instead of growing memory
 GARP_SCHEDULE = (0.0, 0.5, 1.5, 3.0)  # seconds after a gain: at once, then a few more
 
