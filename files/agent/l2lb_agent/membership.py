@@ -401,7 +401,7 @@ class Membership:
         elif not flags & FLAG_CANDIDATE:
             self.candidate_since_seq = None
         entries = self.entries(now)[: max_entries(self.me, len(self.keys))]  # what the frame carries
-        if self.first_beat is not None and now - self.first_beat < self.dead_after:  # settling: see settled()
+        if self._settling(now):  # the only time settled() reads what we told whom
             self._note_told(entries)
         hb = Heartbeat(node=self.me, incarnation=self.incarnation, seq=self._seq, flags=flags,
                        entries=entries)
@@ -432,11 +432,15 @@ class Membership:
         one of mine tells it I prove it, so its flags count once it has proved such a heartbeat."""
         if self.first_beat is None:
             return False
-        if now - self.first_beat >= self.dead_after:
+        if not self._settling(now):
             return True
         proven = self.proven(now)
         return all(name in proven and (proven[name].had_beat or proven[name].flags & FLAG_CANDIDATE)
                    for name in self.registered - self._left())
+
+    def _settling(self, now: float) -> bool:
+        """Within ``dead_after`` of my first heartbeat: settled() still asks about each peer."""
+        return self.first_beat is not None and now - self.first_beat < self.dead_after
 
     def entries(self, now: float) -> tuple[Entry, ...]:
         """One entry per peer heard within dead_after, freshest first (they are cut to fit a frame)."""
@@ -540,7 +544,7 @@ class Membership:
         live_candidates), so float rounding cannot hide one; it may be <= now: wake at once."""
         direct = self.proven(now)
         times = [p.proof + self.dead_after for p in direct.values()]
-        if self.first_beat is not None and now - self.first_beat < self.dead_after:
+        if self.first_beat is not None and self._settling(now):
             times.append(self.first_beat + self.dead_after)  # settled at the latest then
         fresh = [p.confirmed + self.confirm_fresh for p in direct.values()
                  if now - p.confirmed < self.confirm_fresh and not p.flags & FLAG_LEAVING]
