@@ -211,7 +211,8 @@ class WallOffset:
     (settimeofday, an NTP step; slewing moves both clocks alike) frames queued before it carry the
     old offset and later ones the new: until the socket has been found empty (`drained`), or for
     STEP_MEMORY at most, the larger of the two dates them, so a stamp taken before a step back is
-    never dated later than it arrived. Observed at every read and receive timeout; one per thread."""
+    never dated later than it arrived. Observed where a stamp is dated (each answer) and at every
+    receive timeout; a step since the previous look is seen then. One per thread."""
 
     def __init__(self) -> None:
         self._last: float | None = None  # the offset at the previous observation
@@ -228,8 +229,13 @@ class WallOffset:
         elif self.holding(now):
             self._high = max(self._high, offset)
         else:
-            self._high = offset
+            self._high, self._hold_until = offset, 0.0
         return self._high
+
+    @property
+    def stepped(self) -> bool:
+        """A step is held or its cap passed unobserved (holding() tells which)."""
+        return self._hold_until != 0.0
 
     def holding(self, now: float) -> bool:
         """Whether frames queued before a step may still be read."""
@@ -366,8 +372,8 @@ class Port:
 
     def _end_hold_when_drained(self, sock: socket.socket) -> None:
         """After a clock step, the frames queued across it are read once the socket is empty."""
-        if not self._wall.holding(time.monotonic()):
-            return
+        if not self._wall.stepped or not self._wall.holding(time.monotonic()):
+            return  # the steady path: one attribute test per frame
         try:
             readable = select.select([sock], [], [], 0)[0]
         except (OSError, ValueError):  # closed by stop()
@@ -377,7 +383,6 @@ class Port:
 
     def _handle(self, sock: socket.socket, frame: bytes, ancillary: list[tuple[int, int, bytes]]) -> None:
         """Answer or drop one frame; ancillary carries the kernel's receive stamp, read only for an answer."""
-        offset = self._wall.observe(time.monotonic(), time.time())  # read after the frame was queued
         snap, mac, stats = self.snap, self.mac, self._stats
         d = frames.decide(frame, mac, snap.owned4, snap.owned6)
         verdict, reply = d.verdict, b""
@@ -394,6 +399,7 @@ class Port:
                 return
         if reply:  # checked last, right before the send, on the newest snapshot
             now = time.monotonic()
+            offset = self._wall.observe(now, time.time())  # a step since the last look is seen here
             refused = refusal(self.snap, d.target, arrival(ancillary, now, offset), now)
             if refused is not None:
                 verdict, reply = refused, b""
