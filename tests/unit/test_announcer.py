@@ -215,6 +215,25 @@ def test_a_prepared_gain_only_swaps_the_snapshot(monkeypatch: pytest.MonkeyPatch
     assert all(announcer.pack(UNIVERSE[100]) in _filtered(port) for port in ann.ports)
 
 
+@pytest.mark.parametrize("announce_now", [True, False])
+def test_first_gratuitous_round_inline_or_on_the_announcers_thread(monkeypatch: pytest.MonkeyPatch,
+                                                                   announce_now: bool) -> None:
+    """update() sends the first round of what it gains before returning, or (announce_now False:
+    a caller with more gains coming) leaves it due at once to the announcer's thread; either way
+    every round of GARP_SCHEDULE is sent, each once."""
+    clock = [1000.0]
+    monkeypatch.setattr(announcer.time, "monotonic", lambda: clock[0])
+    ann = _announcer(monkeypatch)
+    sent: list[str] = []
+    monkeypatch.setattr(ann, "announce", sent.append)
+    ann.update(UNIVERSE[:3], announce_now=announce_now)
+    assert sent == (UNIVERSE[:3] if announce_now else [])
+    due = sorted(t - 1000.0 for t, ips in ann._garp_due for _ in ips)
+    rounds = announcer.GARP_SCHEDULE[1:] if announce_now else announcer.GARP_SCHEDULE
+    assert due == sorted(d for d in rounds for _ in range(3))
+    assert ann._garp_wake.is_set()
+
+
 # -- which queued requests are answered: arrival vs gain, fence --------------------------------------
 
 IP_A, IP_B = announcer.pack("10.0.0.1"), announcer.pack("10.0.0.2")

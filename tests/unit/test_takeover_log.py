@@ -15,7 +15,7 @@ from tests.bench import speaker_harness as h
 def test_takeover_line_says_when_answers_were_in_place(caplog: pytest.LogCaptureFixture) -> None:
     wall0, cpu0 = time.perf_counter() - 0.2, time.thread_time()
     with caplog.at_level(logging.INFO, logger="l2lb_agent.speaker"):
-        Speaker._log_takeover_cost(1676, 2, wall0 + 0.05, wall0, cpu0)
+        Speaker._log_takeover_cost(1676, 2, wall0 + 0.05, True, wall0, cpu0)
     message = caplog.records[-1].getMessage()
     assert message.startswith("live set applied: 1676 addresses gained, 2 lost; answers in place 50 ms")
     assert "gratuitous ARPs sent after 2" in message  # 200 ms and a little since wall0
@@ -35,3 +35,15 @@ def test_takeover_line_says_when_answers_were_in_place(caplog: pytest.LogCapture
 def test_log_time(line: str, expected: float | None) -> None:
     got = h.log_time(line)
     assert got == pytest.approx(expected) if expected is not None else got is None
+
+
+def test_takeover_line_says_when_the_gratuitous_arps_were_left_to_the_announcer(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """While more gains wait for a hand-over the sync does not send them itself: the line must not
+    claim they were sent."""
+    wall0, cpu0 = time.perf_counter() - 0.2, time.thread_time()
+    with caplog.at_level(logging.INFO, logger="l2lb_agent.speaker"):
+        Speaker._log_takeover_cost(1677, 0, wall0 + 0.05, False, wall0, cpu0)
+    message = caplog.records[-1].getMessage()
+    assert "gratuitous ARPs queued for the announcer's thread after 2" in message
+    assert "sent" not in message

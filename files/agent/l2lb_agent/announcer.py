@@ -503,10 +503,12 @@ class Announcer:
         which then asks it for every owned IP (otherwise only for the IPs it gains)."""
         self._where, self._where_changed = where, True
 
-    def update(self, owned: Iterable[str]) -> tuple[set[str], set[str]]:
+    def update(self, owned: Iterable[str], announce_now: bool = True) -> tuple[set[str], set[str]]:
         """Announce exactly `owned` (canonical IP texts) from now on; returns (gained, lost).
         A change of where alone (``set_where``) moves an IP between ports without counting as
-        gained or lost.
+        gained or lost. The first gratuitous announcements of what is gained are sent before
+        returning; with ``announce_now`` False they are due at once on the announcer's own thread
+        instead, for a caller with more to take right after (thousands of sends would hold it up).
 
         Costs O(changed IPs) in Python (the rest is set and dict copies), so a takeover of
         thousands of IPs is answered in milliseconds; of IPs prepared for (``prepare``) the
@@ -539,13 +541,14 @@ class Announcer:
             self._owned, self._per_port = owned, per_port
             if fresh:
                 now = time.monotonic()
-                self._garp_due += [(now + d, fresh) for d in GARP_SCHEDULE[1:]]
+                rounds = GARP_SCHEDULE[1:] if announce_now else GARP_SCHEDULE
+                self._garp_due += [(now + d, fresh) for d in rounds]
                 self._garp_due.sort(key=lambda due: due[0])
                 self._garp_wake.set()
         first = [port for port in self.ports if not add[port.ifname] <= self._passing.get(port.ifname, empty)]
         self._refilter(first)  # the kernel must pass requests for what is gained before it counts
         self.answering_since = time.perf_counter()  # requests are answered from here; the GARPs follow
-        for ip in fresh:  # gained, or answered on a new interface: tell the LAN at once
+        for ip in fresh if announce_now else ():  # gained, or answered on a new interface: tell the LAN
             self.announce(ip)
         self._refilter([port for port in self.ports if drop[port.ifname] and port not in first])  # narrower
         return gained, lost
