@@ -541,17 +541,23 @@ class Announcer:
             self._owned, self._per_port = owned, per_port
             if fresh:
                 now = time.monotonic()
-                rounds = GARP_SCHEDULE[1:] if announce_now else GARP_SCHEDULE
-                self._garp_due += [(now + d, fresh) for d in rounds]
-                self._garp_due.sort(key=lambda due: due[0])
-                self._garp_wake.set()
+                self._schedule_garps([(now + d, fresh) for d in GARP_SCHEDULE[1:]])
         first = [port for port in self.ports if not add[port.ifname] <= self._passing.get(port.ifname, empty)]
         self._refilter(first)  # the kernel must pass requests for what is gained before it counts
         self.answering_since = time.perf_counter()  # requests are answered from here; the GARPs follow
+        if fresh and not announce_now:  # only now: never announced before the filter passes its requests
+            with self._lock:
+                self._schedule_garps([(time.monotonic(), fresh)])
         for ip in fresh if announce_now else ():  # gained, or answered on a new interface: tell the LAN
             self.announce(ip)
         self._refilter([port for port in self.ports if drop[port.ifname] and port not in first])  # narrower
         return gained, lost
+
+    def _schedule_garps(self, rounds: list[tuple[float, tuple[str, ...]]]) -> None:
+        """Queue rounds of gratuitous announcements for the announcer's thread (under the lock)."""
+        self._garp_due += rounds
+        self._garp_due.sort(key=lambda due: due[0])
+        self._garp_wake.set()
 
     def prepare(self, standby: frozenset[str]) -> None:
         """Get ready to answer `standby` (the IPs this node may gain next: those it inherits if
