@@ -545,11 +545,12 @@ class Announcer:
         first = [port for port in self.ports if not add[port.ifname] <= self._passing.get(port.ifname, empty)]
         self._refilter(first)  # the kernel must pass requests for what is gained before it counts
         self.answering_since = time.perf_counter()  # requests are answered from here; the GARPs follow
-        if fresh and not announce_now:  # only now: never announced before the filter passes its requests
+        if announce_now:
+            for ip in fresh:  # gained, or answered on a new interface: tell the LAN at once
+                self.announce(ip)
+        elif fresh:  # only now: never announced before the filter passes its requests
             with self._lock:
                 self._schedule_garps([(time.monotonic(), fresh)])
-        for ip in fresh if announce_now else ():  # gained, or answered on a new interface: tell the LAN
-            self.announce(ip)
         self._refilter([port for port in self.ports if drop[port.ifname] and port not in first])  # narrower
         return gained, lost
 

@@ -112,7 +112,6 @@ class Speaker:
         self._where: dict[str, frozenset[str] | None] = {}  # ip -> my interfaces for it (this placement)
         self._ifaces_read = float("-inf")  # when this node's interface addresses were last read
         self._applied: tuple[frozenset[str], placement_map.Placement] | None = None  # last _apply input
-        self._garps_inline = True  # the last _answer sent its first gratuitous ARPs itself
         self.recompute = speaker_metrics.Timer()  # seconds spent updating owners, per sync that changed any
         self.ready, self.not_ready_why = False, "starting"
         self.keys_loaded = False
@@ -429,6 +428,11 @@ class Speaker:
                      (answering - self._candidacy_stepped) * 1e3, (answering - began) * 1e3)
 
     @property
+    def _garps_inline(self) -> bool:
+        """This sync's answers send their first gratuitous ARPs themselves: no gain waits (see _answer)."""
+        return not self.plan.pending
+
+    @property
     def _ever_stepped(self) -> bool:
         """A sync has stepped a candidacy of ours since we started (see the early ranking in _sync)."""
         return self._stepped_candidacy is not None
@@ -510,7 +514,6 @@ class Speaker:
         # while gains still wait for other holders' acknowledgements (a returning owner's hand-back,
         # one batch per holder), the first gratuitous ARPs go to the announcer's thread: sent here,
         # thousands of them held up the next holder's batch (150-350 ms at 10,000 Services)
-        self._garps_inline = not self.plan.pending
         return self.announcer.update(owned, announce_now=self._garps_inline)
 
     def _record(self, owned: frozenset[str], gained: set[str], lost: set[str],
