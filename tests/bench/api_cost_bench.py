@@ -18,19 +18,18 @@ l2lb's own client and no l2lb component running:
 Per kind p50/p95 over the trials. The controller's goal "1,000 Services assigned within 1.2x of the
 API server alone" needs one status write per Service to cost the API server under a fifth of a
 create; item 2 says what it costs here. Bounded: --objects <= 2,000 per kind and trial, --growth
-<= 10,000; the namespace (and all in it) is deleted at the end, also after a failure.
+<= 10,000; the namespaces (and all in them) are deleted at the end, also after a failure, one
+collection of 200 at a time, so no bench after this one runs on an API server still deleting.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import statistics
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from l2lb_agent import kube
@@ -38,7 +37,7 @@ from l2lb_agent import kube
 from tests.bench import procfs
 from tests.bench import speaker_harness as h
 from tests.bench.__main__ import print_table
-from tests.bench.scale_bench import lab_lock, pct
+from tests.bench.scale_bench import lab_lock, namespace, pct, service
 
 SERVER = ("kube-apiserver", "etcd")
 GROWTH_STEP = 1000
@@ -53,9 +52,7 @@ def _server_cpu() -> float:
 
 
 def _service(name: str) -> dict:
-    return {"metadata": {"name": name}, "spec": {
-        "type": "LoadBalancer", "loadBalancerClass": "nobody.l2lb.io/x",
-        "allocateLoadBalancerNodePorts": False, "ports": [{"port": 80}]}}
+    return service(name, "nobody.l2lb.io/x")  # labelled for the bench's batched cleanup
 
 
 def _run(fn: Callable[[int], object], items: range, threads: int) -> tuple[float, float]:
@@ -72,20 +69,20 @@ def run(objects: int, trials: int, growth: int = 0) -> list[dict]:
     api = kube.KubeClient.from_config(h.KUBECONFIG, pool_size=32)
     seen: dict[str, list[float]] = {}
     if growth:  # first, on an empty namespace, so the trials below run where they always did
-        with _scratch_namespace(api) as ns:
+        with namespace(api, "l2lb-apicost") as ns:
             for existing, rate, cpu in _growth(api, ns, growth):
                 seen[f"Services created per second, {existing:,} Services in the cluster before"] = [rate]
                 seen[f"API server + etcd CPU per Service create, {existing:,} in the cluster before"] = [cpu]
-    with _scratch_namespace(api) as ns:
+    with namespace(api, "l2lb-apicost") as ns:
+        nxt = 0
         for _t in range(trials):
-            _trial(api, ns, objects, seen)
+            nxt = _trial(api, ns, objects, seen, nxt)
     return [{"name": name, "unit": "ms" if "CPU" in name else "per s", "trials": len(v),
              "p50": statistics.median(v), "p95": pct(v, 0.95)} for name, v in seen.items()]
 
 
-def _trial(api: kube.KubeClient, ns: str, objects: int, seen: dict[str, list[float]]) -> None:
-    """One trial of items 1 and 2; names continue after the Services already in ns."""
-    nxt = len(api.list(kube.SERVICES, ns, each=lambda _svc: {})[0])
+def _trial(api: kube.KubeClient, ns: str, objects: int, seen: dict[str, list[float]], nxt: int) -> int:
+    """One trial of items 1 and 2, its Services named from c-<nxt>; returns the next free number."""
     body = {"status": {"loadBalancer": {"ingress": [{"ip": "10.255.0.1"}]}}}
     involved = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "c-0", "namespace": ns}}
     for threads in (1, 4, 16):
@@ -97,9 +94,13 @@ def _trial(api: kube.KubeClient, ns: str, objects: int, seen: dict[str, list[flo
     batch = range(nxt, nxt + objects)
     _rate, cpu = _run(lambda i: api.create(kube.SERVICES, _service(f"c-{i}"), ns), batch, 8)
     seen.setdefault("API server + etcd CPU per Service create", []).append(cpu)
-    _rate, cpu = _run(lambda i: api.patch_status(kube.SERVICES, f"c-{i}", body, ns), batch, 8)
+    read: dict[int, dict] = {}  # each as the merge patch returned it: the PUT's resourceVersion
+
+    def merge_patch(i: int) -> None:
+        read[i] = api.patch_status(kube.SERVICES, f"c-{i}", body, ns)
+
+    _rate, cpu = _run(merge_patch, batch, 8)
     seen.setdefault("API server + etcd CPU per status write (merge patch)", []).append(cpu)
-    read = {i: api.get(kube.SERVICES, f"c-{i}", ns) for i in batch}
     _rate, cpu = _run(lambda i: api.replace(kube.SERVICES, f"c-{i}", _restatus(read[i]), ns,
                                             subresource="status"), batch, 8)
     seen.setdefault("API server + etcd CPU per status write (PUT of the object)", []).append(cpu)
@@ -108,36 +109,11 @@ def _trial(api: kube.KubeClient, ns: str, objects: int, seen: dict[str, list[flo
     seen.setdefault("API server + etcd CPU per Event create", []).append(cpu)
     _rate, cpu = _run(lambda i: api.get(kube.SERVICES, f"c-{i}", ns), batch, 8)
     seen.setdefault("API server + etcd CPU per GET", []).append(cpu)
-
-
-@contextlib.contextmanager
-def _scratch_namespace(api: kube.KubeClient) -> Iterator[str]:
-    """A namespace of its own, deleted at the end (also after a failure), waited for until gone."""
-    ns = f"l2lb-apicost-{uuid.uuid4().hex[:6]}"
-    api.create(kube.NAMESPACES, {"metadata": {"name": ns}})
-    try:
-        yield ns
-    finally:
-        with contextlib.suppress(kube.ApiError):
-            api.delete(kube.NAMESPACES, ns)
-            _wait_gone(api, ns)
-
-
-def _wait_gone(api: kube.KubeClient, ns: str, timeout: float = 900.0) -> None:
-    """Wait while the namespace controller deletes what ns holds, so that no bench after this one
-    runs on an API server still busy with it (10,000 Services take minutes)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            api.get(kube.NAMESPACES, ns)
-        except kube.NotFound:
-            return
-        time.sleep(2.0)
-    print(f"  namespace {ns} still being deleted after {timeout:.0f} s", file=sys.stderr, flush=True)
+    return nxt + objects
 
 
 def _restatus(svc: dict) -> dict:
-    """svc (as read, with its resourceVersion) with another load-balancer address in its status."""
+    """svc (as last written, with its resourceVersion) with another load-balancer address in its status."""
     return {**svc, "status": {"loadBalancer": {"ingress": [{"ip": "10.255.0.2"}]}}}
 
 
