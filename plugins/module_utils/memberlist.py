@@ -7,7 +7,9 @@ in, a plan and Secret dicts out. Keys are validated by the agent's own parser (l
 symlink to l2lb_agent/keyring.py). Every key signs every heartbeat and any key is accepted, so
 two speakers understand each other while their keyrings share a key; a change to a keyring that
 shares no key with the live one therefore goes through a bridge (new keys plus one live key),
-written first, and the final keyring only after the speakers have loaded the bridge.
+written first, and the final keyring only after the speakers have loaded the bridge: each speaker
+publishes the ids of the keys it holds on its registration Lease, and `lagging_speakers` says
+which of them would stop trusting their peers if a keyring were written now.
 Nothing here ever puts a key into a message, a return value or a diff: only fingerprints.
 It does not wait or talk to the cluster (the module does).
 """
@@ -22,7 +24,7 @@ import hashlib
 import secrets
 import typing as t
 
-from ansible_collections.l2lb.layer2.plugins.module_utils import l2lb_keyring, render
+from ansible_collections.l2lb.layer2.plugins.module_utils import l2lb_keyring, render, status
 
 SECRET_NAME = l2lb_keyring.SECRET_NAME
 SECRET_KEY = l2lb_keyring.SECRET_KEY
@@ -105,6 +107,43 @@ def bridge(live: tuple[str, ...], wanted: tuple[str, ...]) -> tuple[str, ...]:
     if len(wanted) < l2lb_keyring.MAX_KEYS:
         return (*wanted, *[key for key in live if key not in wanted])[:l2lb_keyring.MAX_KEYS]
     return (*wanted[:l2lb_keyring.MAX_KEYS - 1], live[0])
+
+
+def ready_nodes(nodes: t.Iterable[t.Mapping[str, t.Any]]) -> set[str]:
+    """Names of the Nodes whose Ready condition is True."""
+    ready = set()
+    for node in nodes:
+        conditions = (node.get("status") or {}).get("conditions") or []
+        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+            ready.add((node.get("metadata") or {}).get("name"))
+    return ready
+
+
+def lagging_speakers(registrations: t.Iterable[t.Mapping[str, t.Any]], ready: set[str],
+                     keys: t.Sequence[str]) -> list[str]:
+    """One line per speaker that would stop trusting its peers if `keys` were written now: on a
+    Ready node, it has published keys and none of them is in `keys` (or it has not said yet).
+    Speakers holding no key (silent, they take whatever is written) and those on Nodes that are not
+    Ready (they load the Secret when they come back) do not hold a rotation up."""
+    wanted = {l2lb_keyring.key_id(key.encode()) for key in keys}
+    lines = []
+    for lease in registrations:
+        meta = lease.get("metadata") or {}
+        node = (meta.get("labels") or {}).get(status.NODE_LABEL)
+        if node not in ready:
+            continue
+        raw = (meta.get("annotations") or {}).get(l2lb_keyring.KEY_IDS_ANNOTATION)
+        if raw is None:
+            lines.append(f"{node}: its speaker has not published its keys yet")
+            continue
+        try:
+            held = l2lb_keyring.parse_key_ids(raw)
+        except l2lb_keyring.KeyringError as error:
+            lines.append(f"{node}: {error}")
+            continue
+        if held and not held & wanted:
+            lines.append(f"{node}: its speaker holds only key ids {raw}, none of the keys to be written")
+    return sorted(lines)
 
 
 def secret(namespace: str, keys: t.Sequence[str]) -> dict[str, t.Any]:

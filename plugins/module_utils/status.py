@@ -90,6 +90,7 @@ def _service_name(obj: Obj) -> str:
 
 ANNOUNCING = "l2lb.io/announcing"  # speaker_registry.ANNOUNCING: the IPs a speaker answers for
 NODE_LABEL = "l2lb.io/node"
+HEARTBEAT_SELECTOR = "l2lb.io/role=speaker-heartbeat"  # the speakers' registration Leases
 
 
 def announcers(leases: t.Iterable[Obj]) -> dict[str, str]:

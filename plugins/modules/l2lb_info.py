@@ -131,7 +131,6 @@ try:
 except ImportError:  # pool names are a nicety here; everything else works without the model
     l2lb_config = None
 
-HEARTBEAT_SELECTOR = "l2lb.io/role=speaker-heartbeat"
 ANNOUNCEMENTS = ("l2lb.io/v1alpha1", "IPAnnouncement")
 ARGUMENT_SPEC = {
     "namespace": {"type": "str", "default": render.DEFAULT_NAMESPACE},
@@ -170,7 +169,7 @@ def readiness(kube: k8s_apply.Kube, namespace: str) -> list[str]:
 
 
 def heartbeats(kube: k8s_apply.Kube, namespace: str) -> list[dict]:
-    leases = kube.list("coordination.k8s.io/v1", "Lease", namespace, label_selector=HEARTBEAT_SELECTOR)
+    leases = kube.list("coordination.k8s.io/v1", "Lease", namespace, label_selector=status.HEARTBEAT_SELECTOR)
     out = []
     for lease in leases:
         name, spec = lease["metadata"]["name"], lease.get("spec") or {}
@@ -190,7 +189,7 @@ def run(module: AnsibleModule) -> dict:
                 f"l2lb is not Ready after {module.params['wait_timeout']}s: " + "; ".join(problems))
     else:
         problems = readiness(kube, namespace)
-    leases = kube.list("coordination.k8s.io/v1", "Lease", namespace, label_selector=HEARTBEAT_SELECTOR)
+    leases = kube.list("coordination.k8s.io/v1", "Lease", namespace, label_selector=status.HEARTBEAT_SELECTOR)
     services = kube.list("v1", "Service")
     served = kube.serves(*ANNOUNCEMENTS)
     announced = status.announcements(kube.list(*ANNOUNCEMENTS)) if served else []

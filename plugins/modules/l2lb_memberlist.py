@@ -19,8 +19,14 @@ description:
     random key (32 bytes, base64).
   - With O(keys) set, the Secret is made to hold exactly those keys. When none of them is in the
     live Secret, the change is made in two steps so that no speaker stops trusting its peers
-    half-way. First the new keys plus one live key, then, after O(rotation_wait) seconds (time
-    for every speaker to load it), the new keys alone.
+    half-way. First the new keys plus one live key, then, once every speaker has loaded it, the new
+    keys alone.
+  - Every speaker publishes the ids of the keys it has loaded (annotation C(l2lb.io/key-ids) on its
+    registration Lease). Before each write over a usable live keyring, the module waits up to
+    O(rotation_wait) seconds until every speaker on a Ready node holds one of the keys about to be
+    written; otherwise it fails, naming those nodes, and writes nothing more, so no speaker ever
+    stops trusting its peers (a rotation stopped half-way leaves the bridge in force; run again once
+    those speakers are back).
   - Keys are validated with the speaker's own keyring parser before anything is written, and never
     shown; results and diffs carry SHA-256 fingerprints instead.
 author:
@@ -39,7 +45,10 @@ options:
     type: list
     elements: str
   rotation_wait:
-    description: Seconds between the two writes of a rotation.
+    description:
+      - The longest wait, in seconds, for every speaker to load the keys in force before the next
+        write (the bridge, before the final keys). The wait ends as soon as they all have, usually
+        within 1-2 seconds.
     type: int
     default: 10
   validate_only:
@@ -51,7 +60,7 @@ extends_documentation_fragment:
 attributes:
   check_mode:
     support: full
-    description: Every write is a server dry run and a rotation does not wait.
+    description: Every write is a server dry run and a rotation does not wait for the speakers.
   diff_mode:
     support: full
     description: Shows the Secret before and after, with key fingerprints in place of the keys.
@@ -91,10 +100,8 @@ resources:
   sample: [{"ref": "Secret/l2lb-system/l2lb-memberlist", "changed": true}]
 """
 
-import time
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.l2lb.layer2.plugins.module_utils import common, k8s_apply, memberlist, render
+from ansible_collections.l2lb.layer2.plugins.module_utils import common, k8s_apply, memberlist, render, status
 
 ARGUMENT_SPEC = {
     "namespace": {"type": "str", "default": render.DEFAULT_NAMESPACE},
@@ -113,15 +120,18 @@ def run(module: AnsibleModule) -> dict:
     wanted = memberlist.check_keys(params["keys"]) if params["keys"] is not None else None
     kube = common.connect(params, module.check_mode)
     live = kube.get("v1", "Secret", memberlist.SECRET_NAME, params["namespace"])
-    plan = memberlist.plan(*memberlist.live_keys(live), wanted)
+    live_keys, live_problem = memberlist.live_keys(live)
+    plan = memberlist.plan(live_keys, live_problem, wanted)
     if params["validate_only"] or not plan.steps:
-        keys = plan.steps[-1] if plan.steps else memberlist.live_keys(live)[0] or ()
+        keys = plan.steps[-1] if plan.steps else live_keys or ()
         return {"changed": False, "action": plan.action.value, "resources": [],
                 "fingerprints": [memberlist.fingerprint(k) for k in keys]}
     results = []
-    for number, keys in enumerate(plan.steps):
-        if number and not module.check_mode:
-            time.sleep(params["rotation_wait"])  # every speaker loads the bridge before the final write
+    for keys in plan.steps:
+        lagging = _lagging_speakers(kube, params, keys) if live_keys and not module.check_mode else []
+        if lagging:
+            module.fail_json(msg=_stopped(params, lagging, bool(results)), changed=bool(results),
+                             resources=[{"ref": r.ref, "changed": r.changed} for r in results])
         result = kube.apply(memberlist.secret(params["namespace"], keys))
         results.append(k8s_apply.Result(result.ref, result.changed, memberlist.redacted(result.before),
                                         memberlist.redacted(result.after)))
@@ -129,6 +139,27 @@ def run(module: AnsibleModule) -> dict:
     out["resources"] = [{"ref": r.ref, "changed": r.changed} for r in results]
     return {**out, "action": plan.action.value,
             "fingerprints": [memberlist.fingerprint(k) for k in plan.steps[-1]]}
+
+
+def _lagging_speakers(kube: k8s_apply.Kube, params: dict, keys: tuple[str, ...]) -> list[str]:
+    """Waits up to rotation_wait until no speaker would stop trusting its peers once `keys` are
+    written; returns those that still would (empty: write)."""
+    def lagging() -> list[str]:
+        leases = kube.list("coordination.k8s.io/v1", "Lease", params["namespace"],
+                           label_selector=status.HEARTBEAT_SELECTOR)
+        ready = memberlist.ready_nodes(kube.list("v1", "Node"))
+        return memberlist.lagging_speakers(leases, ready, keys)
+
+    return common.wait_for(lagging, params["rotation_wait"], interval=0.5)
+
+
+def _stopped(params: dict, lagging: list[str], written: bool) -> str:
+    state = ("The bridge keyring stays in force (every speaker still trusts every other): run again once "
+             "they have loaded it" if written else "Nothing was written")
+    return (f"keys not written: within rotation_wait (l2lb_memberlist_rotation_wait) = "
+            f"{params['rotation_wait']} s, these speakers did not load the keys in force: "
+            f"{'; '.join(lagging)}. {state}. See those speakers' logs; a speaker on a Node that is not "
+            f"Ready does not hold a rotation up")
 
 
 def _net(results: list[k8s_apply.Result]) -> list[k8s_apply.Result]:

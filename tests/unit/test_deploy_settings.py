@@ -243,6 +243,44 @@ def test_secret_round_trips_and_redaction_hides_every_key():
     assert memberlist.fingerprint(KEY_A) != memberlist.fingerprint(KEY_B)
 
 
+def registration(node: str, key_ids: str | None) -> dict:
+    notes = {} if key_ids is None else {keyring.KEY_IDS_ANNOTATION: key_ids}
+    return {"metadata": {"name": f"l2lb-speaker-{node}", "labels": {"l2lb.io/node": node},
+                         "annotations": notes}}
+
+
+def ids(*keys: str) -> str:
+    return keyring.format_key_ids([keyring.key_id(k.encode()) for k in keys])
+
+
+@pytest.mark.parametrize(("held", "ready", "keys", "lagging"), [
+    ({"n1": ids(KEY_A), "n2": ids(KEY_A)}, {"n1", "n2"}, (KEY_B, KEY_A), []),  # the bridge: all hold A
+    ({"n1": ids(KEY_B, KEY_A), "n2": ids(KEY_B, KEY_A)}, {"n1", "n2"}, (KEY_B,), []),  # final: all loaded
+    ({"n1": ids(KEY_B, KEY_A), "n2": ids(KEY_A)}, {"n1", "n2"}, (KEY_B,), ["n2"]),  # n2 has not
+    ({"n1": ids(KEY_B, KEY_A), "n2": ids(KEY_A)}, {"n1"}, (KEY_B,), []),  # n2's Node is not Ready
+    ({"n1": ids(KEY_B), "n2": ""}, {"n1", "n2"}, (KEY_B,), []),  # n2 holds no key: silent anyway
+    ({"n1": ids(KEY_B), "n2": None}, {"n1", "n2"}, (KEY_B,), ["n2"]),  # n2 has not said yet
+    ({"n1": ids(KEY_B), "n2": "junk"}, {"n1", "n2"}, (KEY_B,), ["n2"]),  # unreadable: not trusted
+    ({"n1": ids(KEY_C), "n2": ids(KEY_D)}, {"n1", "n2"}, (KEY_A, KEY_B), ["n1", "n2"]),
+], ids=["bridge", "final", "one-lags", "lagging-node-not-ready", "no-keys", "not-published", "unreadable",
+        "all-lag"])
+def test_lagging_speakers_hold_a_keyring_write_up(held, ready, keys, lagging):
+    leases = [registration(node, key_ids) for node, key_ids in held.items()]
+    lines = memberlist.lagging_speakers(leases, ready, keys)
+    assert [line.split(":")[0] for line in lines] == lagging
+    for line in lines:
+        assert not any(key in line for key in (KEY_A, KEY_B, KEY_C, KEY_D))
+
+
+def test_ready_nodes_are_those_whose_ready_condition_is_true():
+    def node(name: str, *conditions: tuple[str, str]) -> dict:
+        return {"metadata": {"name": name},
+                "status": {"conditions": [{"type": t, "status": s} for t, s in conditions]}}
+    nodes = [node("a", ("Ready", "True")), node("b", ("Ready", "Unknown")), node("c", ("Ready", "False")),
+             node("d", ("MemoryPressure", "True")), {"metadata": {"name": "e"}}]
+    assert memberlist.ready_nodes(nodes) == {"a"}
+
+
 # ---- preflight -----------------------------------------------------------------------------------
 
 def kube_proxy(config: str, key: str = "config.conf") -> dict:

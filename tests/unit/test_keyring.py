@@ -50,3 +50,20 @@ def test_not_text() -> None:
 
 def test_format_round_trip() -> None:
     assert keyring.parse_keyring(keyring.format_keyring([GOOD, GOOD2])) == (GOOD.encode(), GOOD2.encode())
+
+
+def test_key_ids_round_trip_in_keyring_order_and_match_the_heartbeat_ids() -> None:
+    keys = keyring.parse_keyring(f"{GOOD}\n{GOOD2}\n")
+    ids = [keyring.key_id(k) for k in keys]
+    text = keyring.format_key_ids(ids)
+    assert text == ",".join(f"{i:08x}" for i in ids) and len(text) == 17
+    assert keyring.parse_key_ids(text) == frozenset(ids)
+    assert keyring.parse_key_ids("") == frozenset()
+    assert GOOD not in text and GOOD2 not in text
+
+
+@pytest.mark.parametrize("text", ["x", "0000001", "00000001,", ",00000001", "DEADBEEF", "00000001 ",
+                                  "00000001,00000002,00000003,00000004", "0" * 10_000])
+def test_malformed_key_ids_are_refused_naming_the_annotation(text: str) -> None:
+    with pytest.raises(keyring.KeyringError, match=r"l2lb\.io/key-ids"):
+        keyring.parse_key_ids(text)

@@ -3,7 +3,9 @@
 Place in the flow: Secret ``l2lb-memberlist`` (data key ``keys``, written by the Ansible role)
 -> ``parse_keyring`` -> ``membership`` signs every heartbeat with every key and accepts a
 heartbeat signed by any of them, so a rotation is: write [new, old], wait until every speaker
-has loaded it, write [new]. The Ansible modules validate the role's keys with this same code
+has loaded it, write [new]. Each speaker publishes the ids of the keys it has loaded (its
+registration Lease, annotation ``KEY_IDS_ANNOTATION``), so that wait is a check, not a guess. The
+Ansible modules validate the role's keys with this same code
 (plugins/module_utils symlinks it), so a key the speakers would refuse never reaches the cluster.
 
 Errors name a key by its position, never by its value (keys are secrets).
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -24,6 +27,9 @@ MIN_KEY_CHARS = 32
 MAX_KEY_CHARS = 256
 MAX_TEXT = 4096
 _KEY = re.compile(r"[A-Za-z0-9+/=_-]+")
+KEY_IDS_ANNOTATION = "l2lb.io/key-ids"  # on a speaker's registration Lease: the keys it has loaded
+_KEY_ID_DOMAIN = b"l2lb-key\0"
+_KEY_IDS = re.compile(rf"(?:[0-9a-f]{{8}}(?:,[0-9a-f]{{8}}){{0,{MAX_KEYS - 1}}})?")
 
 
 class KeyringError(ValueError):
@@ -69,3 +75,22 @@ def from_secret(secret: Mapping[str, Any]) -> tuple[bytes, ...]:
     except (binascii.Error, UnicodeDecodeError):
         raise KeyringError(f"data.{SECRET_KEY}: not base64 of ASCII text") from None
     return parse_keyring(text)
+
+
+def key_id(key: bytes) -> int:
+    """The 32-bit id that names a key in every heartbeat and in a registration. It reveals nothing
+    usable about the key (4 bytes of a domain-separated SHA-256), and it is on the LAN anyway."""
+    return int.from_bytes(hashlib.sha256(_KEY_ID_DOMAIN + key).digest()[:4], "big")
+
+
+def format_key_ids(ids: tuple[int, ...] | list[int]) -> str:
+    """The annotation text for key ids, in keyring order ("" for none)."""
+    return ",".join(f"{i:08x}" for i in ids)
+
+
+def parse_key_ids(text: str) -> frozenset[int]:
+    """Key ids from an annotation written by ``format_key_ids``; raises KeyringError."""
+    if not isinstance(text, str) or not _KEY_IDS.fullmatch(text):
+        raise KeyringError(f"{KEY_IDS_ANNOTATION}: {str(text)[:60]!r} is not up to {MAX_KEYS} "
+                           "comma-separated 8-digit hex key ids")
+    return frozenset(int(part, 16) for part in text.split(",") if part)

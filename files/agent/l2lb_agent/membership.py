@@ -40,6 +40,8 @@ import struct
 import typing
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
+from .keyring import key_id
+
 ETHERTYPE = 0x88B5  # IEEE 802 "local experimental" EtherType 1: never routed, never IP
 GROUP_MAC = bytes.fromhex("034c326c6200")  # locally administered multicast: only speakers join it
 MAGIC = b"L2LB"
@@ -197,10 +199,6 @@ def node_id(name: str) -> int:
 
 
 @functools.lru_cache(maxsize=64)
-def key_id(key: bytes) -> int:
-    return int.from_bytes(hashlib.sha256(b"l2lb-key\0" + key).digest()[:4], "big")
-
-
 @functools.lru_cache(maxsize=64)
 def _keyed(key: bytes) -> hmac.HMAC:
     """HMAC-SHA256 with the key already absorbed: copying it costs ~4 us, where hmac.digest sets

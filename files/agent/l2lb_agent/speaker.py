@@ -210,9 +210,12 @@ class Speaker:
                       "keeping the keys loaded before" if self.keys_loaded else "silent until fixed")
             return
         with self._mlock:
+            changed = set(keys) != set(self.members.keys.values())
             self.members.set_keys(keys)
-        if not self.keys_loaded:
-            log.info("heartbeat keys loaded (%d)", len(keys))
+        self.registry.set_keys(keys)  # published, so a rotation goes on only once we hold the bridge
+        if changed:
+            log.info("heartbeat keys loaded: %d (ids %s)", len(keys),
+                     keyring.format_key_ids([keyring.key_id(k) for k in keys]))
         self.keys_loaded = True
         self._wake.set()
 

@@ -12,10 +12,14 @@ What the Lease is for now: not liveness (that is on the LAN, ``membership``), bu
 * where it can answer: annotation ``l2lb.io/interfaces`` ("eth0=192.168.1.0/24,fd00::/64;eth1=...")
   names its announcing interfaces and their subnets (every speaker's ``placement_map`` reads it),
   ``l2lb.io/subnets`` the subnets alone (the controller's ``NoMatchingSubnet`` check);
+* which heartbeat keys it has loaded: annotation ``l2lb.io/key-ids`` (``keyring.key_id`` of each,
+  "" for none), so a key rotation writes its final keyring only once every speaker holds the
+  bridge (the ``l2lb_memberlist`` module checks it);
 * the API probe: one GET of the Lease every ``api_probe_interval`` tells whether this node's view
   of the desired state is fresh (``last_ok``); a speaker with a stale view yields to fresh peers.
 Writes: one create at start (and again if someone deletes the Lease), one update per change of
-the announced set or of the interfaces' subnets, one delete on shutdown. Reads: ~2.5 GETs/s.
+the announced set, of the interfaces' subnets or of the loaded keys, one delete on shutdown.
+Reads: ~2.5 GETs/s.
 None grow with the Service count.
 Not guaranteed: the annotation lags the truth by up to MIN_WRITE_GAP + one request.
 """
@@ -29,7 +33,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from . import ifaddrs, kube, timing
+from . import ifaddrs, keyring, kube, timing
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,8 @@ NODE_LABEL = "l2lb.io/node"
 ANNOUNCING = "l2lb.io/announcing"
 INTERFACES = "l2lb.io/interfaces"
 SUBNETS = "l2lb.io/subnets"
+KEY_IDS = keyring.KEY_IDS_ANNOTATION
+PUBLISHED = (INTERFACES, SUBNETS, KEY_IDS)  # the annotations besides ANNOUNCING this registry owns
 MIN_WRITE_GAP = 1.0  # seconds between annotation writes of one node
 
 
@@ -71,16 +77,21 @@ def interface_annotations(found: Mapping[str, tuple[ifaddrs.IPNetwork, ...]]) ->
     return {INTERFACES: ifaddrs.format_interfaces(dict(found)), SUBNETS: ",".join(subnets)}
 
 
-def lease_body(node: str, namespace: str, identity: str, ips: frozenset[str], interfaces: Mapping[str, str],
+def key_annotations(keys: tuple[bytes, ...]) -> dict[str, str]:
+    """The annotation that publishes which heartbeat keys this node has loaded (by id)."""
+    return {KEY_IDS: keyring.format_key_ids([keyring.key_id(k) for k in keys])}
+
+
+def lease_body(node: str, namespace: str, identity: str, ips: frozenset[str], published: Mapping[str, str],
                base: dict[str, Any] | None = None) -> dict[str, Any]:
     """The registration to write (base: the Lease last read, to keep its resourceVersion);
-    interfaces: ``interface_annotations`` ({} publishes nothing)."""
+    published: the ``PUBLISHED`` annotations to hold (one left out is removed)."""
     body: dict[str, Any] = dict(base or {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease"})
     meta = dict(body.get("metadata") or {})
     meta.update(name=lease_name(node), namespace=namespace)
     meta["labels"] = {**(meta.get("labels") or {}), ROLE_LABEL: ROLE, NODE_LABEL: node}
-    meta["annotations"] = {**(meta.get("annotations") or {}), ANNOUNCING: ",".join(sorted(ips))}
-    meta["annotations"].update(interfaces)
+    kept = {k: v for k, v in (meta.get("annotations") or {}).items() if k not in PUBLISHED}
+    meta["annotations"] = {**kept, ANNOUNCING: ",".join(sorted(ips)), **published}
     body["metadata"] = meta
     now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     body["spec"] = {**(body.get("spec") or {}), "holderIdentity": identity, "renewTime": now}
@@ -100,8 +111,9 @@ class Registry:
         self.failures = 0
         self._want: frozenset[str] = frozenset()  # IPs to publish
         self._written: frozenset[str] | None = None  # IPs the Lease says (None: unknown)
-        self._want_ifaces: dict[str, str] = {}  # interface annotations to publish
-        self._written_ifaces: str | None = None
+        self._want_notes: dict[str, str] = key_annotations(())  # PUBLISHED annotations to hold
+        self._written_notes: dict[str, str] | None = None  # what the Lease holds (None: unknown)
+        self._notes_lock = threading.Lock()  # two threads publish (sync: interfaces, watch: keys)
         self._last: dict[str, Any] | None = None  # the Lease as last read or written
         self._last_write = float("-inf")
         self._stop = threading.Event()
@@ -115,10 +127,19 @@ class Registry:
 
     def set_interfaces(self, found: Mapping[str, tuple[ifaddrs.IPNetwork, ...]]) -> None:
         """This node's announcing interfaces and their subnets (``ifaddrs.read``)."""
-        want = interface_annotations(found)
-        if want != self._want_ifaces:
-            self._want_ifaces = want
-            self._kick.set()
+        self._publish_notes((INTERFACES, SUBNETS), interface_annotations(found))
+
+    def set_keys(self, keys: tuple[bytes, ...]) -> None:
+        """The heartbeat keys this node has loaded (published by id, never the keys)."""
+        self._publish_notes((KEY_IDS,), key_annotations(keys))
+
+    def _publish_notes(self, names: tuple[str, ...], notes: dict[str, str]) -> None:
+        with self._notes_lock:
+            want = {k: v for k, v in self._want_notes.items() if k not in names} | notes
+            if want == self._want_notes:
+                return
+            self._want_notes = want
+        self._kick.set()
 
     def lost(self) -> None:
         """Someone deleted our Lease: write it again at once."""
@@ -154,23 +175,22 @@ class Registry:
             self._last = self._client.get(kube.LEASES, name, self._ns)
             self._written = frozenset(announced(self._last))
             annotations = (self._last.get("metadata") or {}).get("annotations") or {}
-            self._written_ifaces = annotations.get(INTERFACES, "")
+            self._written_notes = {k: v for k, v in annotations.items() if k in PUBLISHED}
         except kube.NotFound:
-            self._last, self._written, self._written_ifaces = None, None, None
+            self._last, self._written, self._written_notes = None, None, None
         self.last_ok = max(self.last_ok, began)  # the API answered a request sent at `began`
-        want, ifaces = self._want, self._want_ifaces
-        current = (self._last is not None and self._written == want
-                   and self._written_ifaces == ifaces.get(INTERFACES, ""))
+        want, notes = self._want, self._want_notes
+        current = self._last is not None and self._written == want and self._written_notes == notes
         if current or began - self._last_write < MIN_WRITE_GAP:
             return
-        body = lease_body(self._node, self._ns, self._identity, want, ifaces, self._last)
+        body = lease_body(self._node, self._ns, self._identity, want, notes, self._last)
         self.writes += 1
         self._last_write = began
         if self._last is None:
             self._last = self._client.create(kube.LEASES, body, self._ns)
         else:
             self._last = self._client.replace(kube.LEASES, name, body, self._ns)
-        self._written = want
+        self._written, self._written_notes = want, notes
 
     def release(self) -> None:
         """Delete the registration (shutdown): the node is no longer a speaker."""
