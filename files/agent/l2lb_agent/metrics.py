@@ -47,11 +47,14 @@ def serve(host: str, port: int, health: Callable[[], bool],
                 self._send(404, b"not found\n", "text/plain")
 
         def _send(self, code: int, body: bytes, ctype: str) -> None:
-            self.send_response(code)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):  # the prober gave up (e.g. we were paused)
+                log.debug("metrics http: %s left before the answer", self.client_address[0])
 
         def log_message(self, format: str, *args: object) -> None:
             log.debug("metrics http: " + format, *args)

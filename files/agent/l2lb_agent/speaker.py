@@ -115,6 +115,7 @@ class Speaker:
         self.recompute = speaker_metrics.Timer()  # seconds spent updating owners, per sync that changed any
         self.ready, self.not_ready_why = False, "starting"
         self.keys_loaded = False
+        self._leaving = False
         self.keyring_errors = 0
         self._seen_changes = -1
         self._last_live: frozenset[str] | None = None
@@ -191,7 +192,7 @@ class Speaker:
         self._wake.set()
 
     def _registration_changed(self, kind: str, _new: Any, old: dict[str, Any] | None) -> None:
-        if kind == "DELETED" and speaker_registry.lease_node(old or {}) == self.node:
+        if kind == "DELETED" and speaker_registry.lease_node(old or {}) == self.node and not self._leaving:
             log.warning("registration Lease of %s deleted by someone else: writing it again", self.node)
             self.registry.lost()
         self._members_dirty = self._placement_dirty = True
@@ -302,6 +303,7 @@ class Speaker:
         self.registry.stop()
         self.status.stop()
         self.events.stop()
+        self._leaving = True  # the DELETED our own release brings is not someone else's doing
         self.registry.release()
         self.link.stop()
         self.announcer.stop()
