@@ -17,8 +17,12 @@ and `health` (settable callable for /healthz).
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import logging
+import logging.handlers
 import os
+import queue
 import re
 import signal
 import socket
@@ -282,10 +286,65 @@ LOG_FORMAT = "%(asctime)s.%(msecs)03dZ %(levelname)-7s %(name)s: %(message)s"  #
 LOG_DATEFMT = "%Y-%m-%dT%H:%M:%S"
 
 
-def setup_logging(level: str) -> None:
+LOG_QUEUE_LIMIT = 10_000  # records waiting for a slow sink; past it they are dropped, and counted
+
+
+class NonBlockingLogHandler(logging.handlers.QueueHandler):
+    """Hands records to a writer thread and never waits for it: a thread that logs (the answering
+    thread does, per request at debug level) must not stall on a full pipe to the container runtime
+    or a disk that holds writes back. When the queue is full, records are dropped and the next one
+    that fits is preceded by a warning that says how many."""
+
+    def __init__(self, sink: queue.Queue) -> None:
+        super().__init__(sink)
+        self.dropped = 0  # since the last warning; guarded by the handler's lock (held in emit)
+
+    def enqueue(self, record: logging.LogRecord) -> None:
+        try:
+            if self.dropped:
+                self.queue.put_nowait(self._dropped_warning())
+                self.dropped = 0
+            self.queue.put_nowait(record)
+        except queue.Full:
+            self.dropped += 1
+
+    def _dropped_warning(self) -> logging.LogRecord:
+        return logging.LogRecord("l2lb_agent", logging.WARNING, __file__, 0,
+                                 "%d log records dropped: the log sink was too slow", (self.dropped,), None)
+
+
+class LogWriter(logging.handlers.QueueListener):
+    """The thread that writes the queued records. Its stop (at exit) waits at most EXIT_FLUSH_WAIT
+    for the sink, twice: a stuck sink must not keep the process from exiting."""
+
+    EXIT_FLUSH_WAIT = 5.0
+
+    def enqueue_sentinel(self) -> None:
+        with contextlib.suppress(queue.Full):
+            self.queue.put(self._sentinel, timeout=self.EXIT_FLUSH_WAIT)
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self.enqueue_sentinel()
+            self._thread.join(self.EXIT_FLUSH_WAIT)
+            self._thread = None
+
+
+def setup_logging(level: str, stream: Any = None) -> LogWriter:
+    """Log to stream (stderr) through a writer thread; stopped (flushed) at exit."""
     logging.Formatter.converter = time.gmtime
-    logging.basicConfig(level=getattr(logging, level.upper()), format=LOG_FORMAT, datefmt=LOG_DATEFMT,
-                        stream=sys.stderr)
+    writer = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    writer.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATEFMT))
+    sink: queue.Queue = queue.Queue(LOG_QUEUE_LIMIT)
+    listener = LogWriter(sink, writer)
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, NonBlockingLogHandler)]:
+        root.removeHandler(old)
+    root.addHandler(NonBlockingLogHandler(sink))
+    root.setLevel(getattr(logging, level.upper()))
+    listener.start()
+    atexit.register(listener.stop)
+    return listener
 
 
 def _install_signals(stop: threading.Event) -> None:
