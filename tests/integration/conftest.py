@@ -16,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,6 +36,42 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if INTEGRATION_DIR in Path(str(item.path)).resolve().parents:
             item.add_marker(pytest.mark.lab)
+
+
+SPEAKER_LOG_LINES = 25  # per speaker, in a failed test's report
+
+
+STARTED = pytest.StashKey[float]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[STARTED] = time.time()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """A failed test's report ends with what the lab's speakers logged (INFO and above) while it
+    ran: a timing fault seen once in CI can then be read, not guessed."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call" and report.failed:
+        text = speaker_logs_since(item.stash.get(STARTED, call.start))
+        if text:
+            report.sections.append(("speaker logs (INFO and above, last lines)", text))
+
+
+def speaker_logs_since(start: float) -> str:
+    out = []
+    for path in sorted(topo.Paths(topo.repo_root()).state.glob("nodes/*/pods/*/speaker.log")):
+        if path.stat().st_mtime < start:
+            continue
+        with path.open("rb") as log:  # the tail only: a debug log grows by megabytes
+            log.seek(max(0, path.stat().st_size - 4 * 2**20))
+            tail = log.read().decode(errors="replace").splitlines()
+        lines = [line for line in tail if " DEBUG " not in line]
+        out += [f"== {path.parent.parent.parent.name} {path.parent.name}", *lines[-SPEAKER_LOG_LINES:]]
+    return "\n".join(out)
 
 
 @dataclass(frozen=True)
