@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import re
 from collections.abc import Mapping
@@ -77,6 +78,7 @@ def from_secret(secret: Mapping[str, Any]) -> tuple[bytes, ...]:
     return parse_keyring(text)
 
 
+@functools.lru_cache(maxsize=64)  # every heartbeat names each of its keys: hash each key once
 def key_id(key: bytes) -> int:
     """The 32-bit id that names a key in every heartbeat and in a registration. It reveals nothing
     usable about the key (4 bytes of a domain-separated SHA-256), and it is on the LAN anyway."""

@@ -199,7 +199,6 @@ def node_id(name: str) -> int:
 
 
 @functools.lru_cache(maxsize=64)
-@functools.lru_cache(maxsize=64)
 def _keyed(key: bytes) -> hmac.HMAC:
     """HMAC-SHA256 with the key already absorbed: copying it costs ~4 us, where hmac.digest sets
     the key up again for every frame (~20 us on OpenSSL 3; ~30 frames per interval at 30 nodes)."""
