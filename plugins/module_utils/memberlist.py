@@ -109,41 +109,41 @@ def bridge(live: tuple[str, ...], wanted: tuple[str, ...]) -> tuple[str, ...]:
     return (*wanted[:l2lb_keyring.MAX_KEYS - 1], live[0])
 
 
-def ready_nodes(nodes: t.Iterable[t.Mapping[str, t.Any]]) -> set[str]:
-    """Names of the Nodes whose Ready condition is True."""
-    ready = set()
-    for node in nodes:
-        conditions = (node.get("status") or {}).get("conditions") or []
-        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
-            ready.add((node.get("metadata") or {}).get("name"))
-    return ready
+def node_ready(node: t.Mapping[str, t.Any] | None) -> bool:
+    """Whether a Node (None: gone) has its Ready condition True."""
+    conditions = ((node or {}).get("status") or {}).get("conditions") or []
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
 
 
-def lagging_speakers(registrations: t.Iterable[t.Mapping[str, t.Any]], ready: set[str],
+def lagging_speakers(registrations: t.Iterable[t.Mapping[str, t.Any]], ready: t.Callable[[str], bool],
                      keys: t.Sequence[str]) -> list[str]:
     """One line per speaker that would stop trusting its peers if `keys` were written now: on a
     Ready node, it has published keys and none of them is in `keys` (or it has not said yet).
     Speakers holding no key (silent, they take whatever is written) and those on Nodes that are not
-    Ready (they load the Secret when they come back) do not hold a rotation up."""
+    Ready (they load the Secret when they come back) do not hold a rotation up; `ready(node)` is
+    asked only about a speaker that would otherwise."""
     wanted = {l2lb_keyring.key_id(key.encode()) for key in keys}
     lines = []
     for lease in registrations:
         meta = lease.get("metadata") or {}
         node = (meta.get("labels") or {}).get(status.NODE_LABEL)
-        if node not in ready:
-            continue
-        raw = (meta.get("annotations") or {}).get(l2lb_keyring.KEY_IDS_ANNOTATION)
-        if raw is None:
-            lines.append(f"{node}: its speaker has not published its keys yet")
-            continue
-        try:
-            held = l2lb_keyring.parse_key_ids(raw)
-        except l2lb_keyring.KeyringError as error:
-            lines.append(f"{node}: {error}")
-            continue
-        if held and not held & wanted:
-            lines.append(f"{node}: its speaker holds only key ids {raw}, none of the keys to be written")
+        why = _lags(node, (meta.get("annotations") or {}).get(l2lb_keyring.KEY_IDS_ANNOTATION), wanted)
+        if why is not None and ready(node):
+            lines.append(why)
     return sorted(lines)
+
+
+def _lags(node: str, raw: str | None, wanted: set[int]) -> str | None:
+    """Why the speaker of `node`, publishing `raw` key ids, would lose its peers (None: it would not)."""
+    if raw is None:
+        return f"{node}: its speaker has not published its keys yet"
+    try:
+        held = l2lb_keyring.parse_key_ids(raw)
+    except l2lb_keyring.KeyringError as error:
+        return f"{node}: {error}"
+    if held and not held & wanted:
+        return f"{node}: its speaker holds only key ids {raw}, none of the keys to be written"
+    return None
 
 
 def secret(namespace: str, keys: t.Sequence[str]) -> dict[str, t.Any]:

@@ -144,10 +144,12 @@ def run(module: AnsibleModule) -> dict:
 def _lagging_speakers(kube: k8s_apply.Kube, params: dict, keys: tuple[str, ...]) -> list[str]:
     """Waits up to rotation_wait until no speaker would stop trusting its peers once `keys` are
     written; returns those that still would (empty: write)."""
+    def ready(node: str) -> bool:  # read only for a speaker that lags: rarely, and one Node
+        return memberlist.node_ready(kube.get("v1", "Node", node))
+
     def lagging() -> list[str]:
         leases = kube.list("coordination.k8s.io/v1", "Lease", params["namespace"],
                            label_selector=status.HEARTBEAT_SELECTOR)
-        ready = memberlist.ready_nodes(kube.list("v1", "Node"))
         return memberlist.lagging_speakers(leases, ready, keys)
 
     return common.wait_for(lagging, params["rotation_wait"], interval=0.5)

@@ -266,19 +266,19 @@ def ids(*keys: str) -> str:
         "all-lag"])
 def test_lagging_speakers_hold_a_keyring_write_up(held, ready, keys, lagging):
     leases = [registration(node, key_ids) for node, key_ids in held.items()]
-    lines = memberlist.lagging_speakers(leases, ready, keys)
+    lines = memberlist.lagging_speakers(leases, ready.__contains__, keys)
     assert [line.split(":")[0] for line in lines] == lagging
     for line in lines:
         assert not any(key in line for key in (KEY_A, KEY_B, KEY_C, KEY_D))
 
 
-def test_ready_nodes_are_those_whose_ready_condition_is_true():
+def test_a_node_is_ready_only_when_its_ready_condition_is_true():
     def node(name: str, *conditions: tuple[str, str]) -> dict:
         return {"metadata": {"name": name},
                 "status": {"conditions": [{"type": t, "status": s} for t, s in conditions]}}
     nodes = [node("a", ("Ready", "True")), node("b", ("Ready", "Unknown")), node("c", ("Ready", "False")),
-             node("d", ("MemoryPressure", "True")), {"metadata": {"name": "e"}}]
-    assert memberlist.ready_nodes(nodes) == {"a"}
+             node("d", ("MemoryPressure", "True")), {"metadata": {"name": "e"}}, None]
+    assert [memberlist.node_ready(n) for n in nodes] == [True, False, False, False, False, False]
 
 
 # ---- preflight -----------------------------------------------------------------------------------
