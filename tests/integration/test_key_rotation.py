@@ -19,6 +19,7 @@ import time
 import pytest
 from ansible_run import NS, playbook, succeeded
 from l2lb_agent import keyring
+from l2lb_agent import speaker_registry as registry
 from test_ansible import TUTORIAL_IP, apply_tutorial, delete_tutorial, lb_ip, wait_for
 from test_deploy_safety import agent_pids
 
@@ -26,7 +27,6 @@ from tests.bench import speaker_harness as h
 
 pytestmark = pytest.mark.timeout(600)
 KEY_1, KEY_2, KEY_3 = "r1" + "Q" * 42, "r2" + "Z" * 42, "r3" + "K" * 42
-KEY_IDS = "l2lb.io/key-ids"
 
 
 @pytest.fixture(scope="module")
@@ -47,12 +47,14 @@ def live_keys(kube) -> list[str]:
 
 def registrations(kube) -> dict[str, dict[str, str]]:
     """node -> the annotations of its speaker's registration Lease."""
-    leases = kube.coordination.list_namespaced_lease(NS, label_selector="l2lb.io/role=speaker-heartbeat")
-    return {lease.metadata.labels["l2lb.io/node"]: lease.metadata.annotations or {} for lease in leases.items}
+    selector = f"{registry.ROLE_LABEL}={registry.ROLE}"
+    leases = kube.coordination.list_namespaced_lease(NS, label_selector=selector)
+    return {lease.metadata.labels[registry.NODE_LABEL]: lease.metadata.annotations or {}
+            for lease in leases.items}
 
 
 def held_key_ids(kube) -> dict[str, str]:
-    return {node: notes.get(KEY_IDS) for node, notes in registrations(kube).items()}
+    return {node: notes.get(registry.KEY_IDS) for node, notes in registrations(kube).items()}
 
 
 def key_ids(*keys: str) -> str:
@@ -104,7 +106,7 @@ def test_two_rotations_keep_one_answer_without_gaps(deployed, kube, tmp_path) ->
 def standby_speaker(kube) -> tuple[str, list[int]]:
     """A node whose speaker does not answer for the tutorial's address, and its agent's PIDs."""
     owners = [node for node, notes in registrations(kube).items()
-              if TUTORIAL_IP in (notes.get("l2lb.io/announcing") or "").split(",")]
+              if TUTORIAL_IP in (notes.get(registry.ANNOUNCING) or "").split(",")]
     assert len(owners) == 1, f"expected one owner of {TUTORIAL_IP}, registrations say {owners}"
     pods = kube.core.list_namespaced_pod(NS, label_selector="component=speaker").items
     pod = next(p for p in pods if p.spec.node_name != owners[0])

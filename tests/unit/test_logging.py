@@ -9,7 +9,19 @@ import os
 import queue
 import threading
 
+import pytest
 from l2lb_agent import cli
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_restored():
+    """setup_logging configures the root logger: put back what pytest had."""
+    root = logging.getLogger()
+    level = root.level
+    yield
+    for handler in [h for h in root.handlers if isinstance(h, cli.NonBlockingLogHandler)]:
+        root.removeHandler(handler)
+    root.setLevel(level)
 
 
 def test_a_stuck_sink_never_blocks_a_logging_call() -> None:
@@ -33,7 +45,6 @@ def test_a_stuck_sink_never_blocks_a_logging_call() -> None:
         drain = threading.Thread(target=lambda: [None for _ in iter(lambda: os.read(read_end, 65536), b"")])
         drain.start()  # the sink moves again: the writer thread empties the queue and stops
         listener.stop()
-        logging.getLogger().handlers.clear()
         stream.close()
         drain.join(10)
         os.close(read_end)
@@ -65,7 +76,6 @@ def test_lines_keep_the_agent_format_and_tracebacks() -> None:
             log.exception("failed %s", "here")
     finally:
         listener.stop()
-        logging.getLogger().handlers.clear()
     lines = out.getvalue().splitlines()
     assert "not shown" not in out.getvalue()
     assert lines[0].endswith("Z ERROR   l2lb_agent.test: failed here"), lines[0]
